@@ -1,0 +1,103 @@
+"""``itagger ingest | check | images | status | db | sample``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from itagger_lib.commands import open_workspace
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("ingest", help="add image files and folders to the workspace")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or glob patterns")
+    p.add_argument("--no-recursive", dest="recursive", action="store_false", help="do not descend into sub-folders")
+    p.add_argument("--collection", help="label the new images with a collection name")
+    p.add_argument("--strict", action="store_true", help="exit non-zero if any file failed")
+    p.add_argument("--workers", type=int, help="hashing threads (default: 2 × cores, at most 8)")
+    p.set_defaults(func=cmd_ingest)
+
+    p = subparsers.add_parser("check", help="check that every image has its file and every file its row")
+    p.add_argument("--no-rehash", dest="rehash", action="store_false", help="skip re-hashing file contents")
+    p.set_defaults(func=cmd_check)
+
+    p = subparsers.add_parser("status", help="workspace counts, schema revision and version")
+    p.set_defaults(func=cmd_status)
+
+    p = subparsers.add_parser("images", help="list images as CSV")
+    p.set_defaults(func=cmd_images)
+
+    p = subparsers.add_parser("db", help="database schema migrations")
+    db = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db.add_parser("upgrade", help="apply pending migrations (back up first)").set_defaults(func=cmd_db_upgrade)
+    db.add_parser("current", help="print the schema revision and the package's head").set_defaults(func=cmd_db_current)
+
+    p = subparsers.add_parser("sample", help="write the generated sample images to a folder")
+    p.add_argument("dest", help="folder to write into")
+    p.add_argument("-n", type=int, default=12, help="number of images (default 12)")
+    p.set_defaults(func=cmd_sample)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    ws = open_workspace(args)
+    report = ws.ingest(args.paths, recursive=args.recursive, collection=args.collection,
+                       progress=sys.stderr.isatty(), workers=args.workers)
+    print(report)
+    if report.failed and args.strict:
+        return 1
+    if report.failed and not report.processed:
+        return 1
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    report = open_workspace(args).check(rehash=args.rehash)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    print(json.dumps(open_workspace(args).status(), indent=2, default=str))
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    open_workspace(args).images().to_csv(sys.stdout)
+    return 0
+
+
+def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from itagger_lib.config import Settings
+    from itagger_lib.db import make_engine
+
+    settings = Settings.from_env(home=args.home, database_url=args.database_url, store=args.store)
+    return make_engine(settings.database_url)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from itagger_lib.db import current_revision, head_revision, upgrade
+
+    engine = _engine(args)
+    before = current_revision(engine)
+    upgrade(engine)
+    print(f"schema: {before or 'empty'} -> {current_revision(engine)} (head {head_revision()})")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    from itagger_lib.db import current_revision, head_revision
+
+    current = current_revision(_engine(args))
+    head = head_revision()
+    state = "up to date" if current == head else "behind: run `itagger db upgrade`"
+    print(f"current: {current or 'empty'}\nhead:    {head}\n{state}")
+    return 0 if current == head else 1
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from itagger_lib.samples import write_samples
+
+    paths = write_samples(args.dest, n=args.n)
+    print(f"wrote {len(paths)} sample images to {args.dest}")
+    return 0

@@ -1,0 +1,277 @@
+"""SQLAlchemy 2 models of the workbench database.
+
+The schema itself is owned by the Alembic migrations in ``db/migrations``; these classes
+mirror it for queries and must be kept in step (a test compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+class Image(Base):
+    """One image, identified by the SHA-256 of its bytes."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    ext: Mapped[str] = mapped_column(sa.String(8))
+    format: Mapped[str] = mapped_column(sa.String(16))
+    width: Mapped[int] = mapped_column(sa.Integer)
+    height: Mapped[int] = mapped_column(sa.Integer)
+    bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    source_name: Mapped[str] = mapped_column(sa.Text)
+    source_path: Mapped[str] = mapped_column(sa.Text)
+    collection: Mapped[str | None] = mapped_column(sa.String(200), index=True)
+    ingested_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    ingested_by: Mapped[str] = mapped_column(sa.String(200))
+
+
+class ImageSource(Base):
+    """Every file name and path an image was ingested from (duplicates share one image)."""
+
+    __tablename__ = "image_sources"
+    __table_args__ = (sa.UniqueConstraint("image_id", "source_path", name="uq_image_sources_path"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(sa.ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    source_name: Mapped[str] = mapped_column(sa.Text)
+    source_path: Mapped[str] = mapped_column(sa.Text)
+    ingested_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    ingested_by: Mapped[str] = mapped_column(sa.String(200))
+
+
+class Run(Base):
+    """One execution of a job (ingest, science, vlm, batch, ...) and its outcome."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(32), index=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params_hash: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    version: Mapped[str] = mapped_column(sa.String(32))
+    status: Mapped[str] = mapped_column(sa.String(16), default="running")
+    started_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+    n_total: Mapped[int] = mapped_column(sa.Integer, default=0)
+    n_done: Mapped[int] = mapped_column(sa.Integer, default=0)
+    n_skipped: Mapped[int] = mapped_column(sa.Integer, default=0)
+    n_failed: Mapped[int] = mapped_column(sa.Integer, default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    output_path: Mapped[str | None] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class RunFailure(Base):
+    """One input a run could not process, and why."""
+
+    __tablename__ = "run_failures"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    input: Mapped[str] = mapped_column(sa.Text)
+    image_id: Mapped[int | None] = mapped_column(sa.ForeignKey("images.id", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(sa.Text)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class Metric(Base):
+    """One science value of one image under one parameter set, with its provenance."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (
+        sa.UniqueConstraint("image_id", "params_hash", "key", name="uq_metrics_image_params_key"),
+        sa.Index("ix_metrics_params_key_value", "params_hash", "key", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(sa.ForeignKey("images.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    params_hash: Mapped[str] = mapped_column(sa.String(64))
+    key: Mapped[str] = mapped_column(sa.String(64))
+    value: Mapped[float | None] = mapped_column(sa.Float)
+    metric_version: Mapped[str] = mapped_column(sa.String(16))
+    package_version: Mapped[str] = mapped_column(sa.String(32))
+
+
+class Setting(Base):
+    """A workspace setting (VLM provider and model, budgets, kill switch, ...)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(sa.String(200))
+
+
+class Codebook(Base):
+    """A stored version of an attribute codebook; never edited once it has ratings."""
+
+    __tablename__ = "codebooks"
+    __table_args__ = (sa.UniqueConstraint("name", "version", name="uq_codebooks_name_version"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    version: Mapped[str] = mapped_column(sa.String(64))
+    content_hash: Mapped[str] = mapped_column(sa.String(64))
+    source_text: Mapped[str] = mapped_column(sa.Text)
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+
+
+class Study(Base):
+    """A rating study: which codebook, how many raters per image, and its design."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    codebook_id: Mapped[int] = mapped_column(sa.ForeignKey("codebooks.id"))
+    raters_per_image: Mapped[int] = mapped_column(sa.Integer, default=3)
+    seed: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    mode: Mapped[str] = mapped_column(sa.String(16), default="blind")
+    design: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+
+
+class Assignment(Base):
+    """One slot of a study: an image given to one rater at one position of their sequence."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        sa.Index("ix_assignments_rater", "study_id", "rater", "position"),
+        sa.Index("ix_assignments_image", "study_id", "image_id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(sa.ForeignKey("studies.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(sa.ForeignKey("images.id", ondelete="CASCADE"))
+    slot: Mapped[int] = mapped_column(sa.Integer, default=0)
+    rater: Mapped[str | None] = mapped_column(sa.String(200))
+    position: Mapped[int | None] = mapped_column(sa.Integer)
+    kind: Mapped[str] = mapped_column(sa.String(16), default="normal")
+    status: Mapped[str] = mapped_column(sa.String(16), default="open")
+    assigned_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Rating(Base):
+    """One value of one attribute for one image by one rater (human, VLM, import, adjudication)."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        sa.Index("ix_ratings_image_attribute", "image_id", "attribute"),
+        sa.Index("ix_ratings_rater", "rater", "attribute"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(sa.ForeignKey("images.id", ondelete="CASCADE"))
+    attribute: Mapped[str] = mapped_column(sa.String(100))
+    codebook_id: Mapped[int] = mapped_column(sa.ForeignKey("codebooks.id"))
+    rater: Mapped[str] = mapped_column(sa.String(200))
+    source: Mapped[str] = mapped_column(sa.String(16), default="human")
+    value: Mapped[float | None] = mapped_column(sa.Float)
+    value_text: Mapped[str | None] = mapped_column(sa.Text)
+    mode: Mapped[str] = mapped_column(sa.String(16), default="blind")
+    study_id: Mapped[int | None] = mapped_column(sa.ForeignKey("studies.id", ondelete="SET NULL"))
+    assignment_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("assignments.id", ondelete="SET NULL")
+    )
+    position: Mapped[int | None] = mapped_column(sa.Integer)
+    dwell_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    session_id: Mapped[str | None] = mapped_column(sa.String(64))
+    is_repeat: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    is_gold: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    repeat_index: Mapped[int] = mapped_column(sa.Integer, default=0)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="SET NULL"))
+    vlm_call_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    rated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class VLMPrice(Base):
+    """Price of one provider's model in USD per million input and output tokens."""
+
+    __tablename__ = "vlm_prices"
+
+    provider: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    input_per_mtok: Mapped[float] = mapped_column(sa.Float)
+    output_per_mtok: Mapped[float] = mapped_column(sa.Float)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class VLMCall(Base):
+    """The ledger: one request to a VLM (or its reservation), with tokens, cost and response."""
+
+    __tablename__ = "vlm_calls"
+    __table_args__ = (sa.Index("ix_vlm_calls_cache", "cache_key", "status"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="SET NULL"), index=True)
+    cache_key: Mapped[str] = mapped_column(sa.String(64))
+    provider: Mapped[str] = mapped_column(sa.String(64))
+    model: Mapped[str] = mapped_column(sa.String(200))
+    prompt_hash: Mapped[str] = mapped_column(sa.String(64))
+    prompt_version: Mapped[str] = mapped_column(sa.String(32))
+    image_id: Mapped[int | None] = mapped_column(sa.ForeignKey("images.id", ondelete="SET NULL"))
+    image_sha256: Mapped[str] = mapped_column(sa.String(64))
+    codebook_id: Mapped[int | None] = mapped_column(sa.ForeignKey("codebooks.id"))
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    repeat_index: Mapped[int] = mapped_column(sa.Integer, default=0)
+    status: Mapped[str] = mapped_column(sa.String(16), default="reserved")
+    input_tokens: Mapped[int | None] = mapped_column(sa.Integer)
+    output_tokens: Mapped[int | None] = mapped_column(sa.Integer)
+    reserved_usd: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    cost_usd: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    latency_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    raw_response: Mapped[str | None] = mapped_column(sa.Text)
+    rationale: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class ImageSet(Base):
+    """A named selection of images (from the explorer, or a collection for analysis)."""
+
+    __tablename__ = "image_sets"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+
+
+class ImageSetMember(Base):
+    __tablename__ = "image_set_members"
+
+    set_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("image_sets.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )

@@ -1,0 +1,171 @@
+"""Every error a user of Image Tagger can cause, in one tree.
+
+::
+
+    ItaggerError
+    ├── ConfigError                 a setting or environment variable is unusable
+    ├── MigrationError              the database schema is not at the expected revision
+    ├── StoreError                  the image store cannot be written or read
+    │   └── StoreIntegrityError     a stored file is missing or its bytes changed
+    ├── ImageError                  one input file cannot be used (has ``.path``)
+    │   ├── UnreadableFileError     permissions, broken symlink, loop, a directory
+    │   ├── UnsupportedFormatError  not one of the supported image formats
+    │   ├── CorruptImageError       truncated, zero bytes, not an image at all
+    │   └── ImageTooLargeError      above the decompression-bomb megapixel limit
+    ├── ImageNotFoundError          no image with that id or hash in the workspace
+    ├── ScienceError                a metric cannot be computed
+    ├── CodebookError               an invalid codebook (has ``.line``)
+    ├── RatingError                 a value not valid for its attribute
+    ├── AssignmentError             the tagging queue cannot give out an image
+    ├── VLMError                    the VLM engine
+    │   ├── ProviderError           unknown provider, missing key or base URL
+    │   ├── PriceUnknownError       no price set for a model before spending
+    │   ├── BudgetExceededError     a request would overrun a budget
+    │   ├── KillSwitchError         the workspace kill switch is on
+    │   └── VLMResponseError        a response that fails validation
+    ├── BatchError                  a papermill batch run failed
+    └── OperationsError             backup, restore or doctor
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "AssignmentError",
+    "BatchError",
+    "BudgetExceededError",
+    "CodebookError",
+    "ConfigError",
+    "CorruptImageError",
+    "ImageError",
+    "ImageNotFoundError",
+    "ImageTooLargeError",
+    "ItaggerError",
+    "KillSwitchError",
+    "MigrationError",
+    "OperationsError",
+    "PriceUnknownError",
+    "ProviderError",
+    "RatingError",
+    "ScienceError",
+    "StoreError",
+    "StoreIntegrityError",
+    "UnreadableFileError",
+    "UnsupportedFormatError",
+    "VLMError",
+    "VLMResponseError",
+]
+
+
+class ItaggerError(Exception):
+    """Base class of every error Image Tagger raises on purpose."""
+
+
+class ConfigError(ItaggerError):
+    """A setting or environment variable has a value that cannot be used."""
+
+
+class MigrationError(ItaggerError):
+    """The database schema is not at the revision this version expects."""
+
+
+class StoreError(ItaggerError):
+    """The content-addressed image store cannot be written or read."""
+
+
+class StoreIntegrityError(StoreError):
+    """A stored file is missing or its bytes no longer match its hash."""
+
+
+class ImageError(ItaggerError):
+    """One input file cannot be used as an image.
+
+    ``path`` names the file; the message says what is wrong and what to do.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class UnreadableFileError(ImageError):
+    """The file cannot be opened: permissions, a broken symlink, a loop, a folder."""
+
+
+class UnsupportedFormatError(ImageError):
+    """The file is an image format Image Tagger does not ingest."""
+
+
+class CorruptImageError(ImageError):
+    """The file is empty, truncated or not an image despite its suffix."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image has more pixels than the configured decompression-bomb limit."""
+
+
+class ImageNotFoundError(ItaggerError, KeyError):
+    """No image with that id or SHA-256 is in the workspace."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ScienceError(ItaggerError):
+    """A metric cannot be computed for an image or with these parameters."""
+
+
+class CodebookError(ItaggerError):
+    """A codebook is invalid; ``line`` is the 1-based line at fault, if known."""
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None) -> None:
+        self.source = source
+        self.line = line
+        where = ""
+        if source is not None:
+            where = f"{source}:{line}: " if line is not None else f"{source}: "
+        elif line is not None:
+            where = f"line {line}: "
+        super().__init__(f"{where}{message}")
+
+
+class RatingError(ItaggerError):
+    """A rating value is not valid for its attribute."""
+
+
+class AssignmentError(ItaggerError):
+    """The tagging queue cannot give out an image (no study, no images left)."""
+
+
+class VLMError(ItaggerError):
+    """Base class of the VLM engine's errors."""
+
+
+class ProviderError(VLMError):
+    """Unknown provider, or a provider without the key or base URL it needs."""
+
+
+class PriceUnknownError(VLMError):
+    """A model has no price in the price table, so its cost cannot be bounded."""
+
+
+class BudgetExceededError(VLMError):
+    """Sending a request would take spending past a run or workspace budget."""
+
+
+class KillSwitchError(VLMError):
+    """The workspace kill switch is on: no new VLM calls are made."""
+
+
+class VLMResponseError(VLMError):
+    """A VLM response is malformed or fails validation against the codebook."""
+
+
+class BatchError(ItaggerError):
+    """A papermill batch run failed; the run record holds the error."""
+
+
+class OperationsError(ItaggerError):
+    """Backup, restore or doctor could not complete."""

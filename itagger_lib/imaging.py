@@ -1,0 +1,216 @@
+"""Reading images: format and size from the header, integrity checks, oriented decoding.
+
+Ingest must be close to hashing speed, so nothing here decodes pixels unless asked:
+:func:`probe` reads the header (format, size, EXIF orientation) and checks the file's
+structure (a JPEG ends with its EOI marker, a PNG with IEND, a WebP's RIFF size matches),
+which catches truncated and non-image files without a full decode.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from itagger_lib.errors import (
+    CorruptImageError,
+    ImageTooLargeError,
+    UnreadableFileError,
+    UnsupportedFormatError,
+)
+
+# Pillow format name -> the extension the store uses.
+SUPPORTED_FORMATS: dict[str, str] = {
+    "JPEG": "jpg",
+    "MPO": "jpg",  # multi-picture JPEG from phones: the first frame is a plain JPEG
+    "PNG": "png",
+    "WEBP": "webp",
+    "TIFF": "tif",
+    "BMP": "bmp",
+}
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp"})
+# Image suffixes we recognise but do not ingest: a clear failure rather than silence.
+UNSUPPORTED_IMAGE_SUFFIXES = frozenset(
+    {".gif", ".heic", ".heif", ".avif", ".svg", ".jp2", ".ico", ".psd", ".cr2", ".nef", ".dng", ".raw"}
+)
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says: format, extension in the store, and the displayed size."""
+
+    format: str
+    ext: str
+    width: int
+    height: int
+    orientation: int = 1
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1e6
+
+
+def check_readable(path: Path) -> None:
+    """Raise :class:`UnreadableFileError` for broken links, loops, folders, no permission."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnreadableFileError(path, "symlink loop; remove or fix the link") from exc
+        if path.is_symlink():
+            target = os.readlink(path)
+            raise UnreadableFileError(
+                path, f"broken symlink to {target!r}; fix the link or remove it"
+            ) from exc
+        raise UnreadableFileError(path, f"cannot be read ({exc.strerror}); check the path") from exc
+    if path.is_dir():
+        raise UnreadableFileError(path, "is a folder, not a file; pass it as a folder to ingest")
+    if not os.access(path, os.R_OK):
+        raise UnreadableFileError(path, "permission denied; make the file readable (chmod a+r)")
+    if st.st_size == 0:
+        raise CorruptImageError(path, "is empty (0 bytes); re-export or re-copy the file")
+
+
+def _tail(path: Path, n: int) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - n))
+        return handle.read()
+
+
+def _check_structure(path: Path, fmt: str) -> None:
+    if fmt in {"JPEG", "MPO"}:
+        # Trailing padding after EOI is common; a truncated file has no EOI near its end.
+        if b"\xff\xd9" not in _tail(path, 4096):
+            raise CorruptImageError(path, "truncated JPEG (no end-of-image marker); re-copy it")
+    elif fmt == "PNG":
+        if b"IEND" not in _tail(path, 64):
+            raise CorruptImageError(path, "truncated PNG (no IEND chunk); re-copy it")
+    elif fmt == "WEBP":
+        with path.open("rb") as handle:
+            header = handle.read(12)
+        declared = int.from_bytes(header[4:8], "little") + 8
+        if declared > path.stat().st_size:
+            raise CorruptImageError(path, "truncated WebP (shorter than its RIFF header says)")
+    elif fmt == "BMP":
+        with path.open("rb") as handle:
+            header = handle.read(6)
+        declared = int.from_bytes(header[2:6], "little")
+        if declared and declared > path.stat().st_size:
+            raise CorruptImageError(path, "truncated BMP (shorter than its header says)")
+
+
+def probe(path: str | Path, max_megapixels: float | None = None) -> ImageInfo:
+    """Format, store extension and displayed size of an image, without decoding pixels.
+
+    Raises an :class:`~itagger_lib.errors.ImageError` subclass naming ``path`` for
+    unreadable, empty, truncated, unsupported or over-large files.
+    """
+    path = Path(path)
+    check_readable(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as img:
+                    fmt = (img.format or "").upper()
+                    width, height = img.size
+                    orientation = 1
+                    if fmt in SUPPORTED_FORMATS:
+                        try:
+                            orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
+                        except Exception:
+                            orientation = 1
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except UnidentifiedImageError as exc:
+        suffix = path.suffix.lower()
+        if suffix in UNSUPPORTED_IMAGE_SUFFIXES:
+            raise UnsupportedFormatError(
+                path, f"{suffix} images are not supported; convert to JPEG, PNG, WebP or TIFF"
+            ) from exc
+        raise CorruptImageError(
+            path, "not a readable image (unknown or damaged content); check the file"
+        ) from exc
+    except OSError as exc:
+        raise CorruptImageError(path, f"damaged image header ({exc}); re-copy the file") from exc
+    if fmt not in SUPPORTED_FORMATS:
+        raise UnsupportedFormatError(
+            path,
+            f"format {fmt or 'unknown'} is not supported (supported: JPEG, PNG, WebP, TIFF, BMP); "
+            "convert the file",
+        )
+    if width <= 0 or height <= 0:
+        raise CorruptImageError(path, f"header gives an impossible size {width}x{height}")
+    if max_megapixels is not None and width * height > max_megapixels * 1e6:
+        raise ImageTooLargeError(
+            path,
+            f"{width}x{height} is {width * height / 1e6:.1f} megapixels, above the limit of "
+            f"{max_megapixels:g} (a possible decompression bomb); if the image is genuine, raise "
+            "ITAGGER_MAX_MEGAPIXELS",
+        )
+    _check_structure(path, fmt)
+    if orientation in _TRANSPOSED_ORIENTATIONS:
+        width, height = height, width
+    return ImageInfo(fmt, SUPPORTED_FORMATS[fmt], width, height, orientation)
+
+
+def reduced_decode_flag(long_side: int, target_long_side: int | None) -> int:
+    """The OpenCV imread flag that decodes at 1/2, 1/4 or 1/8 size while staying >= target."""
+    if not target_long_side:
+        return cv2.IMREAD_COLOR
+    for factor, flag in (
+        (8, cv2.IMREAD_REDUCED_COLOR_8),
+        (4, cv2.IMREAD_REDUCED_COLOR_4),
+        (2, cv2.IMREAD_REDUCED_COLOR_2),
+    ):
+        if long_side // factor >= target_long_side:
+            return flag
+    return cv2.IMREAD_COLOR
+
+
+def load_rgb(path: str | Path, long_side: int | None = None, *, size_hint: int | None = None) -> np.ndarray:
+    """Decode an image to an RGB ``uint8`` array with EXIF orientation applied.
+
+    With ``long_side``, the result is resized (area interpolation, never upscaled) so its
+    long side is at most ``long_side``; JPEGs are decoded at reduced size when
+    ``size_hint`` (the stored long side) shows that this loses nothing.
+    """
+    path = Path(path)
+    flag = reduced_decode_flag(size_hint or 0, long_side)
+    bgr = cv2.imread(str(path), flag)
+    if bgr is None:
+        check_readable(path)
+        raise CorruptImageError(path, "cannot be decoded; the file is damaged or not an image")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if long_side:
+        rgb = fit_long_side(rgb, long_side)
+    return rgb
+
+
+def fit_long_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
+    """Resize with area interpolation so the long side is at most ``long_side`` (no upscaling)."""
+    height, width = rgb.shape[:2]
+    scale = long_side / max(height, width)
+    if scale >= 1:
+        return rgb
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """Encode an RGB array as JPEG bytes (for display caches and VLM requests)."""
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise CorruptImageError("<array>", "could not encode the image as JPEG")
+    return buffer.tobytes()

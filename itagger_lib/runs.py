@@ -1,0 +1,107 @@
+"""Run records: every job (ingest, science, vlm, batch, ...) and the inputs it failed on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from itagger_lib._version import __version__
+from itagger_lib.db.models import Run, RunFailure, utcnow
+
+STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces, so equal parameters hash equally."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def hash_parameters(parameters: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(parameters).encode()).hexdigest()
+
+
+def start_run(
+    engine: Engine,
+    kind: str,
+    parameters: Mapping[str, Any],
+    user: str,
+    *,
+    params_hash: str | None = None,
+    n_total: int = 0,
+) -> int:
+    """Record a new run as ``running`` and return its id."""
+    with engine.begin() as connection:
+        result = connection.execute(
+            sa.insert(Run).values(
+                kind=kind,
+                parameters=dict(parameters),
+                params_hash=params_hash or hash_parameters(parameters),
+                version=__version__,
+                status="running",
+                started_at=utcnow(),
+                created_by=user,
+                n_total=n_total,
+                details={},
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+
+def failure_rows(run_id: int, failures: Iterable[tuple[str, int | None, str]]) -> list[dict[str, Any]]:
+    now = utcnow()
+    return [
+        {"run_id": run_id, "input": item, "image_id": image_id, "reason": reason, "at": now}
+        for item, image_id, reason in failures
+    ]
+
+
+def record_failures(
+    connection: sa.Connection, run_id: int, failures: Iterable[tuple[str, int | None, str]]
+) -> None:
+    rows = failure_rows(run_id, failures)
+    if rows:
+        connection.execute(sa.insert(RunFailure), rows)
+
+
+def update_run(engine_or_connection: Engine | sa.Connection, run_id: int, **values: Any) -> None:
+    statement = sa.update(Run).where(Run.id == run_id).values(**values)
+    if isinstance(engine_or_connection, Engine):
+        with engine_or_connection.begin() as connection:
+            connection.execute(statement)
+    else:
+        engine_or_connection.execute(statement)
+
+
+def finish_run(
+    engine: Engine,
+    run_id: int,
+    *,
+    status: str | None = None,
+    error: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    **counts: int,
+) -> str:
+    """Close a run; without ``status`` it is ``succeeded``, or ``partial`` if anything failed."""
+    with engine.begin() as connection:
+        run = connection.execute(sa.select(Run).where(Run.id == run_id)).mappings().one()
+        n_failed = counts.get("n_failed", run["n_failed"])
+        n_done = counts.get("n_done", run["n_done"])
+        if status is None:
+            if n_failed and not n_done:
+                status = "failed"
+            elif n_failed:
+                status = "partial"
+            else:
+                status = "succeeded"
+        values: dict[str, Any] = {"status": status, "finished_at": utcnow(), **counts}
+        if error is not None:
+            values["error"] = error
+        if details is not None:
+            values["details"] = {**(run["details"] or {}), **details}
+        connection.execute(sa.update(Run).where(Run.id == run_id).values(**values))
+    return status
