@@ -89,6 +89,10 @@ class ImageError(ItaggerError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Rebuild from (path, reason) so the error survives pickling out of worker processes.
+        return (type(self), (self.path, self.reason))
+
 
 class UnreadableFileError(ImageError):
     """The file cannot be opened: permissions, a broken symlink, a loop, a folder."""

@@ -37,7 +37,20 @@ SUPPORTED_FORMATS: dict[str, str] = {
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 # Image suffixes we recognise but do not ingest: a clear failure rather than silence.
 UNSUPPORTED_IMAGE_SUFFIXES = frozenset(
-    {".gif", ".heic", ".heif", ".avif", ".svg", ".jp2", ".ico", ".psd", ".cr2", ".nef", ".dng", ".raw"}
+    {
+        ".gif",
+        ".heic",
+        ".heif",
+        ".avif",
+        ".svg",
+        ".jp2",
+        ".ico",
+        ".psd",
+        ".cr2",
+        ".nef",
+        ".dng",
+        ".raw",
+    }
 )
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
@@ -65,16 +78,28 @@ def check_readable(path: Path) -> None:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnreadableFileError(path, "symlink loop; remove or fix the link") from exc
-        if path.is_symlink():
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise UnreadableFileError(
+                path, "permission denied (a folder on the path cannot be entered); fix permissions"
+            ) from exc
+        try:
             target = os.readlink(path)
+        except OSError:
+            target = None
+        if target is not None:
             raise UnreadableFileError(
                 path, f"broken symlink to {target!r}; fix the link or remove it"
             ) from exc
         raise UnreadableFileError(path, f"cannot be read ({exc.strerror}); check the path") from exc
     if path.is_dir():
         raise UnreadableFileError(path, "is a folder, not a file; pass it as a folder to ingest")
-    if not os.access(path, os.R_OK):
-        raise UnreadableFileError(path, "permission denied; make the file readable (chmod a+r)")
+    try:
+        with path.open("rb"):
+            pass
+    except PermissionError as exc:
+        raise UnreadableFileError(path, "permission denied; make the file readable (chmod a+r)") from exc
+    except OSError as exc:
+        raise UnreadableFileError(path, f"cannot be opened ({exc.strerror}); check the file") from exc
     if st.st_size == 0:
         raise CorruptImageError(path, "is empty (0 bytes); re-export or re-copy the file")
 
@@ -210,7 +235,9 @@ def fit_long_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     """Encode an RGB array as JPEG bytes (for display caches and VLM requests)."""
-    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buffer = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     if not ok:
         raise CorruptImageError("<array>", "could not encode the image as JPEG")
     return buffer.tobytes()

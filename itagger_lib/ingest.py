@@ -96,6 +96,7 @@ class _Prepared:
     info: ImageInfo | None = None
     sha256: str | None = None
     size: int = 0
+    staged: Path | None = None
     error: str | None = None
 
 
@@ -159,8 +160,11 @@ def expand_paths(
                         walk(mpath)
                     else:
                         failures.append(
-                            (match, "is a folder matched by a file pattern; pass recursive=True "
-                             "(--recursive) or a pattern that matches files")
+                            (
+                                match,
+                                "is a folder matched by a file pattern; pass recursive=True "
+                                "(--recursive) or a pattern that matches files",
+                            )
                         )
                 else:
                     candidates.append(_Candidate(mpath, match))
@@ -180,14 +184,17 @@ def _prepare(candidate: _Candidate, store: ImageStore, max_megapixels: float) ->
         info = probe(candidate.path, max_megapixels)
         sha = sha256_file(candidate.path)
         size = candidate.path.stat().st_size
-        store.put(candidate.path, sha, info.ext)
-        return _Prepared(candidate, info, sha, size)
+        staged = store.stage(candidate.path, sha, info.ext)
+        return _Prepared(candidate, info, sha, size, staged)
     except ImageError as exc:
         return _Prepared(candidate, error=exc.reason)
     except ItaggerError as exc:
         return _Prepared(candidate, error=str(exc))
     except OSError as exc:
-        return _Prepared(candidate, error=str(UnreadableFileError(candidate.path, exc.strerror or str(exc)).reason))
+        return _Prepared(
+            candidate,
+            error=str(UnreadableFileError(candidate.path, exc.strerror or str(exc)).reason),
+        )
 
 
 def _bounded_map(
@@ -203,7 +210,9 @@ def _bounded_map(
         yield pending.pop(0).result()
 
 
-def _insert_ignore(connection: sa.Connection, model: type[Any], rows: list[dict[str, Any]], returning: Any = None) -> list[Any]:
+def _insert_ignore(
+    connection: sa.Connection, model: type[Any], rows: list[dict[str, Any]], returning: Any = None
+) -> list[Any]:
     if not rows:
         return []
     if connection.dialect.name == "postgresql":
@@ -218,7 +227,11 @@ def _insert_ignore(connection: sa.Connection, model: type[Any], rows: list[dict[
 
 
 def _write_batch(
-    connection: sa.Connection, batch: list[_Prepared], user: str, collection: str | None, report: IngestReport
+    connection: sa.Connection,
+    batch: list[_Prepared],
+    user: str,
+    collection: str | None,
+    report: IngestReport,
 ) -> None:
     now = utcnow()
     image_rows: dict[str, dict[str, Any]] = {}
@@ -242,9 +255,7 @@ def _write_batch(
         )
     inserted = set(_insert_ignore(connection, Image, list(image_rows.values()), Image.sha256))
     ids = dict(
-        connection.execute(
-            sa.select(Image.sha256, Image.id).where(Image.sha256.in_(list(image_rows)))
-        ).all()
+        connection.execute(sa.select(Image.sha256, Image.id).where(Image.sha256.in_(list(image_rows)))).all()
     )
     source_rows = [
         {
@@ -298,13 +309,24 @@ def ingest(
     failures: list[tuple[str, int | None, str]] = [(item, None, reason) for item, reason in early_failures]
 
     def flush() -> None:
+        # Files first (synced and renamed), rows second: a row never lacks its file.
+        ws.store.commit(
+            [
+                (item.staged, item.sha256, item.info.ext)
+                for item in batch
+                if item.staged is not None and item.sha256 and item.info
+            ]
+        )
         with ws.engine.begin() as connection:
             if batch:
                 _write_batch(connection, batch, ws.user, collection, report)
             record_failures(connection, run_id, failures)
             update_run(
-                connection, run_id,
-                n_done=len(report.added), n_skipped=len(report.present), n_failed=len(report.failed),
+                connection,
+                run_id,
+                n_done=len(report.added),
+                n_skipped=len(report.present),
+                n_failed=len(report.failed),
             )
         batch.clear()
         failures.clear()
@@ -313,7 +335,7 @@ def ingest(
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             prepare = lambda c: _prepare(c, ws.store, ws.settings.max_megapixels)  # noqa: E731
-            for item in _bounded_map(pool, prepare, candidates, workers * 4):
+            for item in _bounded_map(pool, prepare, candidates, 2 * BATCH_ROWS):
                 if item.error is not None:
                     report.failed.append((item.candidate.shown, item.error))
                     failures.append((item.candidate.shown, None, item.error))
@@ -326,8 +348,13 @@ def ingest(
     except BaseException as exc:
         bar.close()
         report.status = finish_run(
-            ws.engine, run_id, status="interrupted", error=f"{type(exc).__name__}: {exc}",
-            n_done=len(report.added), n_skipped=len(report.present), n_failed=len(report.failed),
+            ws.engine,
+            run_id,
+            status="interrupted",
+            error=f"{type(exc).__name__}: {exc}",
+            n_done=len(report.added),
+            n_skipped=len(report.present),
+            n_failed=len(report.failed),
         )
         raise
     bar.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -46,7 +48,7 @@ def start_run(
                 started_at=utcnow(),
                 created_by=user,
                 n_total=n_total,
-                details={},
+                details={"owner": {"host": socket.gethostname(), "pid": os.getpid()}},
             )
         )
         return int(result.inserted_primary_key[0])
@@ -105,3 +107,37 @@ def finish_run(
             values["details"] = {**(run["details"] or {}), **details}
         connection.execute(sa.update(Run).where(Run.id == run_id).values(**values))
     return status
+
+
+def close_stale_runs(engine: Engine, *, kind: str | None = None, params_hash: str | None = None) -> int:
+    """Mark ``running`` runs of this host whose process is gone as ``interrupted``."""
+    host = socket.gethostname()
+    query = sa.select(Run.id, Run.details).where(Run.status == "running")
+    if kind:
+        query = query.where(Run.kind == kind)
+    if params_hash:
+        query = query.where(Run.params_hash == params_hash)
+    closed = 0
+    with engine.begin() as connection:
+        for run_id, details in connection.execute(query).all():
+            owner = (details or {}).get("owner", {})
+            if owner.get("host") != host or not owner.get("pid"):
+                continue
+            try:
+                os.kill(int(owner["pid"]), 0)
+                continue
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            connection.execute(
+                sa.update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    status="interrupted",
+                    finished_at=utcnow(),
+                    error="the process running it stopped (killed or crashed); rerun to resume",
+                )
+            )
+            closed += 1
+    return closed

@@ -60,7 +60,11 @@ def facade(width: int = 800, height: int = 600, seed: int = 0) -> np.ndarray:
             cx = int(rng.uniform(0, width))
             cy = int(rng.uniform(ground - (ground - horizon) * green, ground + 10))
             radius = int(rng.uniform(0.03, 0.09) * width)
-            colour = (int(rng.uniform(30, 70)), int(rng.uniform(100, 150)), int(rng.uniform(30, 60)))
+            colour = (
+                int(rng.uniform(30, 70)),
+                int(rng.uniform(100, 150)),
+                int(rng.uniform(30, 60)),
+            )
             cv2.circle(img, (cx, cy), radius, colour, -1)
     texture = rng.normal(0, 6, (height, width, 1)).astype(np.float32)
     img = cv2.GaussianBlur(img + texture, (3, 3), 0)
@@ -78,7 +82,9 @@ def _save(rgb: np.ndarray, path: Path, fmt: str, orientation: int = 1) -> None:
         image.save(path, fmt)
 
 
-def write_samples(dest: str | Path, n: int = 12, width: int = 800, height: int = 600, seed: int = 0) -> list[Path]:
+def write_samples(
+    dest: str | Path, n: int = 12, width: int = 800, height: int = 600, seed: int = 0
+) -> list[Path]:
     """Write ``n`` sample images into ``dest`` and return their paths.
 
     Most are JPEGs; the set also holds one PNG, WebP, TIFF and BMP, and one JPEG stored

@@ -6,6 +6,7 @@ overwritten, and deduplicated by hash. Names and source paths live in the databa
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import shutil
@@ -26,13 +27,17 @@ def sha256_file(path: str | Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _fsync_dir(folder: Path) -> None:
+def _sync_filesystem(folder: Path) -> None:
+    """Flush the filesystem holding ``folder`` (Linux ``syncfs``; elsewhere ``sync``)."""
     try:
+        libc = ctypes.CDLL(None, use_errno=True)
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
+    except (OSError, AttributeError):
+        os.sync()
         return
     try:
-        os.fsync(fd)
+        if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
+            os.sync()
     finally:
         os.close(fd)
 
@@ -52,6 +57,7 @@ class ImageStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._made: set[Path] = set()
 
     def __repr__(self) -> str:
         return f"ImageStore({str(self.root)!r})"
@@ -72,32 +78,52 @@ class ImageStore:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def put(self, source: str | Path, sha256: str, ext: str) -> bool:
-        """Copy ``source`` into the store under its hash; ``False`` if it was already there.
+    def stage(self, source: str | Path, sha256: str, ext: str) -> Path | None:
+        """Copy ``source`` to a temp file in the store; ``None`` if the hash is already stored.
 
-        The copy goes to a temp file that is fsynced and renamed into place, so a reader
-        (or a crash) never sees a partial file under a final name.
+        Staged files become visible only through :meth:`commit`, which makes them durable
+        first; this lets a batch share one filesystem sync instead of one per file.
         """
-        final = self.path_for(sha256, ext)
-        if final.is_file():
-            return False
+        if self.path_for(sha256, ext).is_file():
+            return None
+        tmp = self._tmp_dir() / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}.part"
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._tmp_dir() / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}.part"
-            with open(source, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, _HASH_CHUNK)
-                dst.flush()
-                os.fsync(dst.fileno())
-            if final.exists():  # another writer won the race: same bytes, keep theirs
-                tmp.unlink(missing_ok=True)
-                return False
-            os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            shutil.copyfile(source, tmp)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)
             raise StoreError(
-                f"cannot write {source} into the image store at {self.root}: {exc.strerror or exc}; "
-                "check free space and permissions of ITAGGER_STORE"
+                f"cannot write {source} into the image store at {self.root}: "
+                f"{exc.strerror or exc}; check free space and permissions of ITAGGER_STORE"
             ) from exc
+        return tmp
+
+    def commit(self, staged: list[tuple[Path, str, str]]) -> None:
+        """Make staged ``(temp, sha256, ext)`` files durable, then rename them into place.
+
+        Order matters for crash safety: data is synced before any rename, and the renames
+        are synced before the caller records rows, so a row never points at a missing or
+        partial file. A name that exists already (another writer, same bytes) is kept.
+        """
+        if not staged:
+            return
+        _sync_filesystem(self.root)
+        for tmp, sha256, ext in staged:
+            final = self.path_for(sha256, ext)
+            if final.exists():
+                tmp.unlink(missing_ok=True)
+                continue
+            if final.parent not in self._made:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(final.parent)
+            os.replace(tmp, final)
+        _sync_filesystem(self.root)
+
+    def put(self, source: str | Path, sha256: str, ext: str) -> bool:
+        """Copy one file into the store under its hash; ``False`` if it was already there."""
+        tmp = self.stage(source, sha256, ext)
+        if tmp is None:
+            return False
+        self.commit([(tmp, sha256, ext)])
         return True
 
     def clean_temp(self) -> int:

@@ -139,7 +139,12 @@ class Workspace:
         from itagger_lib.ingest import ingest
 
         return ingest(
-            self, paths, recursive=recursive, collection=collection, progress=progress, workers=workers
+            self,
+            paths,
+            recursive=recursive,
+            collection=collection,
+            progress=progress,
+            workers=workers,
         )
 
     def check(self, rehash: bool = True) -> StoreReport:
@@ -163,7 +168,9 @@ class Workspace:
             else:
                 ref = str(ref).lower()
                 if len(ref) < 8:
-                    raise ImageNotFoundError(f"image {ref!r}: give an id or at least 8 hex digits of the SHA-256")
+                    raise ImageNotFoundError(
+                        f"image {ref!r}: give an id or at least 8 hex digits of the SHA-256"
+                    )
                 rows = (
                     connection.execute(sa.select(Image).where(Image.sha256.startswith(ref)).limit(2))
                     .mappings()
@@ -299,7 +306,9 @@ class Workspace:
 
         return table(self, **kwargs)
 
-    def agreement(self, attributes: Any = None, raters: Any = None, by: Any = None, **kwargs: Any) -> pd.DataFrame:
+    def agreement(
+        self, attributes: Any = None, raters: Any = None, by: Any = None, **kwargs: Any
+    ) -> pd.DataFrame:
         """Inter-rater agreement per attribute; see :func:`itagger_lib.review.agreement.agreement`."""
         from itagger_lib.review.agreement import agreement
 

@@ -74,18 +74,37 @@ def _throwaway_cluster() -> str | None:
         shutil.chown(root, "postgres")
         prefix = [runuser, "-u", "postgres", "--"]
     try:
-        subprocess.run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
-                       check=True, capture_output=True, timeout=120)
         subprocess.run(
-            [*prefix, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-             f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
-            check=True, capture_output=True, timeout=120,
+            [*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [
+                *prefix,
+                pg_ctl,
+                "-D",
+                str(data),
+                "-l",
+                str(root / "log"),
+                "-w",
+                "-o",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
     except (subprocess.SubprocessError, OSError):
         return None
     atexit.register(
-        lambda: subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-                               capture_output=True, check=False)
+        lambda: subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            check=False,
+        )
     )
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     return url if _can_connect(url) else None
@@ -169,4 +188,3 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("ITAGGER_REQUIRE_ALL") == "1" and _skipped_classes:
         session.exitstatus = 1
-

@@ -12,7 +12,12 @@ from itagger_lib.commands import open_workspace
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("ingest", help="add image files and folders to the workspace")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or glob patterns")
-    p.add_argument("--no-recursive", dest="recursive", action="store_false", help="do not descend into sub-folders")
+    p.add_argument(
+        "--no-recursive",
+        dest="recursive",
+        action="store_false",
+        help="do not descend into sub-folders",
+    )
     p.add_argument("--collection", help="label the new images with a collection name")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any file failed")
     p.add_argument("--workers", type=int, help="hashing threads (default: 2 × cores, at most 8)")
@@ -30,8 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("db", help="database schema migrations")
     db = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    db.add_parser("upgrade", help="apply pending migrations (back up first)").set_defaults(func=cmd_db_upgrade)
-    db.add_parser("current", help="print the schema revision and the package's head").set_defaults(func=cmd_db_current)
+    db.add_parser("upgrade", help="apply pending migrations (back up first)").set_defaults(
+        func=cmd_db_upgrade
+    )
+    db.add_parser("current", help="print the schema revision and the package's head").set_defaults(
+        func=cmd_db_current
+    )
 
     p = subparsers.add_parser("sample", help="write the generated sample images to a folder")
     p.add_argument("dest", help="folder to write into")
@@ -41,8 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     ws = open_workspace(args)
-    report = ws.ingest(args.paths, recursive=args.recursive, collection=args.collection,
-                       progress=sys.stderr.isatty(), workers=args.workers)
+    report = ws.ingest(
+        args.paths,
+        recursive=args.recursive,
+        collection=args.collection,
+        progress=sys.stderr.isatty(),
+        workers=args.workers,
+    )
     print(report)
     if report.failed and args.strict:
         return 1

@@ -48,6 +48,8 @@ def make_engine(url: str) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if backend == "postgresql":
+        if parsed.drivername == "postgresql":  # plain postgresql:// means psycopg 3 here
+            parsed = parsed.set(drivername="postgresql+psycopg")
         if parsed.get_driver_name() != "psycopg":
             raise ConfigError(
                 f"database URL {redact_url(url)!r} uses driver {parsed.get_driver_name()!r}; "

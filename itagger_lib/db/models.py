@@ -7,7 +7,7 @@ mirror it for queries and must be kept in step (a test compares them).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -21,7 +21,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONType, list[Any]: JSONType}
 
 
 class Image(Base):
@@ -195,9 +195,7 @@ class Rating(Base):
     value_text: Mapped[str | None] = mapped_column(sa.Text)
     mode: Mapped[str] = mapped_column(sa.String(16), default="blind")
     study_id: Mapped[int | None] = mapped_column(sa.ForeignKey("studies.id", ondelete="SET NULL"))
-    assignment_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("assignments.id", ondelete="SET NULL")
-    )
+    assignment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("assignments.id", ondelete="SET NULL"))
     position: Mapped[int | None] = mapped_column(sa.Integer)
     dwell_ms: Mapped[int | None] = mapped_column(sa.Integer)
     session_id: Mapped[str | None] = mapped_column(sa.String(64))
@@ -269,9 +267,5 @@ class ImageSet(Base):
 class ImageSetMember(Base):
     __tablename__ = "image_set_members"
 
-    set_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("image_sets.id", ondelete="CASCADE"), primary_key=True
-    )
-    image_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
-    )
+    set_id: Mapped[int] = mapped_column(sa.ForeignKey("image_sets.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)

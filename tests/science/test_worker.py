@@ -1,0 +1,123 @@
+"""Decoding inside workers, reduced decode, EXIF orientation, and map_images on executors."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from itagger_lib.errors import CorruptImageError, UnreadableFileError
+from itagger_lib.samples import facade
+from itagger_lib.science import analyse_file, compute_metrics, map_images
+from itagger_lib.science.worker import decode_for_science
+
+
+def _jpeg(path, rgb, quality=92):
+    cv2.imwrite(
+        str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    return str(path)
+
+
+def test_reduced_decode_applies_exif_orientation(tmp_path):
+    stored = np.zeros((1200, 2400, 3), np.uint8)
+    stored[:, :300] = 255  # a white band on the left of the stored (unrotated) pixels
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6  # display rotated 90° clockwise: the band ends up on top
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif.tobytes(), quality=95)
+    full = decode_for_science(path, 1024)
+    reduced = decode_for_science(path, 512, width=1200, height=2400)
+    assert full.shape == (2400, 1200, 3)
+    assert reduced.shape == (600, 300, 3)  # decoded at 1/4
+    assert full[:200].mean() > 250 and full[-200:].mean() < 5
+    assert reduced[:50].mean() > 250 and reduced[-50:].mean() < 5
+
+
+def test_png_is_decoded_at_full_size(tmp_path):
+    rgb = facade(2048, 1536, seed=2)
+    path = tmp_path / "facade.png"
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert decode_for_science(path, 1024, 2048, 1536).shape == (1536, 2048, 3)
+    assert analyse_file(str(path), None, 2048, 1536) == compute_metrics(rgb)
+
+
+def test_undecodable_and_missing_files_name_the_path(tmp_path):
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    with pytest.raises(CorruptImageError, match=r"garbage\.jpg") as info:
+        analyse_file(str(garbage), None, 100, 100)
+    assert info.value.path == str(garbage)
+    with pytest.raises(UnreadableFileError, match=r"missing\.jpg"):
+        analyse_file(str(tmp_path / "missing.jpg"), None)
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("batch")
+    items = []
+    for seed in range(3):
+        rgb = facade(1600, 1200, seed=seed)
+        items.append((f"img{seed}", _jpeg(folder / f"f{seed}.jpg", rgb), 1600, 1200))
+    broken = folder / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xdb truncated")
+    items.append(("broken", str(broken), 1600, 1200))
+    serial = {image_id: analyse_file(path, None, w, h) for image_id, path, w, h in items[:3]}
+    return items, serial
+
+
+def _check(outcomes, serial):
+    outcomes = {image_id: (values, error) for image_id, values, error in outcomes}
+    assert set(outcomes) == {*serial, "broken"}
+    for image_id, expected in serial.items():
+        values, error = outcomes[image_id]
+        assert error is None
+        assert values == expected  # bit-identical floats
+    values, error = outcomes["broken"]
+    assert values is None and "CorruptImageError" in error and "broken.jpg" in error
+
+
+def test_process_pool_is_bit_identical_to_serial_twice(batch):
+    items, serial = batch
+    for _ in range(2):
+        with cf.ProcessPoolExecutor(2) as pool:
+            _check(map_images(items, None, executor=pool), serial)
+
+
+def test_default_executor(batch):
+    items, serial = batch
+    _check(map_images(items, {}, max_in_flight=2), serial)
+
+
+def test_in_flight_is_bounded_and_items_are_consumed_lazily(batch):
+    items, _ = batch
+    submitted = []
+
+    def source():
+        for _ in range(4):
+            for item in items[:3]:
+                submitted.append(item[0])
+                yield item
+
+    seen = 0
+    with cf.ThreadPoolExecutor(2) as pool:
+        for _image_id, values, error in map_images(source(), None, pool, max_in_flight=3):
+            seen += 1
+            assert error is None and values is not None
+            assert len(submitted) - seen <= 3
+    assert seen == 12
+
+
+@pytest.mark.slow
+def test_dask_cluster_is_bit_identical_to_serial_twice(batch):
+    distributed = pytest.importorskip("distributed")
+    items, serial = batch
+    with distributed.Client(
+        processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None
+    ) as client:
+        for _ in range(2):
+            _check(map_images(items, None, executor=client, max_in_flight=3), serial)
