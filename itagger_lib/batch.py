@@ -62,18 +62,14 @@ def resolve_notebook(notebook: str | os.PathLike[str]) -> Path:
                 path = folder / candidate
                 if path.is_file():
                     return path.resolve()
-    known = sorted(
-        {p.stem for folder in batch_folders() if folder.is_dir() for p in folder.glob("*.ipynb")}
-    )
+    known = sorted({p.stem for folder in batch_folders() if folder.is_dir() for p in folder.glob("*.ipynb")})
     raise BatchError(
         f"no notebook {str(notebook)!r}: not a file relative to {Path.cwd()} and not one of the "
         f"batch notebooks ({', '.join(known) or 'none found'}); give a path to an .ipynb file"
     )
 
 
-def check_parameters(
-    parameters: Mapping[str, Any], declared: Mapping[str, Any], notebook: Path
-) -> None:
+def check_parameters(parameters: Mapping[str, Any], declared: Mapping[str, Any], notebook: Path) -> None:
     """Refuse unknown parameter names and anything that looks like a secret.
 
     Papermill writes injected parameters into the executed notebook, so keys must reach the
@@ -131,6 +127,22 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def last_output(notebook: Path, lines: int = 10) -> str:
+    """The last printed lines of an executed notebook (its closing message, e.g. where
+    the results are); empty when it printed nothing or cannot be read."""
+    import nbformat
+
+    try:
+        executed = nbformat.read(str(notebook), as_version=4)
+    except (OSError, ValueError):
+        return ""
+    for cell in reversed(executed.cells):
+        texts = [o.get("text", "") for o in cell.get("outputs", []) if o.get("name") == "stdout"]
+        if texts:
+            return "\n".join("".join(texts).rstrip().splitlines()[-lines:])
+    return ""
+
+
 @dataclass
 class BatchResult:
     """What a batch run did: its run id, status, error and the executed notebook."""
@@ -142,17 +154,18 @@ class BatchResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    last_output: str = ""
 
     @property
     def ok(self) -> bool:
         return self.status == "succeeded"
 
     def __str__(self) -> str:
-        line = (
-            f"batch run {self.run_id} ({self.notebook.name}) {self.status} in {self.seconds:.1f} s"
-        )
+        line = f"batch run {self.run_id} ({self.notebook.name}) {self.status} in {self.seconds:.1f} s"
         if self.error:
             line += f"\n  error: {self.error}"
+        if self.last_output and self.ok:
+            line += "\n" + "\n".join(f"  | {text}" for text in self.last_output.splitlines())
         return f"{line}\n  executed notebook: {self.output}"
 
     def _repr_html_(self) -> str:
@@ -204,9 +217,7 @@ def run_batch(
     path = resolve_notebook(notebook)
     values = dict(parameters or {})
     check_parameters(values, declared_parameters(path), path)
-    run_id = start_run(
-        ws.engine, KIND, {"notebook": str(path), "parameters": values}, ws.user, n_total=1
-    )
+    run_id = start_run(ws.engine, KIND, {"notebook": str(path), "parameters": values}, ws.user, n_total=1)
     folder = Path(output_dir) if output_dir is not None else ws.home / "runs" / str(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     output = (folder / path.name).resolve()
@@ -237,7 +248,5 @@ def run_batch(
     if error is None:
         status = finish_run(ws.engine, run_id, status="succeeded", n_done=1, details=details)
     else:
-        status = finish_run(
-            ws.engine, run_id, status="failed", error=error, n_failed=1, details=details
-        )
-    return BatchResult(run_id, path, output, status, values, error, seconds)
+        status = finish_run(ws.engine, run_id, status="failed", error=error, n_failed=1, details=details)
+    return BatchResult(run_id, path, output, status, values, error, seconds, last_output(output))

@@ -77,7 +77,13 @@ def lightness(rgb: np.ndarray) -> np.ndarray:
     luminance = _Y_WEIGHTS[0][rgb[..., 0]]
     luminance += _Y_WEIGHTS[1][rgb[..., 1]]
     luminance += _Y_WEIGHTS[2][rgb[..., 2]]
-    return (np.float32(116.0) * _lab_f(luminance) - np.float32(16.0)).astype(np.float32)
+    f = np.cbrt(luminance)
+    linear = luminance <= np.float32((6.0 / 29.0) ** 3)
+    if linear.any():
+        f[linear] = luminance[linear] * np.float32(1 / (3 * (6.0 / 29.0) ** 2)) + np.float32(4 / 29)
+    f *= np.float32(116.0)
+    f -= np.float32(16.0)
+    return f
 
 
 def lightness_stats(lightness: np.ndarray) -> tuple[float, float]:
@@ -123,9 +129,7 @@ def colourfulness(rgb: np.ndarray) -> float:
     r, g, b = (rgb[..., k].astype(np.int16) for k in range(3))
     # Exact moments from integer histograms of rg in [-255, 255] and 2·yb in [-510, 510].
     rg_mean, rg_var = _moments(np.bincount((r - g + 255).ravel(), minlength=511), -255, 1.0)
-    yb_mean, yb_var = _moments(
-        np.bincount((r + g - 2 * b + 510).ravel(), minlength=1021), -510, 0.5
-    )
+    yb_mean, yb_var = _moments(np.bincount((r + g - 2 * b + 510).ravel(), minlength=1021), -510, 0.5)
     spread = np.sqrt(rg_var + yb_var)
     centre = np.sqrt(rg_mean**2 + yb_mean**2)
     return float(spread + 0.3 * centre)

@@ -114,9 +114,7 @@ def _radial_bins(
     return index, counts, centres, window
 
 
-def spectral_slope(
-    grey: np.ndarray, min_cycles: float, max_frequency: float, n_bins: int = 24
-) -> float:
+def spectral_slope(grey: np.ndarray, min_cycles: float, max_frequency: float, n_bins: int = 24) -> float:
     """Slope of the radially averaged amplitude spectrum on log-log axes.
 
     The mean-subtracted luminance is Hann-windowed, Fourier transformed, and the amplitude

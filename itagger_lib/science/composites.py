@@ -142,8 +142,7 @@ def compute_cut_points(
         pair = [float(v) for v in method[column]]
         if len(pair) != 2 or not all(np.isfinite(pair)) or pair[0] > pair[1]:
             raise ScienceError(
-                f"cut points for {column!r} must be [low, high] with low <= high, got "
-                f"{method[column]!r}"
+                f"cut points for {column!r} must be [low, high] with low <= high, got {method[column]!r}"
             )
         cut_points[column] = pair
     return cut_points

@@ -38,9 +38,7 @@ def box_counts(mask: np.ndarray, max_box: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(sizes), np.array(counts)
 
 
-def box_counting_fit(
-    mask: np.ndarray, min_box: int = 4, max_box_divisor: int = 8
-) -> tuple[float, float]:
+def box_counting_fit(mask: np.ndarray, min_box: int = 4, max_box_divisor: int = 8) -> tuple[float, float]:
     """Box-counting (Minkowski-Bouligand) dimension of a binary mask and the fit's R².
 
     The grid is anchored at the top-left corner of the foreground's bounding box (h x w).

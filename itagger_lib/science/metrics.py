@@ -177,14 +177,12 @@ def resolve_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         outside its range, or an unknown family.
     """
     resolved = {
-        key: (list(value) if isinstance(value, list) else value)
-        for key, value in DEFAULT_PARAMS.items()
+        key: (list(value) if isinstance(value, list) else value) for key, value in DEFAULT_PARAMS.items()
     }
     for key, value in (params or {}).items():
         if key not in DEFAULT_PARAMS:
             raise ScienceError(
-                f"unknown science parameter {key!r}; known parameters: "
-                f"{', '.join(sorted(DEFAULT_PARAMS))}"
+                f"unknown science parameter {key!r}; known parameters: {', '.join(sorted(DEFAULT_PARAMS))}"
             )
         if key == "families":
             names = [value] if isinstance(value, str) else list(value)
@@ -202,8 +200,7 @@ def resolve_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
             low, high = (_number(key, v) for v in pair)
             if not 0 <= low < high <= 360:
                 raise ScienceError(
-                    f"science parameter {key!r} must satisfy 0 <= low < high <= 360 (degrees), "
-                    f"got {value!r}"
+                    f"science parameter {key!r} must satisfy 0 <= low < high <= 360 (degrees), got {value!r}"
                 )
             resolved[key] = [low, high]
         else:
@@ -237,10 +234,7 @@ def metric_keys(params: Mapping[str, Any] | None = None) -> list[str]:
     """The dotted metric keys :func:`compute_metrics` returns for these parameters, in order."""
     families = resolve_params(params)["families"]
     return [
-        key
-        for name, family in FAMILIES.items()
-        if name in families or name == "meta"
-        for key in family.keys
+        key for name, family in FAMILIES.items() if name in families or name == "meta" for key in family.keys
     ]
 
 
@@ -259,8 +253,7 @@ def _validate(rgb: Any) -> np.ndarray:
         )
     if min(rgb.shape[:2]) < 8:
         raise ScienceError(
-            f"compute_metrics needs an image of at least 8 x 8 pixels, got "
-            f"{rgb.shape[1]} x {rgb.shape[0]}"
+            f"compute_metrics needs an image of at least 8 x 8 pixels, got {rgb.shape[1]} x {rgb.shape[0]}"
         )
     return np.ascontiguousarray(rgb)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from itagger_lib.science.working import WorkingImage
 
-__all__ = ["VERSION", "compute", "greenery_mask", "sky_mask"]
+__all__ = ["VERSION", "compute", "greenery_mask", "sky_share"]
 
 VERSION = "1"
 KEYS = ("nature.greenery_share", "nature.sky_share")
@@ -27,13 +27,11 @@ def greenery_mask(
     """Vegetation-coloured pixels (``uint8`` 0/255): hue in ``[low, high)`` degrees,
     ``S >= min_saturation``, ``V >= min_value`` (HSV, S and V in [0, 1])."""
     low, high = hue_range
-    return cv2.inRange(
-        hsv, (float(low), float(min_saturation), float(min_value)), (_below(high), 2.0, 2.0)
-    )
+    return cv2.inRange(hsv, (float(low), float(min_saturation), float(min_value)), (_below(high), 2.0, 2.0))
 
 
-def sky_mask(hsv: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
-    """Sky-coloured pixels connected (8-neighbourhood) to the top row of the image, ``bool``.
+def sky_share(hsv: np.ndarray, params: Mapping[str, Any]) -> float:
+    """Share of sky-coloured pixels connected (8-neighbourhood) to the top row of the image.
 
     Candidates are blue (hue in ``sky_hue_range``, S >= ``sky_min_saturation``,
     V >= ``sky_min_value``) or bright and nearly colourless like an overcast sky
@@ -53,12 +51,10 @@ def sky_mask(hsv: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
     candidates = cv2.bitwise_or(blue, grey)
     top = candidates[0] > 0
     if not top.any():
-        return np.zeros(candidates.shape, dtype=bool)
-    n, labels = cv2.connectedComponents(candidates, connectivity=8, ltype=cv2.CV_32S)
-    keep = np.zeros(n, dtype=bool)
-    keep[np.unique(labels[0][top])] = True
-    keep[0] = False
-    return keep[labels]
+        return 0.0
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(candidates, connectivity=8, ltype=cv2.CV_32S)
+    sky_labels = np.unique(labels[0][top])
+    return float(stats[sky_labels, cv2.CC_STAT_AREA].sum()) / candidates.size
 
 
 def compute(image: WorkingImage) -> dict[str, float]:
@@ -83,5 +79,5 @@ def compute(image: WorkingImage) -> dict[str, float]:
     n = image.width * image.height
     return {
         "nature.greenery_share": float(np.count_nonzero(green)) / n,
-        "nature.sky_share": float(np.count_nonzero(sky_mask(hsv, params))) / n,
+        "nature.sky_share": sky_share(hsv, params),
     }

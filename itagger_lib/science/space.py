@@ -56,15 +56,21 @@ def central_openness(edges: np.ndarray, central_fraction: float, radius: float) 
     """
     height, width = edges.shape
     limit = float(radius) * min(height, width)
-    if not edges.any() or limit <= 0:
+    if limit <= 0:
         return 1.0
-    distance = cv2.distanceTransform((~edges).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
     margin_y = round(height * (1 - central_fraction) / 2)
     margin_x = round(width * (1 - central_fraction) / 2)
-    centre = distance[margin_y : height - margin_y, margin_x : width - margin_x]
+    # Only edges within R of the centre matter, so the transform runs on the centre plus R.
+    pad = int(np.ceil(limit)) + 1
+    y0, x0 = max(0, margin_y - pad), max(0, margin_x - pad)
+    y1, x1 = min(height, height - margin_y + pad), min(width, width - margin_x + pad)
+    region = (~edges[y0:y1, x0:x1]).astype(np.uint8)
+    distance = cv2.distanceTransform(region, cv2.DIST_L2, cv2.DIST_MASK_5)
+    centre = distance[margin_y - y0 : height - margin_y - y0, margin_x - x0 : width - margin_x - x0]
     if centre.size == 0:
         return 1.0
-    return float(np.minimum(centre, limit).mean(dtype=np.float64)) / limit
+    clip = np.float32(limit)
+    return float(np.minimum(centre, clip).mean(dtype=np.float64)) / float(clip)
 
 
 def compute(image: WorkingImage) -> dict[str, float]:

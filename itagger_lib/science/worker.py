@@ -106,9 +106,7 @@ def default_executor(workers: int | None = None) -> cf.ProcessPoolExecutor:
 
 
 def _is_dask_client(executor: Any) -> bool:
-    return callable(getattr(executor, "submit", None)) and callable(
-        getattr(executor, "scheduler_info", None)
-    )
+    return callable(getattr(executor, "submit", None)) and callable(getattr(executor, "scheduler_info", None))
 
 
 def _worker_count(executor: Any) -> int:
@@ -198,9 +196,7 @@ def _map_futures(
             future.cancel()
 
 
-def _map_dask(
-    items: Iterable[Item], params: dict[str, Any], client: Any, limit: int
-) -> Iterator[Outcome]:
+def _map_dask(items: Iterable[Item], params: dict[str, Any], client: Any, limit: int) -> Iterator[Outcome]:
     from distributed import as_completed
 
     ids: dict[str, Any] = {}

@@ -87,9 +87,7 @@ def jupyter_lab(root: Path, env: dict[str, str], timeout: float = 90) -> Iterato
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"jupyter lab did not start; see {root / 'jupyter-lab.log'}"
-                    ) from None
+                    raise RuntimeError(f"jupyter lab did not start; see {root / 'jupyter-lab.log'}") from None
                 time.sleep(0.3)
         yield Lab(url, token, root)
     finally:
@@ -107,9 +105,7 @@ def chromium() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             yield browser
         finally:

@@ -15,9 +15,7 @@ def outputs(result) -> str:
     import nbformat
 
     notebook = nbformat.read(str(result.output), 4)
-    return "".join(
-        o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs
-    )
+    return "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
 
 
 @pytest.mark.parametrize(
@@ -41,6 +39,7 @@ def test_demo(workspace, parameters) -> None:
     text = outputs(result)
     out = result.output.parent / parameters.get("out_dir", "results")
     assert f"Results are in {out}" in text
+    assert f"Results are in {out}" in result.last_output  # what `itagger batch demo` prints
     assert len(workspace.images()) == parameters.get("n_images", 6)
     assert (out / "export").is_dir() and any((out / "export").iterdir())
     kinds = set(workspace.runs()["kind"])
@@ -62,9 +61,7 @@ def test_science_with_parameters(workspace, sample_dir) -> None:
     assert (workspace.runs()["kind"] == "science").sum() == 1
 
 
-@pytest.mark.parametrize(
-    "parameters", [{}, {"format": "csv", "out_dir": "tables"}], ids=["defaults", "csv"]
-)
+@pytest.mark.parametrize("parameters", [{}, {"format": "csv", "out_dir": "tables"}], ids=["defaults", "csv"])
 def test_export(workspace, sample_dir, parameters) -> None:
     workspace.ingest([str(sample_dir)], progress=False)
     result = run_batch(workspace, "export", parameters)

@@ -29,9 +29,7 @@ def write_notebook(path: Path, parameters: str, *cells: str) -> Path:
     return path
 
 
-def test_success_is_a_recorded_run_writing_to_the_same_workspace(
-    workspace, sample_dir, tmp_path
-) -> None:
+def test_success_is_a_recorded_run_writing_to_the_same_workspace(workspace, sample_dir, tmp_path) -> None:
     notebook = write_notebook(
         tmp_path / "ingest_one.ipynb",
         "pattern = '*.jpg'\nlimit = 1",

@@ -44,9 +44,7 @@ def nbval(env: dict[str, str], tmp_path, notebooks=COCKPIT) -> subprocess.Comple
 
 
 @pytest.mark.parametrize("populated", [False, True], ids=["empty", "with-images"])
-def test_cockpit_notebooks_under_nbval(
-    workspace, workspace_env, sample_dir, tmp_path, populated
-) -> None:
+def test_cockpit_notebooks_under_nbval(workspace, workspace_env, sample_dir, tmp_path, populated) -> None:
     assert {p.name for p in COCKPIT} >= {
         "00_Admin.ipynb",
         "01_Upload.ipynb",
@@ -61,9 +59,7 @@ def test_cockpit_notebooks_under_nbval(
     assert workspace.status()["images"] == (3 if populated else 0)  # ran against this workspace
 
 
-def test_admin_notebook_reports_this_workspace(
-    workspace, workspace_env, sample_dir, monkeypatch
-) -> None:
+def test_admin_notebook_reports_this_workspace(workspace, workspace_env, sample_dir, monkeypatch) -> None:
     import nbclient
     import nbformat
 

@@ -35,14 +35,10 @@ def test_committed_without_outputs(path) -> None:
         assert cell.get("outputs") == [], (
             f"{path.name} cell {index} has outputs; clear them before committing"
         )
-        assert cell.get("execution_count") is None, (
-            f"{path.name} cell {index} has an execution count"
-        )
+        assert cell.get("execution_count") is None, f"{path.name} cell {index} has an execution count"
 
 
-@pytest.mark.parametrize(
-    "path", sorted((NOTEBOOKS / "batch").glob("*.ipynb")), ids=lambda p: p.name
-)
+@pytest.mark.parametrize("path", sorted((NOTEBOOKS / "batch").glob("*.ipynb")), ids=lambda p: p.name)
 def test_batch_notebooks_have_a_parameters_cell(path) -> None:
     notebook = json.loads(path.read_text(encoding="utf-8"))
     tagged = [c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]

@@ -48,9 +48,7 @@ def photo_scene(width: int = 2048, height: int = 1536, seed: int = 3) -> np.ndar
     rng = np.random.default_rng(seed)
     rgb = facade(width, height, seed=seed).astype(np.float32)
     scale = width / 2048
-    texture = cv2.GaussianBlur(
-        rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 3 * scale
-    )
+    texture = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 3 * scale)
     rgb += 8 * texture[..., None] / texture.std()
     for k in range(6):
         x0 = int((0.1 + 0.15 * k) * width)
@@ -68,9 +66,7 @@ def photo_scene(width: int = 2048, height: int = 1536, seed: int = 3) -> np.ndar
 
 
 def write_jpeg(path, rgb: np.ndarray, quality: int = 92) -> str:
-    ok = cv2.imwrite(
-        str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
+    ok = cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     return str(path)
 

@@ -35,9 +35,7 @@ def test_composites_are_means_of_signed_z_scores(table):
     parts = COMPOSITES["composite.organised_complexity"]
     z = [(table[m] - table[m].mean()) / table[m].std(ddof=0) * s for m, s in parts]
     expected = pd.concat(z, axis=1).mean(axis=1)
-    pd.testing.assert_series_equal(
-        out["composite.organised_complexity"], expected, check_names=False
-    )
+    pd.testing.assert_series_equal(out["composite.organised_complexity"], expected, check_names=False)
     assert out.mean().abs().max() < 1e-12
 
 
@@ -46,9 +44,7 @@ def test_stored_stats_reproduce_composites(table):
     stats = json.loads(json.dumps(standardisation_stats(table, needed)))
     pd.testing.assert_frame_equal(compute_composites(table, stats=stats), compute_composites(table))
     subset = table.iloc[:5]
-    pd.testing.assert_frame_equal(
-        compute_composites(subset, stats=stats), compute_composites(table).iloc[:5]
-    )
+    pd.testing.assert_frame_equal(compute_composites(subset, stats=stats), compute_composites(table).iloc[:5])
 
 
 def test_constant_component_and_missing_values(table):

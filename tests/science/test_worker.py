@@ -16,9 +16,7 @@ from itagger_lib.science.worker import decode_for_science
 
 
 def _jpeg(path, rgb, quality=92):
-    cv2.imwrite(
-        str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return str(path)
 
 

@@ -1,0 +1,202 @@
+"""Science throughput, scaling and memory, against decode-only throughput measured in the same run.
+
+    python benchmarks/science.py [--n 120] [--skip-dask] [--skip-4n]
+
+On N photo-like 1600×1200 JPEGs (generated; each file distinct), prints:
+
+* decode-only ``cv2.imread`` images/s, one process — the bound;
+* the full default suite (decode at reduced size + every metric) with 1 and 2 processes,
+  and on a Dask ``LocalCluster`` with 2 single-threaded workers;
+* the cost of each metric family in ms on one working-resolution image;
+* peak RSS of a whole ``ws.run_science`` (main process and largest worker) for N and 4N.
+
+Targets: full suite ≥ 0.33 × decode-only per process; 2 processes ≥ 1.8 × one; peak RSS at
+4N within 1.25 × that at N. On a 2-core machine the 2-process figure is bounded by the
+cores, and other load on the machine shows in it: run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def write_files(folder: Path, n: int) -> list[Path]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ingest import write_files as write_jpegs
+
+    write_jpegs(folder, n)
+    return sorted(folder.iterdir())
+
+
+def decode_only(files: list[Path]) -> float:
+    import cv2
+
+    cv2.setNumThreads(1)
+    start = time.perf_counter()
+    for path in files:
+        cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return len(files) / (time.perf_counter() - start)
+
+
+def suite_rate(files: list[Path], executor: object) -> float:
+    from itagger_lib.science import map_images
+
+    items = [(i, str(p), 1600, 1200) for i, p in enumerate(files)]
+    start = time.perf_counter()
+    errors = [e for _, _, e in map_images(items, executor=executor) if e]
+    seconds = time.perf_counter() - start
+    assert not errors, errors[:3]
+    return len(files) / seconds
+
+
+def child_rss(folder: str, home: str) -> dict[str, float]:
+    from itagger_lib import Workspace
+
+    ws = Workspace(home=home)
+    ws.ingest(folder, progress=False)
+    with ProcessPoolExecutor(2, initializer=_worker_init) as pool:
+        report = ws.run_science(progress=False, executor=pool)
+    assert report.computed and not report.failed
+    return {
+        "main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
+
+
+def run_rss(folder: Path, home: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(folder), str(home)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=120)
+    parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--skip-4n", action="store_true")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child_rss(*args.child)))
+        return 0
+
+    import cv2
+
+    from itagger_lib.imaging import load_rgb
+    from itagger_lib.science import family_costs
+
+    work = Path(tempfile.mkdtemp(prefix="itagger-bench-science-"))
+    rows: list[tuple[str, str, str, str]] = []
+    ok = True
+    try:
+        files = write_files(work / "n", args.n)
+        decode_only(files[:10])  # warm the page cache
+        bound = decode_only(files)
+        rows.append(("bound: cv2.imread decode only, 1 process", f"{bound:.1f} img/s", "", ""))
+        with ProcessPoolExecutor(1, initializer=_worker_init) as pool:
+            one = suite_rate(files, pool)
+        passed = one >= 0.33 * bound
+        ok &= passed
+        rows.append(
+            (
+                "full suite, 1 process",
+                f"{one:.1f} img/s",
+                f"{one / bound:.2f}× decode (≥ 0.33)",
+                "PASS" if passed else "FAIL",
+            )
+        )
+        with ProcessPoolExecutor(2, initializer=_worker_init) as pool:
+            two = suite_rate(files, pool)
+        passed = two >= 1.8 * one
+        ok &= passed
+        rows.append(
+            (
+                "full suite, 2 processes",
+                f"{two:.1f} img/s",
+                f"{two / one:.2f}× 1 process (≥ 1.8)",
+                "PASS" if passed else "FAIL",
+            )
+        )
+        if not args.skip_dask:
+            from distributed import Client, LocalCluster
+
+            with (
+                LocalCluster(
+                    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as cluster,
+                Client(cluster) as client,
+            ):
+                client.run(_worker_init)
+                dask_rate = suite_rate(files, client)
+            rows.append(
+                (
+                    "full suite, Dask LocalCluster 2×1",
+                    f"{dask_rate:.1f} img/s",
+                    f"{dask_rate / one:.2f}× 1 process",
+                    "info",
+                )
+            )
+        cv2.setNumThreads(1)
+        costs = family_costs(load_rgb(files[0]), repeats=7)
+        for name, ms in costs.items():
+            rows.append((f"  cost: {name}", f"{ms:.1f} ms", "one 1024×768 working image", ""))
+        small = run_rss(work / "n", work / "home_n")
+        rows.append(
+            (
+                f"peak RSS, N={args.n} (main / worker)",
+                f"{small['main_mb']:.0f}/{small['worker_mb']:.0f} MB",
+                "",
+                "",
+            )
+        )
+        if not args.skip_4n:
+            write_files(work / "4n", 4 * args.n)
+            large = run_rss(work / "4n", work / "home_4n")
+            ratio = max(large["main_mb"] / small["main_mb"], large["worker_mb"] / small["worker_mb"])
+            passed = ratio <= 1.25
+            ok &= passed
+            rows.append(
+                (
+                    f"peak RSS, 4N={4 * args.n} (main / worker)",
+                    f"{large['main_mb']:.0f}/{large['worker_mb']:.0f} MB",
+                    f"{ratio:.2f}× N (≤ 1.25)",
+                    "PASS" if passed else "FAIL",
+                )
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\nScience benchmark: N={args.n} JPEGs of 1600×1200, {os.cpu_count()} cores\n")
+    print(f"| {'measure':42} | {'value':>14} | {'against the bound':26} | result |")
+    print(f"|{'-' * 44}|{'-' * 16}|{'-' * 28}|--------|")
+    for measure, value, against, result in rows:
+        print(f"| {measure:42} | {value:>14} | {against:26} | {result:6} |")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

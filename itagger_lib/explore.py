@@ -1,0 +1,270 @@
+"""Database-side queries behind the explorer: filter, sort and page images by metrics and ratings.
+
+Everything here runs in the database (joins on the long ``metrics`` table through its
+``(params_hash, key, value)`` index, ``LIMIT``/``OFFSET`` paging), so a page costs the same on
+100 images or 100 000. Named image sets are stored in ``image_sets``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from itagger_lib.db.models import Image, ImageSet, ImageSetMember, Metric, Rating, Run, utcnow
+from itagger_lib.errors import ConfigError, ImageNotFoundError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from itagger_lib.workspace import Workspace
+
+
+@dataclass
+class Query:
+    """What to show: filters, order and page.
+
+    ``metric_ranges`` maps a metric key to ``(low, high)`` (either may be ``None``);
+    ``rating_ranges`` maps an attribute to ``(low, high)`` on the image's mean rating;
+    ``bins`` maps a metric key to ``"low" | "mid" | "high"`` using the run's stored cut points;
+    ``sort`` is a metric key, ``"rating:<attribute>"``, or an image column (``id``,
+    ``ingested_at``, ``bytes``).
+    """
+
+    metric_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    rating_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    bins: dict[str, str] = field(default_factory=dict)
+    collection: str | None = None
+    image_set: str | None = None
+    sort: str = "id"
+    descending: bool = False
+    page: int = 0
+    page_size: int = 24
+
+
+def latest_science_run(ws: Workspace) -> dict[str, Any] | None:
+    """The newest science run that produced values (its id, parameters hash and details)."""
+    with ws.engine.connect() as connection:
+        row = (
+            connection.execute(
+                sa.select(Run.id, Run.params_hash, Run.details)
+                .where(Run.kind == "science", Run.status.in_(("succeeded", "partial")))
+                .order_by(Run.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+    return dict(row) if row else None
+
+
+def _range(column: Any, bounds: tuple[float | None, float | None]) -> list[Any]:
+    low, high = bounds
+    clauses = []
+    if low is not None:
+        clauses.append(column >= low)
+    if high is not None:
+        clauses.append(column <= high)
+    return clauses
+
+
+def _mean_ratings(attribute: str) -> Any:
+    return (
+        sa.select(Rating.image_id, sa.func.avg(Rating.value).label("mean"))
+        .where(Rating.attribute == attribute, Rating.source.in_(("human", "import")))
+        .group_by(Rating.image_id)
+        .subquery()
+    )
+
+
+def _bin_bounds(
+    cut_points: Mapping[str, Sequence[float]], key: str, label: str
+) -> tuple[float | None, float | None]:
+    if key not in cut_points:
+        raise ConfigError(f"no cut points for metric {key!r} in the science run; run ws.run_science() first")
+    low, high = cut_points[key]
+    bounds = {"low": (None, low), "mid": (low, high), "high": (high, None)}
+    if label not in bounds:
+        raise ConfigError(f"bin {label!r} for {key!r}: use 'low', 'mid' or 'high'")
+    return bounds[label]
+
+
+def build_select(ws: Workspace, query: Query, params_hash: str | None, cut_points: Mapping[str, Any]) -> Any:
+    """The filtered (unordered, unpaged) ``SELECT images.id …`` for ``query``."""
+    statement = sa.select(
+        Image.id, Image.sha256, Image.ext, Image.width, Image.height, Image.source_name, Image.collection
+    )
+    ranges = dict(query.metric_ranges)
+    for key, label in query.bins.items():
+        low, high = _bin_bounds(cut_points, key, label)
+        # Bins are half-open like assign_bins: low ≤ cut1 < mid ≤ cut2 < high.
+        ranges[f"{key}#bin"] = (low, high)
+    for index, (key, bounds) in enumerate(ranges.items()):
+        metric_key = key.split("#", 1)[0]
+        alias = sa.orm.aliased(Metric, name=f"m{index}")
+        conditions = [alias.image_id == Image.id, alias.params_hash == params_hash, alias.key == metric_key]
+        conditions += _range(alias.value, bounds)
+        statement = statement.join(alias, sa.and_(*conditions))
+    for index, (attribute, bounds) in enumerate(query.rating_ranges.items()):
+        means = _mean_ratings(attribute).alias(f"r{index}")
+        statement = statement.join(
+            means, sa.and_(means.c.image_id == Image.id, *_range(means.c.mean, bounds))
+        )
+    if query.collection:
+        statement = statement.where(Image.collection == query.collection)
+    if query.image_set:
+        members = (
+            sa.select(ImageSetMember.image_id)
+            .join(ImageSet, ImageSet.id == ImageSetMember.set_id)
+            .where(ImageSet.name == query.image_set)
+        )
+        statement = statement.where(Image.id.in_(members))
+    return statement
+
+
+def page(ws: Workspace, query: Query, *, count: bool = True) -> tuple[pd.DataFrame, int | None]:
+    """One page of images matching ``query`` (and the total count, unless ``count=False``)."""
+    import pandas as pd
+
+    run = latest_science_run(ws)
+    params_hash = run["params_hash"] if run else None
+    cut_points = (run or {}).get("details", {}).get("cut_points", {}) if run else {}
+    statement = build_select(ws, query, params_hash, cut_points)
+    sort_column: Any
+    if query.sort in {"id", "ingested_at", "bytes", "width", "height", "source_name"}:
+        sort_column = getattr(Image, query.sort)
+    elif query.sort.startswith("rating:"):
+        means = _mean_ratings(query.sort.split(":", 1)[1]).alias("sort_rating")
+        statement = statement.outerjoin(means, means.c.image_id == Image.id).add_columns(
+            means.c.mean.label("sort_value")
+        )
+        sort_column = means.c.mean
+    else:
+        sort_metric = sa.orm.aliased(Metric, name="sort_metric")
+        statement = statement.outerjoin(
+            sort_metric,
+            sa.and_(
+                sort_metric.image_id == Image.id,
+                sort_metric.params_hash == params_hash,
+                sort_metric.key == query.sort,
+            ),
+        ).add_columns(sort_metric.value.label("sort_value"))
+        sort_column = sort_metric.value
+    order = sort_column.desc() if query.descending else sort_column.asc()
+    ordered = (
+        statement.order_by(order.nulls_last(), Image.id)
+        .limit(query.page_size)
+        .offset(max(0, query.page) * query.page_size)
+    )
+    with ws.engine.connect() as connection:
+        frame = pd.read_sql(ordered, connection)
+        total = None
+        if count:
+            total = connection.execute(
+                sa.select(sa.func.count()).select_from(statement.subquery())
+            ).scalar_one()
+    return frame, total
+
+
+def metric_values(ws: Workspace, keys: Iterable[str], image_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Values of some metrics (newest science run) as image × metric."""
+    import pandas as pd
+
+    run = latest_science_run(ws)
+    if run is None:
+        return pd.DataFrame()
+    query = sa.select(Metric.image_id, Metric.key, Metric.value).where(
+        Metric.params_hash == run["params_hash"], Metric.key.in_(list(keys))
+    )
+    if image_ids is not None:
+        query = query.where(Metric.image_id.in_(list(image_ids)))
+    with ws.engine.connect() as connection:
+        long = pd.read_sql(query, connection)
+    if long.empty:
+        return pd.DataFrame()
+    wide = long.pivot(index="image_id", columns="key", values="value")
+    wide.columns.name = None
+    return wide
+
+
+def mean_ratings(ws: Workspace, attribute: str) -> pd.Series:
+    """Each image's mean human rating of ``attribute`` (VLM ratings left out)."""
+    import pandas as pd
+
+    means = _mean_ratings(attribute)
+    with ws.engine.connect() as connection:
+        frame = pd.read_sql(sa.select(means.c.image_id, means.c.mean), connection, index_col="image_id")
+    return frame["mean"]
+
+
+def percentiles(ws: Workspace, image_id: int) -> pd.DataFrame:
+    """Each metric of one image with its percentile among the workspace's images (0–100)."""
+    import pandas as pd
+
+    run = latest_science_run(ws)
+    if run is None:
+        return pd.DataFrame(columns=["value", "percentile"])
+    phash = run["params_hash"]
+    mine = sa.orm.aliased(Metric, name="mine")
+    other = sa.orm.aliased(Metric, name="other")
+    query = (
+        sa.select(
+            mine.key,
+            mine.value,
+            (
+                100.0
+                * sa.func.sum(sa.case((other.value <= mine.value, 1.0), else_=0.0))
+                / sa.func.count(other.value)
+            ).label("percentile"),
+        )
+        .join(other, sa.and_(other.key == mine.key, other.params_hash == phash))
+        .where(mine.image_id == image_id, mine.params_hash == phash)
+        .group_by(mine.key, mine.value)
+        .order_by(mine.key)
+    )
+    with ws.engine.connect() as connection:
+        return pd.read_sql(query, connection, index_col="key")
+
+
+def save_set(ws: Workspace, name: str, image_ids: Iterable[int]) -> int:
+    """Store (or extend) a named set of images; returns the number of members."""
+    if not name or not name.strip():
+        raise ConfigError("an image set needs a name")
+    ids = sorted({int(i) for i in image_ids})
+    with ws.engine.begin() as connection:
+        set_id = connection.execute(sa.select(ImageSet.id).where(ImageSet.name == name)).scalar()
+        if set_id is None:
+            set_id = connection.execute(
+                sa.insert(ImageSet).values(name=name, created_at=utcnow(), created_by=ws.user)
+            ).inserted_primary_key[0]
+        known = set(connection.execute(sa.select(Image.id).where(Image.id.in_(ids))).scalars())
+        if len(known) < len(ids):
+            missing = sorted(set(ids) - known)[:5]
+            raise ImageNotFoundError(f"images {missing} are not in this workspace; nothing was saved")
+        present = set(
+            connection.execute(
+                sa.select(ImageSetMember.image_id).where(ImageSetMember.set_id == set_id)
+            ).scalars()
+        )
+        new = [{"set_id": set_id, "image_id": i} for i in ids if i not in present]
+        if new:
+            connection.execute(sa.insert(ImageSetMember), new)
+        return len(present) + len(new)
+
+
+def image_sets(ws: Workspace) -> dict[str, list[int]]:
+    """Every named set and its image ids."""
+    with ws.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(ImageSet.name, ImageSetMember.image_id)
+            .join(ImageSetMember, ImageSetMember.set_id == ImageSet.id, isouter=True)
+            .order_by(ImageSet.name, ImageSetMember.image_id)
+        ).all()
+    sets: dict[str, list[int]] = {}
+    for name, image_id in rows:
+        sets.setdefault(name, [])
+        if image_id is not None:
+            sets[name].append(image_id)
+    return sets

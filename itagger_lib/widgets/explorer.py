@@ -1,0 +1,274 @@
+"""``Explorer``: filter, sort and page the collection; select, compare, plot.
+
+A thin widget over :mod:`itagger_lib.explore` (queries run in the database) and
+:mod:`itagger_lib.thumbnails` (cached display-size JPEGs). Every action is a method, so the
+logic is driven from plain pytest as well as from the buttons.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as W
+
+from itagger_lib import explore
+from itagger_lib.thumbnails import display_jpeg
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from itagger_lib.workspace import Workspace
+
+TILE = 180
+
+
+class Explorer(W.VBox):
+    """Browse a workspace: metric-range, rating-range, bin and collection filters; sort by
+    any metric or mean rating; a paged thumbnail grid; named selections; side-by-side
+    comparison; metric distributions and metric-vs-rating scatter plots."""
+
+    def __init__(self, ws: Workspace, page_size: int = 24) -> None:
+        self.ws = ws
+        self.query = explore.Query(page_size=page_size)
+        self.selected: set[int] = set()
+        self.total = 0
+        self.rows: pd.DataFrame | None = None
+        run = explore.latest_science_run(ws)
+        self.metric_keys = sorted((run or {}).get("details", {}).get("cut_points", {}))
+        self.attributes = _rated_attributes(ws)
+        self.collections = _collections(ws)
+        self.message = W.HTML()
+        self.filter_metric = W.Dropdown(options=self.metric_keys, description="metric")
+        self.filter_low = W.FloatText(description="from")
+        self.filter_high = W.FloatText(description="to")
+        self.filter_bin = W.Dropdown(options=["", "low", "mid", "high"], description="or bin")
+        add = W.Button(description="Add filter", icon="filter")
+        add.on_click(lambda _: self._add_filter_from_controls())
+        clear = W.Button(description="Clear filters")
+        clear.on_click(lambda _: self.clear_filters())
+        self.filters_html = W.HTML()
+        sort_options = ["id"] + self.metric_keys + [f"rating:{a}" for a in self.attributes]
+        self.sort = W.Dropdown(options=sort_options, value="id", description="sort by")
+        self.descending = W.Checkbox(description="descending", value=False)
+        self.sort.observe(lambda _: self.set_sort(self.sort.value, self.descending.value), "value")
+        self.descending.observe(lambda _: self.set_sort(self.sort.value, self.descending.value), "value")
+        self.collection = W.Dropdown(options=[""] + list(self.collections), description="collection")
+        self.collection.observe(lambda change: self.set_collection(change["new"] or None), "value")
+        prev_button = W.Button(description="◀ previous")
+        next_button = W.Button(description="next ▶")
+        prev_button.on_click(lambda _: self.previous_page())
+        next_button.on_click(lambda _: self.next_page())
+        self.page_label = W.HTML()
+        self.grid = W.GridBox(layout=W.Layout(grid_template_columns=f"repeat(auto-fill, {TILE + 10}px)"))
+        self.set_name = W.Text(placeholder="name of the set", description="selection")
+        save = W.Button(description="Save selection")
+        save.on_click(lambda _: self._save_from_controls())
+        compare = W.Button(description="Compare selected")
+        compare.on_click(lambda _: self._show_comparison())
+        self.plot_metric = W.Dropdown(options=self.metric_keys, description="metric")
+        self.plot_attribute = W.Dropdown(options=[""] + self.attributes, description="vs rating")
+        plot = W.Button(description="Plot")
+        plot.on_click(lambda _: self._show_plot())
+        self.output = W.Output()
+        super().__init__(
+            [
+                self.message,
+                W.HBox([self.filter_metric, self.filter_low, self.filter_high, self.filter_bin, add, clear]),
+                self.filters_html,
+                W.HBox([self.sort, self.descending, self.collection]),
+                W.HBox([prev_button, self.page_label, next_button]),
+                self.grid,
+                W.HBox([self.set_name, save, compare]),
+                W.HBox([self.plot_metric, self.plot_attribute, plot]),
+                self.output,
+            ]
+        )
+        if not self.metric_keys:
+            self.message.value = (
+                "<b>No science metrics yet.</b> Ingest images (01_Upload) and run "
+                "<code>ws.run_science()</code>; until then images are listed by id."
+            )
+        self.refresh()
+
+    # -- actions (used by the buttons and by tests) -------------------------------------
+
+    def add_filter(
+        self, key: str, low: float | None = None, high: float | None = None, bin: str | None = None
+    ) -> None:
+        """Keep images whose ``key`` lies in ``[low, high]`` (or in the ``bin``)."""
+        if bin:
+            self.query.bins[key] = bin
+        else:
+            self.query.metric_ranges[key] = (low, high)
+        self.query.page = 0
+        self.refresh()
+
+    def add_rating_filter(self, attribute: str, low: float | None = None, high: float | None = None) -> None:
+        self.query.rating_ranges[attribute] = (low, high)
+        self.query.page = 0
+        self.refresh()
+
+    def clear_filters(self) -> None:
+        self.query.metric_ranges.clear()
+        self.query.rating_ranges.clear()
+        self.query.bins.clear()
+        self.query.page = 0
+        self.refresh()
+
+    def set_sort(self, key: str, descending: bool = False) -> None:
+        self.query.sort, self.query.descending, self.query.page = key, descending, 0
+        self.refresh()
+
+    def set_collection(self, collection: str | None) -> None:
+        self.query.collection, self.query.page = collection, 0
+        self.refresh()
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.query.page_size))
+
+    def next_page(self) -> None:
+        if self.query.page + 1 < self.pages:
+            self.query.page += 1
+            self.refresh()
+
+    def previous_page(self) -> None:
+        if self.query.page > 0:
+            self.query.page -= 1
+            self.refresh()
+
+    def select(self, image_ids: list[int], selected: bool = True) -> None:
+        for image_id in image_ids:
+            (self.selected.add if selected else self.selected.discard)(int(image_id))
+
+    def save_selection(self, name: str) -> int:
+        """Store the selected images as a named set; returns its size."""
+        return explore.save_set(self.ws, name, self.selected)
+
+    def comparison(self) -> pd.DataFrame:
+        """The selected images' metrics side by side (2–4 images)."""
+        from itagger_lib.errors import ConfigError
+
+        if not 2 <= len(self.selected) <= 4:
+            raise ConfigError(f"select 2 to 4 images to compare (selected: {len(self.selected)})")
+        return explore.metric_values(self.ws, self.metric_keys, sorted(self.selected)).T
+
+    def scatter_data(self, metric: str, attribute: str) -> tuple[pd.DataFrame, float, float]:
+        """Per-image metric and mean rating, with Pearson's r and Spearman's ρ."""
+        import pandas as pd
+
+        values = explore.metric_values(self.ws, [metric])
+        means = explore.mean_ratings(self.ws, attribute).rename(attribute)
+        if values.empty or means.empty:
+            return pd.DataFrame(columns=[metric, attribute]), float("nan"), float("nan")
+        joined = values[[metric]].join(means, how="inner").dropna()
+        if len(joined) < 3:
+            return joined, float("nan"), float("nan")
+        pearson = float(joined[metric].corr(joined[attribute]))
+        spearman = float(joined[metric].corr(joined[attribute], method="spearman"))
+        return joined, pearson, spearman
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        self.rows, total = explore.page(self.ws, self.query)
+        self.total = int(total or 0)
+        self.page_label.value = (
+            f"&nbsp;page {self.query.page + 1} of {self.pages} — {self.total} images&nbsp;"
+        )
+        parts = [f"{html.escape(k)} ∈ [{lo}, {hi}]" for k, (lo, hi) in self.query.metric_ranges.items()]
+        parts += [f"{html.escape(k)} = {b}" for k, b in self.query.bins.items()]
+        parts += [f"mean {html.escape(a)} ∈ [{lo}, {hi}]" for a, (lo, hi) in self.query.rating_ranges.items()]
+        self.filters_html.value = "filters: " + ("; ".join(parts) if parts else "none")
+        self.grid.children = [self._tile(row) for row in self.rows.to_dict("records")]
+
+    def _tile(self, row: dict[str, Any]) -> W.Widget:
+        try:
+            picture: W.Widget = W.Image(
+                value=display_jpeg(self.ws, row, TILE),
+                format="jpeg",
+                layout=W.Layout(max_width=f"{TILE}px", max_height=f"{TILE}px"),
+            )
+        except Exception as exc:  # a file missing from the store must not break the page
+            picture = W.HTML(f"<i>cannot show: {html.escape(str(exc))}</i>")
+        label = f"#{row['id']}"
+        if row.get("sort_value") is not None and row.get("sort_value") == row.get("sort_value"):
+            label += f" · {row['sort_value']:.3g}"
+        box = W.Checkbox(value=row["id"] in self.selected, description=label, indent=False)
+        box.observe(lambda change, i=row["id"]: self.select([i], change["new"]), "value")
+        return W.VBox([picture, box], layout=W.Layout(width=f"{TILE + 6}px"))
+
+    def _add_filter_from_controls(self) -> None:
+        key = self.filter_metric.value
+        if not key:
+            return
+        if self.filter_bin.value:
+            self.add_filter(key, bin=self.filter_bin.value)
+        else:
+            self.add_filter(key, self.filter_low.value, self.filter_high.value)
+
+    def _save_from_controls(self) -> None:
+        try:
+            size = self.save_selection(self.set_name.value)
+            self.message.value = f"saved set <b>{html.escape(self.set_name.value)}</b> ({size} images)"
+        except Exception as exc:
+            self.message.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+
+    def _show_comparison(self) -> None:
+        from IPython.display import display
+
+        self.output.clear_output()
+        with self.output:
+            try:
+                table = self.comparison()
+            except Exception as exc:
+                print(exc)
+                return
+            tiles = [W.Image(value=display_jpeg(self.ws, int(i), 320), format="jpeg") for i in table.columns]
+            display(W.HBox(tiles))
+            display(table)
+
+    def _show_plot(self) -> None:
+        import matplotlib.pyplot as plt
+
+        self.output.clear_output()
+        with self.output:
+            metric, attribute = self.plot_metric.value, self.plot_attribute.value
+            if not metric:
+                print("no metrics yet: run ws.run_science()")
+                return
+            if not attribute:
+                values = explore.metric_values(self.ws, [metric])
+                fig, ax = plt.subplots(figsize=(5, 3))
+                ax.hist(values[metric].dropna(), bins=30)
+                ax.set_xlabel(metric)
+                ax.set_ylabel("images")
+            else:
+                data, pearson, spearman = self.scatter_data(metric, attribute)
+                fig, ax = plt.subplots(figsize=(5, 3.5))
+                ax.scatter(data[metric], data[attribute], s=12)
+                ax.set_xlabel(metric)
+                ax.set_ylabel(f"mean {attribute}")
+                ax.set_title(f"r = {pearson:.2f}, ρ = {spearman:.2f}, n = {len(data)}")
+            plt.show()
+
+
+def _collections(ws: Workspace) -> list[str]:
+    import sqlalchemy as sa
+
+    from itagger_lib.db.models import Image
+
+    with ws.engine.connect() as connection:
+        query = sa.select(Image.collection).where(Image.collection.is_not(None)).distinct()
+        return sorted(connection.execute(query).scalars())
+
+
+def _rated_attributes(ws: Workspace) -> list[str]:
+    import sqlalchemy as sa
+
+    from itagger_lib.db.models import Rating
+
+    with ws.engine.connect() as connection:
+        return sorted(connection.execute(sa.select(Rating.attribute).distinct()).scalars())

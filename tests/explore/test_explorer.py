@@ -1,0 +1,162 @@
+"""Explorer queries and widgets, Inspector, adjudication — on SQLite and Postgres."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from itagger_lib import adjudication, explore
+from itagger_lib.db.models import Codebook, Rating, utcnow
+from itagger_lib.errors import ConfigError
+
+
+@pytest.fixture
+def scienced(workspace, sample_dir: Path):  # type: ignore[no-untyped-def]
+    workspace.ingest(sample_dir, progress=False)
+    with ThreadPoolExecutor(2) as pool:
+        workspace.run_science(executor=pool, progress=False)
+    return workspace
+
+
+def _add_ratings(ws, rows: list[tuple[int, str, str, str, float]]) -> None:  # type: ignore[no-untyped-def]
+    with ws.engine.begin() as connection:
+        codebook_id = connection.execute(
+            sa.insert(Codebook).values(
+                name="t",
+                version="1",
+                content_hash="x",
+                source_text="",
+                definition={},
+                created_at=utcnow(),
+                created_by="t",
+            )
+        ).inserted_primary_key[0]
+        connection.execute(
+            sa.insert(Rating),
+            [
+                {
+                    "image_id": i,
+                    "attribute": a,
+                    "rater": r,
+                    "source": s,
+                    "value": v,
+                    "codebook_id": codebook_id,
+                    "rated_at": utcnow(),
+                }
+                for i, a, r, s, v in rows
+            ],
+        )
+
+
+def test_filter_sort_page_match_pandas(scienced) -> None:
+    ws = scienced
+    metrics = ws.metrics()
+    key = "complexity.edge_density"
+    low = float(metrics[key].median())
+    frame, total = explore.page(
+        ws, explore.Query(metric_ranges={key: (low, None)}, sort=key, descending=True, page_size=4)
+    )
+    expected = metrics[metrics[key] >= low].sort_values(key, ascending=False)
+    assert total == len(expected)
+    assert list(frame["id"]) == list(expected.index[:4])
+    second, _ = explore.page(
+        ws, explore.Query(metric_ranges={key: (low, None)}, sort=key, descending=True, page_size=4, page=1)
+    )
+    assert list(second["id"]) == list(expected.index[4:8])
+
+
+def test_bins_use_the_stored_cut_points(scienced) -> None:
+    ws = scienced
+    binned = ws.metrics(bins=True)
+    key = "nature.greenery_share"
+    for label in ("low", "mid", "high"):
+        _, total = explore.page(ws, explore.Query(bins={key: label}))
+        assert total == int((binned[f"bin.{key}"] == label).sum()), label
+    with pytest.raises(ConfigError, match="low"):
+        explore.page(ws, explore.Query(bins={key: "medium"}))
+
+
+def test_percentiles(scienced) -> None:
+    ws = scienced
+    metrics = ws.metrics(composites=False)
+    table = explore.percentiles(ws, 1)
+    key = "colour.colourfulness"
+    expected = 100.0 * (metrics[key] <= metrics.loc[1, key]).mean()
+    assert table.loc[key, "percentile"] == pytest.approx(expected)
+
+
+def test_explorer_widget_actions(scienced) -> None:
+    from itagger_lib.widgets.explorer import Explorer
+
+    ws = scienced
+    _add_ratings(
+        ws,
+        [
+            (i, "pleasantness", f"r{j}", "human", float((i + j) % 7 + 1))
+            for i in range(1, 13)
+            for j in range(3)
+        ],
+    )
+    explorer = Explorer(ws, page_size=5)
+    assert explorer.total == 12 and explorer.pages == 3 and len(explorer.grid.children) == 5
+    explorer.next_page()
+    explorer.next_page()
+    explorer.next_page()  # stays on the last page
+    assert explorer.query.page == 2 and len(explorer.grid.children) == 2
+    explorer.set_sort("rating:pleasantness", descending=True)
+    assert explorer.rows is not None and explorer.rows["sort_value"].is_monotonic_decreasing
+    explorer.add_rating_filter("pleasantness", 4.0, None)
+    assert all(v >= 4.0 for v in explorer.rows["sort_value"])
+    explorer.clear_filters()
+    explorer.add_filter("fractal.dimension", bin="high")
+    assert 0 < explorer.total < 12
+    explorer.clear_filters()
+    checkbox = explorer.grid.children[0].children[1]
+    checkbox.value = True
+    explorer.select([2, 3])
+    assert explorer.save_selection("favourites") == 3
+    assert explore.image_sets(ws)["favourites"] == sorted(explorer.selected)
+    table = explorer.comparison()
+    assert table.shape[1] == 3 and "fractal.dimension" in table.index
+    data, pearson, spearman = explorer.scatter_data("complexity.edge_density", "pleasantness")
+    assert len(data) == 12
+    assert pearson == pytest.approx(np.corrcoef(data.iloc[:, 0], data.iloc[:, 1])[0, 1])
+
+
+def test_inspector_and_adjudication(scienced) -> None:
+    from itagger_lib.widgets.inspector import Inspector, overlay
+
+    ws = scienced
+    _add_ratings(
+        ws,
+        [
+            (1, "order", "a", "human", 1.0),
+            (1, "order", "b", "human", 7.0),
+            (2, "order", "a", "human", 4.0),
+            (2, "order", "b", "human", 4.0),
+            (2, "order", "vlm:stub/stub", "vlm", 7.0),
+        ],
+    )
+    inspector = Inspector(ws, 1)
+    assert inspector.picture.value[:2] == b"\xff\xd8"
+    assert len(inspector.metrics) > 20 and set(inspector.ratings["rater"]) == {"a", "b"}
+    inspector.overlay.value = "edges"
+    inspector.overlay.value = "complexity"
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    rgb[10:30, 10:30] = 255
+    assert (overlay(rgb, "edges")[..., 0] == 255).any()
+
+    contested = adjudication.queue(ws)
+    assert list(contested["image_id"])[:2] == [1, 2]
+    conflict = adjudication.queue(ws, by="vlm_conflict")
+    assert list(conflict["image_id"]) == [2] and conflict["conflict"].iloc[0] == 3.0
+    rating_id = adjudication.adjudicate(ws, 1, "order", 4.0, note="discussed")
+    assert adjudication.adjudicate(ws, 1, "order", 5.0) == rating_id
+    with ws.engine.connect() as connection:
+        row = connection.execute(sa.select(Rating).where(Rating.id == rating_id)).one()
+    assert row.source == "adjudication" and row.rater == "tester" and row.value == 5.0
+    assert 1 not in set(adjudication.queue(ws)["image_id"])
