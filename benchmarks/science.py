@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -36,6 +35,12 @@ def _worker_init() -> None:
     import cv2
 
     cv2.setNumThreads(1)
+
+
+def default_executor(workers: int):  # type: ignore[no-untyped-def]
+    from itagger_lib.science.worker import default_executor as make
+
+    return make(workers)
 
 
 def write_files(folder: Path, n: int) -> list[Path]:
@@ -72,7 +77,7 @@ def child_rss(folder: str, home: str) -> dict[str, float]:
 
     ws = Workspace(home=home)
     ws.ingest(folder, progress=False)
-    with ProcessPoolExecutor(2, initializer=_worker_init) as pool:
+    with default_executor(2) as pool:
         report = ws.run_science(progress=False, executor=pool)
     assert report.computed and not report.failed
     return {
@@ -117,7 +122,7 @@ def main() -> int:
         decode_only(files[:10])  # warm the page cache
         bound = decode_only(files)
         rows.append(("bound: cv2.imread decode only, 1 process", f"{bound:.1f} img/s", "", ""))
-        with ProcessPoolExecutor(1, initializer=_worker_init) as pool:
+        with default_executor(1) as pool:
             one = suite_rate(files, pool)
         passed = one >= 0.33 * bound
         ok &= passed
@@ -129,7 +134,7 @@ def main() -> int:
                 "PASS" if passed else "FAIL",
             )
         )
-        with ProcessPoolExecutor(2, initializer=_worker_init) as pool:
+        with default_executor(2) as pool:
             two = suite_rate(files, pool)
         passed = two >= 1.8 * one
         ok &= passed

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Image, ImageSource, utcnow
 from itagger_lib.errors import ImageError, ItaggerError, UnreadableFileError
 from itagger_lib.imaging import IMAGE_SUFFIXES, UNSUPPORTED_IMAGE_SUFFIXES, ImageInfo, probe
@@ -210,22 +211,6 @@ def _bounded_map(
         yield pending.pop(0).result()
 
 
-def _insert_ignore(
-    connection: sa.Connection, model: type[Any], rows: list[dict[str, Any]], returning: Any = None
-) -> list[Any]:
-    if not rows:
-        return []
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(model).on_conflict_do_nothing()
-    if returning is not None:
-        return list(connection.execute(statement.returning(returning), rows).scalars())
-    connection.execute(statement, rows)
-    return []
-
-
 def _write_batch(
     connection: sa.Connection,
     batch: list[_Prepared],
@@ -253,7 +238,7 @@ def _write_batch(
                 "ingested_by": user,
             },
         )
-    inserted = set(_insert_ignore(connection, Image, list(image_rows.values()), Image.sha256))
+    inserted = set(insert_ignore(connection, Image, list(image_rows.values()), Image.sha256))
     ids = dict(
         connection.execute(sa.select(Image.sha256, Image.id).where(Image.sha256.in_(list(image_rows)))).all()
     )
@@ -269,7 +254,7 @@ def _write_batch(
         if item.sha256 is not None
     ]
     # Same bytes under another name: one image, one more recorded source.
-    _insert_ignore(connection, ImageSource, source_rows)
+    insert_ignore(connection, ImageSource, source_rows)
     for item in batch:
         if item.sha256 in inserted:
             inserted.discard(item.sha256)

@@ -66,9 +66,9 @@ class Workspace:
         user: str | None = None,
     ) -> None:
         self.settings = Settings.from_env(
-            home=home,
+            home=None if home is None else Path(home),
             database_url=database_url,
-            store=store,
+            store=None if store is None else Path(store),
             max_megapixels=max_megapixels,
             auto_migrate=auto_migrate,
             user=user,

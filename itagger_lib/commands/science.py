@@ -50,9 +50,9 @@ def cmd_science(args: argparse.Namespace) -> int:
     if args.workers is not None:
         if args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-        from concurrent.futures import ProcessPoolExecutor
+        from itagger_lib.science.worker import default_executor
 
-        executor = ProcessPoolExecutor(args.workers)
+        executor = default_executor(args.workers)
     try:
         report = ws.run_science(
             images=args.images or None,

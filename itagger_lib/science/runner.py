@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from itagger_lib._version import __version__
+from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Image, Metric, Run
 from itagger_lib.errors import ImageNotFoundError, ScienceError
 from itagger_lib.runs import finish_run, record_failures, start_run, update_run
@@ -112,16 +113,6 @@ def _mark_stale_runs(ws: Workspace, phash: str) -> None:
     close_stale_runs(ws.engine, kind="science", params_hash=phash)
 
 
-def _insert_metrics(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    connection.execute(insert(Metric).on_conflict_do_nothing(), rows)
-
-
 def _make_executor(executor: Any, scheduler: str | None) -> tuple[Any, Any]:
     """The executor to use, and what to close afterwards."""
     if executor is not None:
@@ -192,7 +183,7 @@ def run_science(
     def flush() -> None:
         last_flush[0] = time.monotonic()
         with ws.engine.begin() as connection:
-            _insert_metrics(connection, rows)
+            insert_ignore(connection, Metric, rows)
             record_failures(connection, run_id, failures)
             update_run(
                 connection,

@@ -262,7 +262,7 @@ def _collections(ws: Workspace) -> list[str]:
 
     with ws.engine.connect() as connection:
         query = sa.select(Image.collection).where(Image.collection.is_not(None)).distinct()
-        return sorted(connection.execute(query).scalars())
+        return sorted(c for c in connection.execute(query).scalars() if c)
 
 
 def _rated_attributes(ws: Workspace) -> list[str]:

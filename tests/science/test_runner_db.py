@@ -107,12 +107,11 @@ def test_killed_run_resumes_where_it_stopped(database_url: str, tmp_path: Path) 
 
 def test_cli_science_and_metrics(tmp_path: Path, sample_dir: Path) -> None:
     home = str(tmp_path / "home")
+
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "itagger_lib.cli", "--home", home, *args]
         return subprocess.run(command, capture_output=True, text=True, check=False)
-        text=True,
-        check=False,
-    )
+
     assert run("ingest", str(sample_dir)).returncode == 0
     science = run("science", "--workers", "2")
     assert science.returncode == 0 and "12 computed" in science.stdout, science.stderr

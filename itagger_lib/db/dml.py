@@ -1,0 +1,26 @@
+"""Statements shared by the write paths: ``INSERT … ON CONFLICT DO NOTHING`` on both back ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def insert_ignore(
+    connection: sa.Connection, model: Any, rows: list[dict[str, Any]], returning: Any = None
+) -> list[Any]:
+    """Insert ``rows``, skipping those that violate a unique constraint.
+
+    With ``returning`` (a column), the values of that column for the rows actually inserted.
+    Safe for concurrent writers and reruns on SQLite and PostgreSQL.
+    """
+    if not rows:
+        return []
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(model).on_conflict_do_nothing()
+    if returning is not None:
+        return list(connection.execute(statement.returning(returning), rows).scalars())
+    connection.execute(statement, rows)
+    return []

@@ -1,0 +1,235 @@
+"""Tidy exports: ratings in long format, one table per image, Parquet/CSV and BN files.
+
+Every written file carries its provenance (package version, run ids, codebook versions,
+time of export): Parquet in its key-value metadata under ``itagger``, CSV in a sidecar
+``<file>.json``. No database URL or secret is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from itagger_lib._version import __version__
+from itagger_lib.errors import ConfigError
+from itagger_lib.review.agreement import first_presentations, is_vlm
+
+__all__ = ["FORMATS", "bn_frame", "export", "ratings_frame", "read_provenance", "table"]
+
+FORMATS = ("parquet", "csv", "bn")
+STATES = ("low", "mid", "high")
+
+RATINGS_QUERY = """
+SELECT r.id AS rating_id, r.image_id, i.sha256, i.collection, r.attribute, r.rater, r.source,
+       r.value, r.value_text, r.mode, r.study_id, r.assignment_id, r.position, r.dwell_ms,
+       r.session_id, r.is_repeat, r.is_gold, r.repeat_index, r.run_id, r.vlm_call_id,
+       v.provider AS vlm_provider, v.model AS vlm_model, v.prompt_version AS vlm_prompt_version,
+       r.codebook_id, c.name AS codebook_name, c.version AS codebook_version, r.note, r.rated_at
+FROM ratings r
+JOIN images i ON i.id = r.image_id
+JOIN codebooks c ON c.id = r.codebook_id
+LEFT JOIN vlm_calls v ON v.id = r.vlm_call_id
+"""
+
+
+def ratings_frame(
+    ws: Any,
+    attributes: Sequence[str] | None = None,
+    raters: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """All ratings in long format (image × rater × attribute × value) with provenance.
+
+    Columns: rating_id, image_id, sha256, collection, attribute, rater, source (human, vlm,
+    import, adjudication), value, value_text, mode, study_id, assignment_id, position,
+    dwell_ms, session_id, is_repeat, is_gold, repeat_index, run_id, vlm_call_id,
+    vlm_provider, vlm_model, vlm_prompt_version, codebook_id, codebook_name,
+    codebook_version, note, rated_at (UTC). Ordered by rating id.
+    """
+    clauses, params = [], {}
+    for column, values in (("r.attribute", attributes), ("r.rater", raters), ("r.source", sources)):
+        if values is not None:
+            names = [f"{column.split('.')[1]}_{i}" for i in range(len(values))]
+            clauses.append(f"{column} IN ({', '.join(':' + n for n in names)})" if names else "1 = 0")
+            params.update(dict(zip(names, values)))
+    query = RATINGS_QUERY + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY r.id"
+    with ws.engine.connect() as connection:
+        frame = pd.read_sql(sa.text(query), connection, params=params)
+    frame["rated_at"] = pd.to_datetime(frame["rated_at"], utc=True)
+    for column in ("is_repeat", "is_gold"):
+        frame[column] = frame[column].astype(bool)
+    return frame
+
+
+def _rating_means(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Per image: ``rating.<attribute>`` (mean of human/import first presentations, or the
+    adjudicated value where one exists) and ``vlm.<attribute>`` (mean of VLM ratings)."""
+    if ratings.empty:
+        return pd.DataFrame()
+    first = first_presentations(ratings)
+    vlm = first["rater"].map(is_vlm)
+    adjudicated = first[first["source"] == "adjudication"]
+    people = first[~vlm & (first["source"] != "adjudication")]
+    human = people.pivot_table(index="image_id", columns="attribute", values="value", aggfunc="mean")
+    if not adjudicated.empty:
+        decided = adjudicated.pivot_table(index="image_id", columns="attribute", values="value", aggfunc="last")
+        human = decided.combine_first(human)
+    machine = first[vlm].pivot_table(index="image_id", columns="attribute", values="value", aggfunc="mean")
+    return human.add_prefix("rating.").join(machine.add_prefix("vlm."), how="outer")
+
+
+def table(ws: Any, run: int | None = None, bins: bool = True) -> pd.DataFrame:
+    """One row per image: image facts, science metrics (with bins) and mean ratings.
+
+    Metrics come from :func:`itagger_lib.science.runner.metrics_frame` (newest science run,
+    or ``run``); ratings from :func:`_rating_means`. ``attrs`` holds the science run id.
+    """
+    from itagger_lib.science.runner import metrics_frame
+
+    with ws.engine.connect() as connection:
+        images = pd.read_sql(
+            sa.text("SELECT id AS image_id, sha256, source_name, collection, width, height FROM images"),
+            connection,
+        ).set_index("image_id")
+    metrics = metrics_frame(ws, run=run, bins=bins)
+    joined = images.join(metrics, how="left").join(_rating_means(ratings_frame(ws)), how="left")
+    joined.attrs.update(metrics.attrs)
+    return joined.sort_index()
+
+
+def bn_frame(
+    per_image: pd.DataFrame, cut_points: Mapping[str, Sequence[float]]
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Discretise a per-image table into low/mid/high states for Bayesian-network modelling.
+
+    ``x <= low`` → low, ``low < x <= high`` → mid, ``x > high`` → high (as the science
+    bins). Columns with a stored cut point use it; other numeric columns (``rating.*``,
+    ``vlm.*``, metrics without stored cut points) get tertile cut points computed here, and
+    the variable says so (``cut_source``).
+
+    Returns
+    -------
+    (states, variables)
+        ``states``: image × variable, values low/mid/high (empty where missing);
+        ``variables``: one dict per variable: name, source (metric, rating, vlm),
+        states, cut_points, cut_source (stored, tertiles).
+    """
+    columns = [
+        c
+        for c in per_image.columns
+        if pd.api.types.is_numeric_dtype(per_image[c])
+        and not c.startswith(("bin.", "meta."))
+        and c not in ("width", "height")
+        and per_image[c].notna().any()
+    ]
+    states = pd.DataFrame(index=per_image.index)
+    variables: list[dict[str, Any]] = []
+    for column in columns:
+        values = per_image[column].astype(float)
+        if column in cut_points:
+            low, high = (float(v) for v in cut_points[column])
+            origin = "stored"
+        else:
+            low, high = (float(v) for v in np.nanquantile(values, [1 / 3, 2 / 3]))
+            origin = "tertiles"
+        state = np.where(values <= low, "low", np.where(values <= high, "mid", "high"))
+        states[column] = pd.Series(state, index=values.index).where(values.notna(), "")
+        source = column.split(".", 1)[0] if column.startswith(("rating.", "vlm.")) else "metric"
+        variables.append(
+            {"name": column, "source": source, "states": list(STATES), "cut_points": [low, high],
+             "cut_source": origin}
+        )  # fmt: skip
+    return states, variables
+
+
+def _provenance(ws: Any, ratings: pd.DataFrame, science_run: Any) -> dict[str, Any]:
+    with ws.engine.connect() as connection:
+        codebooks = pd.read_sql(
+            sa.text("SELECT id, name, version, content_hash FROM codebooks ORDER BY id"), connection
+        )
+    used = set(ratings["codebook_id"].dropna().astype(int)) if not ratings.empty else set()
+    run_ids = {int(r) for r in ratings["run_id"].dropna()} if not ratings.empty else set()
+    if science_run is not None:
+        run_ids.add(int(science_run))
+    return {
+        "package": "image-tagger",
+        "package_version": __version__,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "science_run_id": None if science_run is None else int(science_run),
+        "run_ids": sorted(run_ids),
+        "codebooks": [
+            {"id": int(row.id), "name": row.name, "version": row.version, "content_hash": row.content_hash}
+            for row in codebooks.itertuples()
+            if int(row.id) in used
+        ],
+    }
+
+
+def _write(frame: pd.DataFrame, path: Path, kind: str, provenance: Mapping[str, Any]) -> Path:
+    text = json.dumps({**provenance, "file": path.name}, sort_keys=True)
+    if kind == "parquet":
+        arrow = pa.Table.from_pandas(frame, preserve_index=frame.index.name is not None)
+        metadata = {**(arrow.schema.metadata or {}), b"itagger": text.encode()}
+        pq.write_table(arrow.replace_schema_metadata(metadata), path)
+    else:
+        frame.to_csv(path, index=frame.index.name is not None)
+        Path(f"{path}.json").write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The provenance stored with an exported file (Parquet metadata or CSV sidecar)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return dict(json.loads(pq.read_schema(path).metadata[b"itagger"]))
+    return dict(json.loads(Path(f"{path}.json").read_text(encoding="utf-8")))
+
+
+def export(ws: Any, out: str | os.PathLike[str], format: str = "parquet", run: int | None = None) -> list[Path]:
+    """Write the workspace's data to folder ``out``; returns the files written.
+
+    * ``parquet`` / ``csv``: ``ratings.<ext>`` (long, :func:`ratings_frame`) and
+      ``table.<ext>`` (per image, :func:`table`);
+    * ``bn``: ``bn.csv`` (image × discretised variable, see :func:`bn_frame`) and
+      ``bn_codebook.json`` (each variable, its states, cut points and source).
+
+    Every file carries the provenance described in the module docstring.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    ratings = ratings_frame(ws)
+    per_image = table(ws, run=run)
+    provenance = _provenance(ws, ratings, per_image.attrs.get("run_id"))
+    if format in ("parquet", "csv"):
+        return [
+            _write(ratings, folder / f"ratings.{format}", format, provenance),
+            _write(per_image, folder / f"table.{format}", format, provenance),
+        ]
+    cut_points = _stored_cut_points(ws, per_image.attrs.get("run_id"))
+    states, variables = bn_frame(per_image, cut_points)
+    written = _write(states, folder / "bn.csv", "csv", provenance)
+    codebook = folder / "bn_codebook.json"
+    codebook.write_text(json.dumps({**provenance, "variables": variables}, indent=2) + "\n", encoding="utf-8")
+    return [written, codebook]
+
+
+def _stored_cut_points(ws: Any, run_id: Any) -> dict[str, list[float]]:
+    if run_id is None:
+        return {}
+    with ws.engine.connect() as connection:
+        details = connection.execute(sa.text("SELECT details FROM runs WHERE id = :id"), {"id": int(run_id)}).scalar()
+    if isinstance(details, str):
+        details = json.loads(details)
+    return dict((details or {}).get("cut_points") or {})
