@@ -183,6 +183,7 @@ class Rating(Base):
     __table_args__ = (
         sa.Index("ix_ratings_image_attribute", "image_id", "attribute"),
         sa.Index("ix_ratings_rater", "rater", "attribute"),
+        sa.Index("ix_ratings_attribute_image_value", "attribute", "image_id", "value"),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)

@@ -41,7 +41,11 @@ __all__ = [
     "first_presentations",
     "gold_accuracy",
     "is_vlm",
+    "label_vlm_raters",
+    "load_levels",
+    "load_ratings",
     "test_retest",
+    "vlm_agreement",
     "vlm_vs_human",
 ]
 
@@ -236,9 +240,17 @@ def vlm_vs_human(
                 }
             )
     columns = [
-        "attribute", "level", "vlm", "n_units", "n_humans", "human_alpha", "with_vlm_alpha", "delta",
-        "human_pairwise_alpha", "vlm_pairwise_alpha",
-    ]  # fmt: skip
+        "attribute",
+        "level",
+        "vlm",
+        "n_units",
+        "n_humans",
+        "human_alpha",
+        "with_vlm_alpha",
+        "delta",
+        "human_pairwise_alpha",
+        "vlm_pairwise_alpha",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -275,7 +287,9 @@ def test_retest(ratings: pd.DataFrame, levels: Mapping[str, str]) -> pd.DataFram
         wide = subset.drop_duplicates(["image_id", "_occasion"]).pivot(
             index="image_id", columns="_occasion", values="value"
         )
-        wide = wide[wide[0].notna() & wide.drop(columns=0).notna().any(axis=1)] if 0 in wide else wide.iloc[:0]
+        wide = (
+            wide[wide[0].notna() & wide.drop(columns=0).notna().any(axis=1)] if 0 in wide else wide.iloc[:0]
+        )
         repeats = wide.drop(columns=0, errors="ignore")
         diffs = repeats.sub(wide[0], axis=0) if 0 in wide else repeats
         rows.append(
@@ -314,7 +328,9 @@ def gold_accuracy(ratings: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:
         gold[["image_id", "attribute", "value"]].rename(columns={"value": "gold"}),
         on=["image_id", "attribute"],
     ).dropna(subset=["value", "gold"])
-    merged = merged.assign(correct=merged["value"] == merged["gold"], error=(merged["value"] - merged["gold"]).abs())
+    merged = merged.assign(
+        correct=merged["value"] == merged["gold"], error=(merged["value"] - merged["gold"]).abs()
+    )
     table = (
         merged.groupby(["rater", "attribute"], sort=True)
         .agg(n_gold=("value", "size"), accuracy=("correct", "mean"), mean_abs_error=("error", "mean"))
@@ -332,11 +348,10 @@ def codebook_levels(definition: Mapping[str, Any] | str) -> tuple[dict[str, str]
     when every level is a number; otherwise category codes are the level indices
     ``0..q-1``.
     """
-    if isinstance(definition, str):
-        definition = json.loads(definition)
+    parsed: Mapping[str, Any] = json.loads(definition) if isinstance(definition, str) else definition
     levels: dict[str, str] = {}
     domains: dict[str, list[float]] = {}
-    for attribute in definition.get("attributes", []):
+    for attribute in parsed.get("attributes", []):
         level = LEVEL_OF_TYPE.get(str(attribute.get("type")))
         if level is None:
             continue
@@ -349,12 +364,60 @@ def codebook_levels(definition: Mapping[str, Any] | str) -> tuple[dict[str, str]
     return levels, domains
 
 
+def label_vlm_raters(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Name every VLM rating's rater ``vlm:<rater>[@<prompt version>]``.
+
+    A rating is a VLM's when its ``source`` is ``vlm`` (or its rater already starts with
+    ``vlm:``). The prompt version (column ``vlm_prompt_version``, from the VLM call) is
+    appended when the name lacks it, so each model × prompt version is its own rater.
+    """
+    if ratings.empty or "source" not in ratings:
+        return ratings
+    vlm = (ratings["source"] == "vlm") | ratings["rater"].map(is_vlm)
+    names = (
+        ratings["rater"]
+        .astype(str)
+        .where(ratings["rater"].map(is_vlm), "vlm:" + ratings["rater"].astype(str))
+    )
+    if "vlm_prompt_version" in ratings:
+        version = ratings["vlm_prompt_version"]
+        add = version.notna() & ~pd.Series(
+            [f"@{v}" in n for n, v in zip(names, version)], index=ratings.index, dtype=bool
+        )
+        names = names.where(~add, names + "@" + version.astype(str))
+    return ratings.assign(rater=ratings["rater"].where(~vlm, names))
+
+
 RATINGS_QUERY = sa.text(
     "SELECT r.image_id, r.rater, r.attribute, r.value, r.source, r.is_repeat, r.repeat_index, "
-    "r.codebook_id, i.collection FROM ratings r JOIN images i ON i.id = r.image_id "
+    "r.codebook_id, i.collection, v.prompt_version AS vlm_prompt_version "
+    "FROM ratings r JOIN images i ON i.id = r.image_id LEFT JOIN vlm_calls v ON v.id = r.vlm_call_id "
     "WHERE r.source <> 'adjudication' ORDER BY r.rated_at, r.id"
 )
 CODEBOOKS_QUERY = sa.text("SELECT id, definition FROM codebooks")
+
+
+def load_ratings(ws: Any) -> pd.DataFrame:
+    """A workspace's ratings for agreement (adjudications left out, VLM raters labelled)."""
+    with ws.engine.connect() as connection:
+        return label_vlm_raters(pd.read_sql(RATINGS_QUERY, connection))
+
+
+def load_levels(ws: Any) -> tuple[dict[str, str], dict[str, list[float]]]:
+    """Levels of measurement and domains of every stored codebook (newer ones win)."""
+    with ws.engine.connect() as connection:
+        codebooks = pd.read_sql(CODEBOOKS_QUERY, connection)
+    levels: dict[str, str] = {}
+    domains: dict[str, list[float]] = {}
+    for definition in codebooks.sort_values("id")["definition"]:
+        more_levels, more_domains = codebook_levels(definition or {})
+        levels.update(more_levels)
+        domains.update(more_domains)
+    return levels, domains
+
+
+def _select(levels: dict[str, str], attributes: Sequence[str] | None) -> dict[str, str]:
+    return levels if attributes is None else {a: levels[a] for a in attributes if a in levels}
 
 
 def agreement(
@@ -368,20 +431,11 @@ def agreement(
     """Agreement table of a workspace (see :func:`agreement_table`).
 
     Reads ratings (adjudications left out) and codebook levels through ``ws.engine``.
-    ``raters`` defaults to every non-VLM rater (VLMs are compared in :func:`vlm_vs_human`);
+    ``raters`` defaults to every non-VLM rater (VLMs are compared in :func:`vlm_agreement`);
     ``by`` is a Series indexed by image id or ``"collection"``.
     """
-    with ws.engine.connect() as connection:
-        ratings = pd.read_sql(RATINGS_QUERY, connection)
-        codebooks = pd.read_sql(CODEBOOKS_QUERY, connection)
-    levels: dict[str, str] = {}
-    domains: dict[str, list[float]] = {}
-    for definition in codebooks["definition"]:
-        more_levels, more_domains = codebook_levels(definition or {})
-        levels.update(more_levels)
-        domains.update(more_domains)
-    if attributes is not None:
-        levels = {a: levels[a] for a in attributes if a in levels}
+    ratings = load_ratings(ws)
+    levels, domains = load_levels(ws)
     if raters is not None:
         ratings = ratings[ratings["rater"].isin(list(raters))]
     else:
@@ -389,4 +443,13 @@ def agreement(
     group = by
     if isinstance(by, str):
         group = ratings.drop_duplicates("image_id").set_index("image_id")[by]
-    return agreement_table(ratings, levels, by=group, n_boot=n_boot, seed=seed, domains=domains)
+    table = agreement_table(
+        ratings, _select(levels, attributes), by=group, n_boot=n_boot, seed=seed, domains=domains
+    )
+    return table
+
+
+def vlm_agreement(ws: Any, attributes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Each VLM (model × prompt version) against the workspace's humans; see :func:`vlm_vs_human`."""
+    levels, domains = load_levels(ws)
+    return vlm_vs_human(load_ratings(ws), _select(levels, attributes), domains=domains)

@@ -145,13 +145,21 @@ def straight_lining(
         run = _longest_run(values)
         flagged = run >= min_run or (n >= min_n and modal > max_modal_share)
         rows.append(
-            {"rater": rater, "attribute": attribute, "n": n, "longest_run": run, "modal_share": modal,
-             "flagged": bool(flagged)}
-        )  # fmt: skip
+            {
+                "rater": rater,
+                "attribute": attribute,
+                "n": n,
+                "longest_run": run,
+                "modal_share": modal,
+                "flagged": bool(flagged),
+            }
+        )
     return pd.DataFrame(rows, columns=["rater", "attribute", "n", "longest_run", "modal_share", "flagged"])
 
 
-def consensus_agreement(ratings: pd.DataFrame, levels: Mapping[str, str], min_alpha: float = 0.4) -> pd.DataFrame:
+def consensus_agreement(
+    ratings: pd.DataFrame, levels: Mapping[str, str], min_alpha: float = 0.4
+) -> pd.DataFrame:
     """Each rater against the leave-one-out consensus of the others.
 
     The consensus of an image is the mode of the other raters' values (nominal) or their
@@ -201,12 +209,12 @@ def rater_flags(ratings: pd.DataFrame, levels: Mapping[str, str]) -> pd.DataFram
     if "dwell_ms" in ratings and ratings["dwell_ms"].notna().any():
         for rater in fast_answers(ratings).query("flagged")["rater"]:
             flags[rater].append("fast")
-    for rater, attribute in straight_lining(ratings).query("flagged")[["rater", "attribute"]].itertuples(
-        index=False
+    for rater, attribute in (
+        straight_lining(ratings).query("flagged")[["rater", "attribute"]].itertuples(index=False)
     ):
         flags[rater].append(f"straight_lining:{attribute}")
-    for rater, attribute in consensus_agreement(ratings, levels).query("flagged")[
-        ["rater", "attribute"]
-    ].itertuples(index=False):
+    for rater, attribute in (
+        consensus_agreement(ratings, levels).query("flagged")[["rater", "attribute"]].itertuples(index=False)
+    ):
         flags[rater].append(f"low_agreement:{attribute}")
     return pd.DataFrame({"rater": raters, "flags": [", ".join(flags[r]) for r in raters]})

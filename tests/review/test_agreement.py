@@ -50,7 +50,9 @@ def test_agreement_table_single_category_gives_note_not_crash() -> None:
 
 def test_agreement_table_groups_and_ignores_repeats() -> None:
     ratings = long_frame(KRIPPENDORFF_2011, "mood")
-    repeat = pd.DataFrame([{"image_id": 1, "rater": "r0", "attribute": "mood", "value": 4.0, "is_repeat": True}])
+    repeat = pd.DataFrame(
+        [{"image_id": 1, "rater": "r0", "attribute": "mood", "value": 4.0, "is_repeat": True}]
+    )
     ratings = pd.concat([ratings.assign(is_repeat=False), repeat], ignore_index=True)
     by = pd.Series({i: "early" if i <= 6 else "late" for i in range(1, 13)})
     table = ag.agreement_table(ratings, {"mood": "nominal"}, by=by, n_boot=0)
@@ -72,7 +74,9 @@ def test_vlm_vs_human_compares_with_the_human_ceiling() -> None:
     table = ag.vlm_vs_human(ratings, {"order": "ordinal"}).set_index("vlm")
     assert table.loc["vlm:good@v1", "delta"] > 0
     assert table.loc["vlm:random@v1", "delta"] < 0
-    assert table.loc["vlm:random@v1", "vlm_pairwise_alpha"] < table.loc["vlm:random@v1", "human_pairwise_alpha"]
+    assert (
+        table.loc["vlm:random@v1", "vlm_pairwise_alpha"] < table.loc["vlm:random@v1", "human_pairwise_alpha"]
+    )
     assert table.loc["vlm:good@v1", "n_units"] == 60
     assert table.loc["vlm:good@v1", "human_alpha"] == pytest.approx(krippendorff_alpha(humans, "ordinal"))
 

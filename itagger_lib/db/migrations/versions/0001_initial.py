@@ -296,11 +296,15 @@ def upgrade() -> None:
     with op.batch_alter_table("ratings", schema=None) as batch_op:
         batch_op.create_index("ix_ratings_image_attribute", ["image_id", "attribute"], unique=False)
         batch_op.create_index("ix_ratings_rater", ["rater", "attribute"], unique=False)
+        batch_op.create_index(
+            "ix_ratings_attribute_image_value", ["attribute", "image_id", "value"], unique=False
+        )
 
 
 def downgrade() -> None:
 
     with op.batch_alter_table("ratings", schema=None) as batch_op:
+        batch_op.drop_index("ix_ratings_attribute_image_value")
         batch_op.drop_index("ix_ratings_rater")
         batch_op.drop_index("ix_ratings_image_attribute")
 

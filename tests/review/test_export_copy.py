@@ -1,0 +1,75 @@
+"""The PostgreSQL COPY fast path of ratings_frame returns what read_sql returns."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from itagger_lib.db.models import Codebook, Rating, utcnow
+from itagger_lib.export import RATINGS_QUERY, ratings_frame
+
+
+@pytest.mark.postgres
+def test_copy_path_equals_read_sql(pg_url: str, tmp_path, sample_dir) -> None:  # type: ignore[no-untyped-def]
+    from itagger_lib import Workspace
+
+    ws = Workspace(database_url=pg_url, store=tmp_path / "s", home=tmp_path)
+    ws.ingest(sample_dir, progress=False)
+    with ws.engine.begin() as connection:
+        codebook_id = connection.execute(
+            sa.insert(Codebook).values(
+                name="cb",
+                version="1.2",
+                content_hash="h",
+                source_text="",
+                definition={},
+                created_at=utcnow(),
+                created_by="t",
+            )
+        ).inserted_primary_key[0]
+        connection.execute(
+            sa.insert(Rating),
+            [
+                {
+                    "image_id": 1,
+                    "attribute": "order",
+                    "codebook_id": codebook_id,
+                    "rater": "a",
+                    "source": "human",
+                    "value": 3.0,
+                    "dwell_ms": 812,
+                    "position": 4,
+                    "is_repeat": True,
+                    "note": 'says "hi", then\nleaves',
+                    "value_text": None,
+                    "rated_at": utcnow(),
+                },
+                {
+                    "image_id": 2,
+                    "attribute": "style",
+                    "codebook_id": codebook_id,
+                    "rater": "b",
+                    "source": "import",
+                    "value": None,
+                    "value_text": "brutalist, late",
+                    "dwell_ms": None,
+                    "position": None,
+                    "is_repeat": False,
+                    "note": None,
+                    "rated_at": utcnow(),
+                },
+            ],
+        )
+    fast = ratings_frame(ws)
+    with ws.engine.connect() as connection:
+        slow = pd.read_sql(sa.text(RATINGS_QUERY + " ORDER BY r.id"), connection)
+    assert list(fast.columns) == list(slow.columns)
+    assert fast.loc[0, "note"] == 'says "hi", then\nleaves'
+    assert fast.loc[1, "value_text"] == "brutalist, late"
+    assert bool(fast.loc[0, "is_repeat"]) is True and bool(fast.loc[1, "is_repeat"]) is False
+    assert fast.loc[0, "dwell_ms"] == 812 and pd.isna(fast.loc[1, "dwell_ms"])
+    assert pd.isna(fast.loc[1, "value"]) and fast.loc[0, "value"] == 3.0
+    assert fast["codebook_version"].tolist() == ["1.2", "1.2"]
+    assert fast["rated_at"].dt.tz is not None
+    ws.close()
