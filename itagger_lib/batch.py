@@ -219,12 +219,12 @@ def run_batch(
     check_parameters(values, declared_parameters(path), path)
     run_id = start_run(ws.engine, KIND, {"notebook": str(path), "parameters": values}, ws.user, n_total=1)
     folder = Path(output_dir) if output_dir is not None else ws.home / "runs" / str(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
     output = (folder / path.name).resolve()
     update_run(ws.engine, run_id, output_path=str(output))
     started = time.perf_counter()
     error: str | None = None
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         with workspace_environment(ws, run_id):
             pm.execute_notebook(
                 str(path),
@@ -237,6 +237,9 @@ def run_batch(
                 execution_timeout=execution_timeout,
                 report_mode=False,
             )
+    except KeyboardInterrupt:
+        finish_run(ws.engine, run_id, status="interrupted", error="interrupted (Ctrl-C)")
+        raise
     except Exception as exc:  # a failed notebook is a failed run, whatever the cause
         error = describe_failure(exc)
     seconds = time.perf_counter() - started

@@ -19,9 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export) against this workspace; the executed notebook is written under "
         "ITAGGER_HOME/runs/<run id>/.",
     )
-    p.add_argument(
-        "notebook", metavar="NOTEBOOK", help="path to an .ipynb, or a batch notebook name"
-    )
+    p.add_argument("notebook", metavar="NOTEBOOK", help="path to an .ipynb, or a batch notebook name")
     p.add_argument(
         "-p",
         "--parameter",
@@ -65,9 +63,7 @@ def _yaml_mapping(text: str, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise BatchError(
-            f"{where} must be a YAML mapping of name: value, got {type(value).__name__}"
-        )
+        raise BatchError(f"{where} must be a YAML mapping of name: value, got {type(value).__name__}")
     return {str(k): v for k, v in value.items()}
 
 

@@ -25,7 +25,6 @@ KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 KILL_SWITCH = "vlm.kill_switch"
 SETTING_PROVIDER = "vlm.provider"
 SETTING_MODEL = "vlm.model"
-SETTING_PRICES = "vlm.prices"
 SETTING_BUDGET = "vlm.budget_usd"
 SMOKE_IMAGES = 3
 
@@ -61,6 +60,26 @@ def run_check(name: str, check: Callable[[], tuple[str, str]]) -> SmokeCheck:
     return SmokeCheck(name, outcome, message, time.perf_counter() - started)
 
 
+def _engine_details(ws: Workspace) -> dict[str, Any]:
+    """Provider and model as the engine resolves them, keys (``*_FILE`` too), prices, spend."""
+    from itagger_lib.errors import ProviderError
+    from itagger_lib.vlm import ledger, registry
+
+    details: dict[str, Any] = {
+        "keys": {variable: registry.read_secret(variable) is not None for variable in KEY_VARIABLES},
+        "prices": {
+            f"{row.provider}/{row.model}": f"in {row.input_per_mtok:g} / out {row.output_per_mtok:g} per Mtok"
+            for row in ledger.prices(ws).itertuples()
+        },
+        "spend_usd": ledger.spent(ws),
+    }
+    try:
+        details["provider"], details["model"] = registry.resolve(ws)
+    except ProviderError as exc:
+        details["provider"] = f"none: {exc}"
+    return details
+
+
 class AdminCockpit:
     """Workspace status, the VLM engine card, an upload panel and smoke checks.
 
@@ -94,22 +113,21 @@ class AdminCockpit:
         """Provider, model, which keys are present (never their values), prices, budget, spend,
         and the kill switch."""
         ws = self.ws
-        provider = ws.get_setting(SETTING_PROVIDER) or os.environ.get("ITAGGER_VLM_PROVIDER")
-        model = ws.get_setting(SETTING_MODEL) or os.environ.get("ITAGGER_VLM_MODEL")
-        spend = None
-        spend_of = getattr(ws, "vlm_spend", None)
-        if callable(spend_of):
-            spend = spend_of()
-        return {
+        card: dict[str, Any] = {
             "engine_installed": feature_available("itagger_lib.vlm.engine"),
-            "provider": provider or "not set (chosen from the keys present)",
-            "model": model or "provider default",
+            "provider": ws.get_setting(SETTING_PROVIDER) or os.environ.get("ITAGGER_VLM_PROVIDER"),
+            "model": ws.get_setting(SETTING_MODEL) or os.environ.get("ITAGGER_VLM_MODEL"),
             "keys": {name: bool(os.environ.get(name)) for name in KEY_VARIABLES},
-            "prices": ws.get_setting(SETTING_PRICES, {}) or {},
+            "prices": {},
             "budget_usd": ws.get_setting(SETTING_BUDGET),
-            "spend_usd": spend,
+            "spend_usd": None,
             "kill_switch": bool(ws.get_setting(KILL_SWITCH, False)),
         }
+        if card["engine_installed"]:
+            card.update(_engine_details(ws))
+        card["provider"] = card["provider"] or "not set (chosen from the keys present)"
+        card["model"] = card["model"] or "provider default"
+        return card
 
     def set_kill_switch(self, on: bool) -> None:
         """Stop (``True``) or allow (``False``) new VLM calls in this workspace."""
@@ -139,7 +157,7 @@ class AdminCockpit:
             ids = [int(i) for i in ws.images().index[:SMOKE_IMAGES]]
             if not ids:
                 return "skip", "no images yet: upload a few first"
-            result = ws.rate_with_vlm(provider="stub", images=ids, dry_run=True)
+            result = ws.rate_with_vlm(provider="stub", images=ids, dry_run=True, progress=False)
             return "pass", str(result).splitlines()[0] if str(result) else "dry run done"
 
         self.checks = [
@@ -164,9 +182,7 @@ class AdminCockpit:
             ("package version", s["package_version"]),
             ("user", s["user"]),
         ]
-        body = "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
-        )
+        body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
         hint = self.next_step()
         tip = f"<p class='itagger-next'><b>Next:</b> {html.escape(hint)}</p>" if hint else ""
         return f"<h3>Workspace</h3><table>{body}</table>{tip}"
@@ -176,7 +192,7 @@ class AdminCockpit:
         keys = ", ".join(f"{k}: {'present' if v else 'absent'}" for k, v in card["keys"].items())
         prices = ", ".join(f"{m}: {p}" for m, p in card["prices"].items()) or "none set"
         spend = "n/a" if card["spend_usd"] is None else f"${card['spend_usd']:.4f}"
-        budget = "none set" if card["budget_usd"] is None else f"${card['budget_usd']}"
+        budget = "none set" if card["budget_usd"] is None else f"${float(card['budget_usd']):.2f}"
         rows = [
             ("engine", "installed" if card["engine_installed"] else "not installed"),
             ("provider", card["provider"]),
@@ -186,9 +202,7 @@ class AdminCockpit:
             ("budget", budget),
             ("spend so far", spend),
         ]
-        body = "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
-        )
+        body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
         return f"<h3>VLM engine</h3><table>{body}</table>"
 
     def checks_html(self) -> str:

@@ -126,9 +126,7 @@ class UploadPanel:
             report = self.ws.ingest(paths, collection=self.collection.value or None, progress=False)
         except Exception as exc:
             self.progress.bar_style = "danger"
-            self.result.value = (
-                f"<p style='color:crimson'>Ingest failed: {html.escape(str(exc))}</p>"
-            )
+            self.result.value = f"<p style='color:crimson'>Ingest failed: {html.escape(str(exc))}</p>"
             raise
         self.last_report = report
         self.progress.value = self.progress.max

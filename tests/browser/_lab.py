@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -66,6 +67,7 @@ def jupyter_lab(root: Path, env: dict[str, str], timeout: float = 90) -> Iterato
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--ServerApp.open_browser=False",
             "--allow-root",
+            "--LabApp.expose_app_in_browser=True",
         ],
         cwd=root,
         env={
@@ -97,6 +99,40 @@ def jupyter_lab(root: Path, env: dict[str, str], timeout: float = 90) -> Iterato
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+ALL_RAN = """() => {
+    const prompts = [...document.querySelectorAll('.jp-InputPrompt')]
+        .map(p => p.textContent).filter(t => t.includes('['));
+    return prompts.length > 0 && prompts.every(t => /\\[\\d+\\]/.test(t));
+}"""
+KERNEL_READY = """async () => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    await panel.context.ready;
+    await panel.sessionContext.ready;
+}"""
+KERNEL_IDLE = """() => {
+    const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel;
+    return kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
+}"""
+
+
+def run_all_cells(page: Any, timeout_ms: int = 120_000) -> None:
+    """Wait for the open notebook's kernel, run all its cells, wait until every cell ran.
+
+    Uses JupyterLab's own command (the app is exposed as ``window.jupyterapp``), not menu
+    clicks, so a slow kernel start cannot swallow the request.
+    """
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+        " && window.jupyterapp.shell.currentWidget.sessionContext",
+        timeout=timeout_ms,
+    )
+    page.evaluate(KERNEL_READY)
+    page.wait_for_function(KERNEL_IDLE, timeout=timeout_ms)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_function(ALL_RAN, timeout=timeout_ms)
+    page.wait_for_function(KERNEL_IDLE, timeout=timeout_ms)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser._lab import CHROMIUM, chromium, jupyter_lab
+from tests.browser._lab import CHROMIUM, chromium, jupyter_lab, run_all_cells
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / ".test-artifacts" / "screenshots"
@@ -21,30 +21,6 @@ EXPECTED = {
 }
 # Console noise from JupyterLab itself that says nothing about our widgets.
 IGNORED_CONSOLE = ("favicon", "Failed to load resource: the server responded with a status of 404")
-
-ALL_RAN = """() => {
-    const prompts = [...document.querySelectorAll('.jp-InputPrompt')]
-        .map(p => p.textContent).filter(t => t.includes('['));
-    return prompts.length > 0 && prompts.every(t => /\\[\\d+\\]/.test(t));
-}"""
-STARTED = """() => [...document.querySelectorAll('.jp-InputPrompt')]
-    .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
-
-
-def run_all_cells(page) -> None:
-    """Run > Run All Cells, again if a kernel that was still connecting ignored the click."""
-    for _ in range(3):
-        page.click(".jp-NotebookPanel .jp-Cell")
-        page.keyboard.press("Escape")
-        page.locator("#jp-MainMenu").get_by_text("Run", exact=True).click()
-        page.get_by_text("Run All Cells", exact=True).click()
-        try:
-            page.wait_for_function(STARTED, timeout=15_000)
-            break
-        except Exception:
-            page.keyboard.press("Escape")
-    page.wait_for_function(ALL_RAN, timeout=120_000)
-
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
 
@@ -82,7 +58,7 @@ def test_cockpit_notebook_runs_in_jupyterlab(lab, name) -> None:
     try:
         page.goto(server.notebook_url(name))
         page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        page.keyboard.press("Escape")
         run_all_cells(page)
         page.wait_for_timeout(1000)
         for selector in EXPECTED.get(name, []):
@@ -100,5 +76,9 @@ def test_cockpit_notebook_runs_in_jupyterlab(lab, name) -> None:
         page.screenshot(path=str(SCREENSHOTS / f"{Path(name).stem}.png"), full_page=True)
         real = [e for e in errors if not any(i in e for i in IGNORED_CONSOLE)]
         assert not real, f"{name}: browser console errors: {real}"
+    except Exception:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{Path(name).stem}-FAILED.png"), full_page=True)
+        raise
     finally:
         page.close()

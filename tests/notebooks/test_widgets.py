@@ -113,3 +113,18 @@ def test_kill_switch_toggle_writes_the_setting(workspace) -> None:
 def test_set_kill_switch(workspace, on) -> None:
     AdminCockpit(workspace).set_kill_switch(on)
     assert AdminCockpit(workspace).engine_card()["kill_switch"] is on
+
+
+def test_engine_card_reads_the_engines_prices_and_spend(workspace, monkeypatch) -> None:
+    pytest.importorskip("itagger_lib.vlm.ledger")
+    from itagger_lib.vlm import ledger
+
+    monkeypatch.delenv("ITAGGER_VLM_PROVIDER", raising=False)
+    ledger.set_price(workspace, "openai", "gpt-test", 2.5, 10.0)
+    workspace.set_setting("vlm.budget_usd", 5.0)
+    workspace.set_setting("vlm.provider", "stub")
+    card = AdminCockpit(workspace).engine_card()
+    assert card["prices"] == {"openai/gpt-test": "in 2.5 / out 10 per Mtok"}
+    assert card["budget_usd"] == 5.0 and card["spend_usd"] == 0.0
+    assert card["provider"] == "stub"
+    assert "$5.00" in AdminCockpit(workspace).engine_html()

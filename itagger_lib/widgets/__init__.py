@@ -1,0 +1,1 @@
+"""Notebook widgets: thin classes over library calls (tested in pytest and in a real browser)."""
