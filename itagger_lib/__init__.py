@@ -24,6 +24,8 @@ _LAZY = {
     "TaggingWorkbench": "itagger_lib.widgets.tagging",
     "Inspector": "itagger_lib.widgets.inspector",
     "Explorer": "itagger_lib.widgets.explorer",
+    "Codebook": "itagger_lib.codebook",
+    "Attribute": "itagger_lib.codebook",
 }
 
 __all__ = ["ItaggerError", "Workspace", "__version__", "errors", *_LAZY]

@@ -78,6 +78,9 @@ def adjudicate(ws: Workspace, image: int | str, attribute: str, value: float, no
             ).scalar()
         if codebook_id is None:
             raise RatingError(f"attribute {attribute!r}: no codebook is loaded; run ws.load_codebook() first")
+        from itagger_lib.codebook import get_codebook_by_id
+
+        value = get_codebook_by_id(ws, int(codebook_id)).validate_value(attribute, value)
         existing = connection.execute(
             sa.select(Rating.id).where(
                 Rating.image_id == image_id, Rating.attribute == attribute, Rating.source == "adjudication"

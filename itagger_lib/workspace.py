@@ -292,6 +292,24 @@ class Workspace:
 
         return rate_with_vlm(self, **kwargs)
 
+    def vlm_audit(self, **kwargs: Any) -> Any:
+        """Self-consistency of a VLM: K repeats per image; see :func:`itagger_lib.vlm.audit.audit_vlm`."""
+        from itagger_lib.vlm.audit import audit_vlm
+
+        return audit_vlm(self, **kwargs)
+
+    def set_vlm_price(self, provider: str, model: str, input_per_mtok: float, output_per_mtok: float) -> None:
+        """Set a model's price in USD per million input and output tokens (needed before spending)."""
+        from itagger_lib.vlm.ledger import set_price
+
+        set_price(self, provider, model, input_per_mtok, output_per_mtok)
+
+    def vlm_ledger(self, run_id: int | None = None) -> pd.DataFrame:
+        """Every VLM call: tokens, cost, latency, status (the ledger)."""
+        from itagger_lib.vlm.ledger import ledger
+
+        return ledger(self, run_id=run_id)
+
     # -- review and export ------------------------------------------------------------------
 
     def ratings(self, **kwargs: Any) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from itagger_lib import adjudication, explore
-from itagger_lib.db.models import Codebook, Rating, utcnow
+from itagger_lib.db.models import Rating, utcnow
 from itagger_lib.errors import ConfigError
 
 
@@ -23,33 +23,11 @@ def scienced(workspace, sample_dir: Path):  # type: ignore[no-untyped-def]
 
 
 def _add_ratings(ws, rows: list[tuple[int, str, str, str, float]]) -> None:  # type: ignore[no-untyped-def]
+    codebook_id = ws.load_codebook().id
     with ws.engine.begin() as connection:
-        codebook_id = connection.execute(
-            sa.insert(Codebook).values(
-                name="t",
-                version="1",
-                content_hash="x",
-                source_text="",
-                definition={},
-                created_at=utcnow(),
-                created_by="t",
-            )
-        ).inserted_primary_key[0]
-        connection.execute(
-            sa.insert(Rating),
-            [
-                {
-                    "image_id": i,
-                    "attribute": a,
-                    "rater": r,
-                    "source": s,
-                    "value": v,
-                    "codebook_id": codebook_id,
-                    "rated_at": utcnow(),
-                }
-                for i, a, r, s, v in rows
-            ],
-        )
+        connection.execute(sa.insert(Rating), [
+            {"image_id": i, "attribute": a, "rater": r, "source": s, "value": v, "codebook_id": codebook_id,
+             "rated_at": utcnow()} for i, a, r, s, v in rows])
 
 
 def test_filter_sort_page_match_pandas(scienced) -> None:
@@ -160,3 +138,7 @@ def test_inspector_and_adjudication(scienced) -> None:
         row = connection.execute(sa.select(Rating).where(Rating.id == rating_id)).one()
     assert row.source == "adjudication" and row.rater == "tester" and row.value == 5.0
     assert 1 not in set(adjudication.queue(ws)["image_id"])
+    from itagger_lib.errors import RatingError
+
+    with pytest.raises(RatingError, match="order"):
+        adjudication.adjudicate(ws, 2, "order", 9.0)

@@ -1,0 +1,272 @@
+"""The ledger (``vlm_calls``), the price table (``vlm_prices``), the cache and the budget.
+
+Every request is reserved before it is sent: a ``vlm_calls`` row holding the estimated
+*maximum* cost (input estimate + ``max_tokens`` of output at the table's prices). The
+check "spent + reserved + this ≤ budget" and the insert happen in one transaction that
+first takes the ledger lock — a row of ``settings`` locked with ``SELECT … FOR UPDATE`` on
+PostgreSQL, and written first on SQLite (which takes SQLite's single write lock at once, as
+``BEGIN IMMEDIATE`` does) — so concurrent tasks and processes cannot overrun a budget.
+After the response the row is reconciled to the cost of the tokens actually used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from itagger_lib.db.dml import insert_ignore
+from itagger_lib.db.models import Run, Setting, VLMCall, VLMPrice, utcnow
+from itagger_lib.errors import BudgetExceededError, ConfigError, KillSwitchError, PriceUnknownError
+from itagger_lib.runs import canonical_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from itagger_lib.workspace import Workspace
+
+LOCK_KEY = "vlm.ledger_lock"
+BUDGET_KEY = "vlm.budget_usd"
+KILL_SWITCH_KEY = "vlm.kill_switch"
+FREE_PROVIDERS = frozenset({"stub"})
+# Calls that count against budgets: reserved (in flight) at their reservation, the rest at cost.
+OPEN = "reserved"
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million input and output tokens."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+
+def set_price(
+    ws: Workspace, provider: str, model: str, input_per_mtok: float, output_per_mtok: float
+) -> None:
+    """Set (or change) a model's price in USD per million input / output tokens."""
+    for name, value in (("input_per_mtok", input_per_mtok), ("output_per_mtok", output_per_mtok)):
+        if not isinstance(value, int | float) or value < 0 or not math.isfinite(value):
+            raise ConfigError(f"price {name} of {provider}/{model} must be a number >= 0, got {value!r}")
+    with ws.engine.begin() as connection:
+        updated = connection.execute(
+            sa.update(VLMPrice)
+            .where(VLMPrice.provider == provider, VLMPrice.model == model)
+            .values(
+                input_per_mtok=float(input_per_mtok),
+                output_per_mtok=float(output_per_mtok),
+                updated_at=utcnow(),
+            )
+        )
+        if updated.rowcount == 0:
+            connection.execute(
+                sa.insert(VLMPrice).values(
+                    provider=provider,
+                    model=model,
+                    input_per_mtok=float(input_per_mtok),
+                    output_per_mtok=float(output_per_mtok),
+                    updated_at=utcnow(),
+                )
+            )
+
+
+def get_price(ws: Workspace, provider: str, model: str) -> Price:
+    """The model's price; ``stub`` is free; an unknown price raises :class:`PriceUnknownError`."""
+    if provider in FREE_PROVIDERS:
+        return Price(0.0, 0.0)
+    with ws.engine.connect() as connection:
+        row = connection.execute(
+            sa.select(VLMPrice.input_per_mtok, VLMPrice.output_per_mtok).where(
+                VLMPrice.provider == provider, VLMPrice.model == model
+            )
+        ).first()
+    if row is None:
+        raise PriceUnknownError(
+            f"no price for {provider}/{model}, so its cost cannot be bounded; set it first, e.g. "
+            f"itagger_lib.vlm.ledger.set_price(ws, {provider!r}, {model!r}, "
+            "input_per_mtok=0.15, output_per_mtok=0.60) "
+            f"or `itagger vlm prices set {provider} {model} IN OUT` (USD per million tokens; "
+            "0 0 for a free local server)"
+        )
+    return Price(float(row[0]), float(row[1]))
+
+
+def prices(ws: Workspace) -> pd.DataFrame:
+    import pandas as pd
+
+    with ws.engine.connect() as connection:
+        return pd.read_sql(sa.select(VLMPrice).order_by(VLMPrice.provider, VLMPrice.model), connection)
+
+
+def cache_key(
+    image_sha256: str,
+    provider: str,
+    model: str,
+    prompt_hash: str,
+    parameters: Mapping[str, Any],
+    repeat_index: int,
+) -> str:
+    """SHA-256 of (image, provider, model, prompt hash, parameters, repeat index)."""
+    payload = canonical_json(
+        [image_sha256, provider, model, prompt_hash, dict(parameters), int(repeat_index)]
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def estimate_input_tokens(prompt_chars: int, width: int, height: int) -> int:
+    """An upper estimate of a request's input tokens.
+
+    Text at 2 characters per token (real tokenisers give about 4), plus the larger of the
+    published image formulas: Anthropic's ``w·h/750`` and OpenAI's high-detail
+    ``85 + 170·tiles`` (512-px tiles after fitting into 2048 and a 768-px short side).
+    """
+    scale = min(1.0, 768 / min(width, height), 2048 / max(width, height))
+    tiles = math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
+    image = max(math.ceil(width * height / 750), 85 + 170 * tiles)
+    return prompt_chars // 2 + image + 50
+
+
+def _lock(connection: sa.Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.select(Setting.key).where(Setting.key == LOCK_KEY).with_for_update())
+    else:
+        connection.execute(sa.update(Setting).where(Setting.key == LOCK_KEY).values(updated_at=utcnow()))
+
+
+def ensure_lock_row(ws: Workspace) -> None:
+    with ws.engine.begin() as connection:
+        insert_ignore(
+            connection,
+            Setting,
+            [{"key": LOCK_KEY, "value": 0, "updated_at": utcnow(), "updated_by": "itagger"}],
+        )
+
+
+def _committed(connection: sa.Connection, run_id: int | None = None) -> float:
+    amount = sa.case((VLMCall.status == OPEN, VLMCall.reserved_usd), else_=VLMCall.cost_usd)
+    query = sa.select(sa.func.coalesce(sa.func.sum(amount), 0.0))
+    if run_id is not None:
+        query = query.where(VLMCall.run_id == run_id)
+    return float(connection.execute(query).scalar_one())
+
+
+def spent(ws: Workspace, run_id: int | None = None) -> float:
+    """USD spent (and reserved in flight) by one run, or by the whole workspace."""
+    with ws.engine.connect() as connection:
+        return _committed(connection, run_id)
+
+
+def _setting(connection: sa.Connection, key: str) -> Any:
+    return connection.execute(sa.select(Setting.value).where(Setting.key == key)).scalar()
+
+
+def reserve(
+    ws: Workspace,
+    amount: float,
+    *,
+    run_id: int | None,
+    run_budget: float | None,
+    call: Mapping[str, Any] | None = None,
+    call_id: int | None = None,
+) -> int:
+    """Reserve ``amount`` USD for a new call (``call``: its row) or more for ``call_id``.
+
+    Raises :class:`KillSwitchError` when ``vlm.kill_switch`` is on and
+    :class:`BudgetExceededError` when the run or workspace budget would be passed.
+    """
+    with ws.engine.begin() as connection:
+        budgeted = amount > 0 and (run_budget is not None or _setting(connection, BUDGET_KEY) is not None)
+        if budgeted:
+            _lock(connection)  # without a budget there is nothing to serialise
+        if _setting(connection, KILL_SWITCH_KEY):
+            raise KillSwitchError(
+                "the VLM kill switch is on (setting vlm.kill_switch); no new calls are made — "
+                "turn it off with ws.set_setting('vlm.kill_switch', False)"
+            )
+        workspace_budget = _setting(connection, BUDGET_KEY)
+        if budgeted:
+            if workspace_budget is not None:
+                committed = _committed(connection)
+                if committed + amount > float(workspace_budget) + 1e-12:
+                    raise BudgetExceededError(
+                        f"workspace budget vlm.budget_usd = ${float(workspace_budget):.4f} reached: "
+                        f"${committed:.4f} spent or reserved, the next request may cost up to "
+                        f"${amount:.4f}; raise the setting to go on"
+                    )
+            if run_budget is not None and run_id is not None:
+                committed = _committed(connection, run_id)
+                if committed + amount > run_budget + 1e-12:
+                    raise BudgetExceededError(
+                        f"run budget ${run_budget:.4f} reached: ${committed:.4f} spent or reserved, "
+                        f"the next request may cost up to ${amount:.4f}; pass a larger budget_usd"
+                    )
+        if call_id is not None:
+            connection.execute(
+                sa.update(VLMCall)
+                .where(VLMCall.id == call_id)
+                .values(reserved_usd=VLMCall.reserved_usd + amount, status=OPEN)
+            )
+            return call_id
+        assert call is not None
+        result = connection.execute(
+            sa.insert(VLMCall).values(
+                **call, run_id=run_id, reserved_usd=amount, status=OPEN, created_at=utcnow()
+            )
+        )
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def cached_calls(ws: Workspace, keys: list[str]) -> dict[str, int]:
+    """Cache key → id of a successful call, for the keys that have one."""
+    found: dict[str, int] = {}
+    with ws.engine.connect() as connection:
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = connection.execute(
+                sa.select(VLMCall.cache_key, sa.func.max(VLMCall.id))
+                .where(VLMCall.cache_key.in_(chunk), VLMCall.status == "ok")
+                .group_by(VLMCall.cache_key)
+            )
+            found.update({key: int(call_id) for key, call_id in rows})
+    return found
+
+
+def release_stale(ws: Workspace) -> int:
+    """Close reservations of runs that are no longer running (killed processes).
+
+    A request that was in flight may have been billed, so its reservation is kept as cost.
+    """
+    with ws.engine.begin() as connection:
+        stale = connection.execute(
+            sa.update(VLMCall)
+            .where(
+                VLMCall.status == OPEN,
+                VLMCall.run_id.in_(sa.select(Run.id).where(Run.status != "running")),
+            )
+            .values(
+                status="abandoned",
+                cost_usd=VLMCall.reserved_usd,
+                finished_at=utcnow(),
+                error="the run stopped while this request was in flight; charged at its reservation",
+            )
+        )
+        return int(stale.rowcount or 0)
+
+
+def ledger(ws: Workspace, run_id: int | None = None) -> pd.DataFrame:
+    """The ledger rows (without raw responses), newest first."""
+    import pandas as pd
+
+    columns = [c for c in VLMCall.__table__.columns if c.name != "raw_response"]
+    query = sa.select(*columns).order_by(VLMCall.id.desc())
+    if run_id is not None:
+        query = query.where(VLMCall.run_id == run_id)
+    with ws.engine.connect() as connection:
+        return pd.read_sql(query, connection, index_col="id")

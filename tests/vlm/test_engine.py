@@ -1,0 +1,249 @@
+"""The engine against loopback servers through the real openai / anthropic SDKs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from itagger_lib.db.models import Rating, Run, RunFailure, VLMCall
+from itagger_lib.errors import KillSwitchError, PriceUnknownError
+from itagger_lib.vlm.engine import rate_with_vlm
+from tests.fakes.vlm_server import INPUT_TOKENS, OUTPUT_TOKENS, FakeVLMServer
+
+ATTRS = ["coherence", "setting", "people_present"]
+
+
+def _openai(ws: Any, server: FakeVLMServer, **kw: Any) -> Any:
+    kw.setdefault("attributes", ATTRS)
+    kw.setdefault("progress", False)
+    kw.setdefault("retry_base_s", 0.05)
+    return rate_with_vlm(
+        ws, provider="openai", model="test-model", provider_options={"base_url": server.openai_url}, **kw
+    )
+
+
+def _rows(ws: Any, model: Any) -> list[dict[str, Any]]:
+    with ws.engine.connect() as connection:
+        return [dict(r) for r in connection.execute(sa.select(model)).mappings()]
+
+
+def test_openai_rates_records_and_caches(ws: Any, server: FakeVLMServer) -> None:
+    images = list(ws.images().index[:3])
+    report = _openai(ws, server, images=images)
+    assert (report.requests, report.succeeded, report.cache_hits, report.failed) == (3, 3, 0, [])
+    assert len(server.requests) == 3
+    assert all(r["headers"]["authorization"].startswith("Bearer sk-") for r in server.requests)
+    body = server.requests[0]["body"]
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["model"] == "test-model" and body["temperature"] == 0.0
+    assert all(max(size) <= 1024 for size in server.images())
+    ratings = _rows(ws, Rating)
+    assert len(ratings) == 3 * len(ATTRS)
+    assert {r["rater"] for r in ratings} == {"vlm:openai/test-model"}
+    assert {r["source"] for r in ratings} == {"vlm"}
+    setting = next(r for r in ratings if r["attribute"] == "setting")
+    assert setting["value_text"] == "exterior_natural"  # the middle of 4 categories
+    calls = _rows(ws, VLMCall)
+    assert len(calls) == 3 and {c["status"] for c in calls} == {"ok"}
+    expected_cost = (INPUT_TOKENS * 1.0 + OUTPUT_TOKENS * 4.0) / 1e6
+    for call in calls:
+        assert (call["input_tokens"], call["output_tokens"]) == (INPUT_TOKENS, OUTPUT_TOKENS)
+        assert call["cost_usd"] == pytest.approx(expected_cost)
+        assert call["reserved_usd"] > call["cost_usd"]
+        assert call["prompt_hash"] == report.prompt_hash and len(call["image_sha256"]) == 64
+        assert call["parameters"]["max_tokens"] == 400 and call["latency_ms"] is not None
+        assert '"choices"' in call["raw_response"]
+    assert report.spend_usd == pytest.approx(3 * expected_cost)
+
+    again = _openai(ws, server, images=images)
+    assert (again.requests, again.cache_hits, len(server.requests)) == (0, 3, 3)
+    assert len(_rows(ws, Rating)) == 9
+
+    forced = _openai(ws, server, images=images, force=True)
+    assert (forced.requests, len(server.requests)) == (3, 6)
+    assert len(_rows(ws, Rating)) == 9  # replaced, not duplicated
+
+    more = _openai(ws, server, images=images, repeats=2)
+    assert (more.cache_hits, more.requests) == (3, 3)
+
+
+def test_anthropic_through_tool_use(ws: Any, server: FakeVLMServer) -> None:
+    report = rate_with_vlm(
+        ws,
+        images=[1, 2],
+        attributes=ATTRS,
+        provider="anthropic",
+        model="test-claude",
+        provider_options={"base_url": server.url},
+        progress=False,
+        rationale=True,
+    )
+    assert (report.requests, report.succeeded) == (2, 2)
+    request = server.requests[0]
+    assert request["path"] == "/v1/messages"
+    headers = request["headers"]
+    assert "sk-ant-" in headers.get("x-api-key", "") + headers.get("authorization", "")
+    assert request["body"]["tool_choice"] == {"type": "tool", "name": "record_ratings"}
+    assert server.images()[0][0] <= 1024
+    calls = _rows(ws, VLMCall)
+    assert {c["rationale"] for c in calls} == {"fake rationale"}
+    assert {r["rater"] for r in _rows(ws, Rating)} == {"vlm:anthropic/test-claude"}
+
+
+SCRIPTS = {
+    "429 then ok": ([("429", 1), "ok"], "ok", 2),
+    "500 then ok": (["500", "ok"], "ok", 2),
+    "hang then ok": (["hang", "ok"], "ok", 2),
+    "malformed twice": (["malformed", "malformed"], "failed", 2),
+    "out of range, repaired": (["out_of_range", "ok"], "ok", 2),
+    "out of range twice": (["out_of_range", "out_of_range"], "failed", 2),
+    "refusal": (["refusal"], "refused", 1),
+    "500 until retries run out": (["500", "500", "500"], "failed", 3),
+}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("case", list(SCRIPTS))
+def test_failures_are_retried_repaired_or_recorded(ws: Any, case: str, provider: str) -> None:
+    script, status, requests = SCRIPTS[case]
+    with FakeVLMServer(script=list(script), hang_s=2.0) as server:
+        started = time.perf_counter()
+        model = "test-model" if provider == "openai" else "test-claude"
+        url = server.openai_url if provider == "openai" else server.url
+        report = rate_with_vlm(
+            ws,
+            images=[1],
+            attributes=ATTRS,
+            provider=provider,
+            model=model,
+            provider_options={"base_url": url},
+            progress=False,
+            timeout=0.5,
+            max_retries=2,
+            retry_base_s=0.05,
+        )
+        seconds = time.perf_counter() - started
+    assert report.requests == len(server.requests) == requests
+    (call,) = _rows(ws, VLMCall)
+    assert call["status"] == status
+    if case == "429 then ok":
+        assert seconds >= 1.0  # Retry-After was honoured
+    if case == "hang then ok":
+        # the timed-out attempt may have been billed: it is charged at its reservation
+        assert call["cost_usd"] > call["reserved_usd"] / 2
+    if status == "ok":
+        assert report.succeeded == 1 and len(_rows(ws, Rating)) == len(ATTRS)
+    else:
+        assert report.succeeded == 0 and _rows(ws, Rating) == []
+        (failure,) = _rows(ws, RunFailure)
+        assert failure["image_id"] == 1 and failure["reason"] == call["error"]
+        if case == "out of range twice":
+            assert "coherence" in call["error"] and "after repair" in call["error"]
+        if case == "refusal":
+            assert "refused" in call["error"]
+
+
+def test_unknown_price_stops_before_any_request(ws: Any, server: FakeVLMServer) -> None:
+    with pytest.raises(PriceUnknownError, match="openai/other-model"):
+        rate_with_vlm(
+            ws,
+            provider="openai",
+            model="other-model",
+            provider_options={"base_url": server.openai_url},
+            progress=False,
+        )
+    assert server.requests == []
+    dry = rate_with_vlm(ws, provider="openai", model="other-model", dry_run=True, progress=False)
+    assert dry.max_cost_usd is None and "no price" in str(dry)
+
+
+def test_dry_run_sends_nothing(ws: Any, server: FakeVLMServer) -> None:
+    report = _openai(ws, server, dry_run=True, repeats=2)
+    assert report.planned == 24 and report.to_send == 24 and server.requests == []
+    assert 0 < report.expected_cost_usd < report.max_cost_usd
+    assert "nothing was sent" in str(report)
+    assert _rows(ws, VLMCall) == []
+
+
+def test_budget_is_never_exceeded_with_many_in_flight(ws: Any) -> None:
+    from itagger_lib.vlm.ledger import set_price
+
+    set_price(ws, "openai", "test-model", 100.0, 100.0)  # about $0.5 reserved, $0.105 spent per call
+    with FakeVLMServer(latency=0.05) as server:
+        report = _openai(ws, server, repeats=4, concurrency=16, budget_usd=1.2)
+    calls = _rows(ws, VLMCall)
+    spent = sum(c["cost_usd"] for c in calls)
+    assert spent <= 1.2
+    assert all(c["reserved_usd"] >= c["cost_usd"] > 0 for c in calls)
+    assert 2 <= report.succeeded == len(server.requests) < 48
+    assert report.skipped == 48 - report.succeeded and "budget" in (report.stopped or "")
+    assert {c["status"] for c in calls} == {"ok"}
+    with ws.engine.connect() as connection:
+        run = connection.execute(sa.select(Run).where(Run.id == report.run_id)).mappings().one()
+    assert run["n_skipped"] == report.skipped and "budget" in run["error"]
+
+    # a rerun with more budget pays only for what is missing
+    with FakeVLMServer() as server:
+        rest = _openai(ws, server, repeats=4, concurrency=16)
+    assert rest.cache_hits == report.succeeded and rest.requests == 48 - report.succeeded
+
+
+def test_workspace_budget_holds_across_concurrent_runs(ws: Any) -> None:
+    import threading
+
+    from itagger_lib.vlm.ledger import set_price
+
+    set_price(ws, "openai", "test-model-2", 100.0, 100.0)
+    set_price(ws, "openai", "test-model", 100.0, 100.0)
+    ws.set_setting("vlm.budget_usd", 1.5)
+    reports: list[Any] = []
+    with FakeVLMServer(latency=0.05) as server:
+
+        def run(model: str) -> None:
+            reports.append(
+                rate_with_vlm(
+                    ws,
+                    provider="openai",
+                    model=model,
+                    attributes=ATTRS,
+                    repeats=2,
+                    provider_options={"base_url": server.openai_url},
+                    progress=False,
+                    concurrency=8,
+                )
+            )
+
+        threads = [threading.Thread(target=run, args=(m,)) for m in ("test-model", "test-model-2")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(reports) == 2
+    assert sum(c["cost_usd"] for c in _rows(ws, VLMCall)) <= 1.5
+    assert all("vlm.budget_usd" in (r.stopped or "") for r in reports)
+
+
+def test_kill_switch_stops_new_calls(ws: Any) -> None:
+    ws.set_setting("vlm.kill_switch", True)
+    with FakeVLMServer() as server:
+        with pytest.raises(KillSwitchError, match=r"vlm\.kill_switch"):
+            _openai(ws, server)
+        assert server.requests == []
+    ws.set_setting("vlm.kill_switch", False)
+
+    def flip(body: dict[str, Any]) -> None:
+        ws.set_setting("vlm.kill_switch", True)
+
+    with FakeVLMServer(decide=flip, latency=0.05) as server:
+        report = _openai(ws, server, concurrency=2)
+    assert 1 <= len(server.requests) <= 2
+    assert report.skipped == 12 - len(server.requests) and "kill switch" in report.stopped
+
+
+def test_stub_is_labelled_and_free(ws: Any) -> None:
+    report = rate_with_vlm(ws, provider="stub", progress=False)
+    assert report.rater == "vlm:stub/stub" and report.spend_usd == 0
+    assert {r["rater"] for r in _rows(ws, Rating)} == {"vlm:stub/stub"}
