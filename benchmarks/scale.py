@@ -64,7 +64,8 @@ def fill(ws, n: int, seed: int = 0) -> dict[str, float]:  # type: ignore[no-unty
         ids = list(connection.execute(sa.select(Image.id).order_by(Image.id)).scalars())
     timings["images"] = time.perf_counter() - start
 
-    keys = [k for k in metric_keys() if not k.startswith("meta.")][:28] + [
+    keys = [
+        *[k for k in metric_keys() if not k.startswith("meta.")][:28],
         "meta.working_width",
         "meta.working_height",
     ]
@@ -172,7 +173,7 @@ def time_queries(ws, repeats: int) -> list[tuple[str, float, float]]:  # type: i
             explore.page(ws, query)
             samples.append((time.perf_counter() - start) * 1000)
         samples.sort()
-        p95 = samples[min(len(samples) - 1, int(round(0.95 * (len(samples) - 1))))]
+        p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
         results.append((name, statistics.median(samples), p95))
     return results
 

@@ -18,9 +18,9 @@ cores, and other load on the machine shows in it: run it on an idle machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -88,10 +88,8 @@ def child_rss(folder: str, home: str) -> dict[str, float]:
         while not done.is_set():
             peaks["main_mb"] = max(peaks["main_mb"], me.memory_info().rss / 2**20)
             for child in me.children(recursive=True):
-                try:
+                with contextlib.suppress(psutil.Error):
                     peaks["worker_mb"] = max(peaks["worker_mb"], child.memory_info().rss / 2**20)
-                except psutil.Error:
-                    pass
             done.wait(0.1)
 
     thread = threading.Thread(target=sample, daemon=True)

@@ -54,7 +54,7 @@ class Explorer(W.VBox):
         self.descending = W.Checkbox(description="descending", value=False)
         self.sort.observe(lambda _: self.set_sort(self.sort.value, self.descending.value), "value")
         self.descending.observe(lambda _: self.set_sort(self.sort.value, self.descending.value), "value")
-        self.collection = W.Dropdown(options=[""] + list(self.collections), description="collection")
+        self.collection = W.Dropdown(options=["", *list(self.collections)], description="collection")
         self.collection.observe(lambda change: self.set_collection(change["new"] or None), "value")
         prev_button = W.Button(description="◀ previous")
         next_button = W.Button(description="next ▶")
@@ -68,7 +68,7 @@ class Explorer(W.VBox):
         compare = W.Button(description="Compare selected")
         compare.on_click(lambda _: self._show_comparison())
         self.plot_metric = W.Dropdown(options=self.metric_keys, description="metric")
-        self.plot_attribute = W.Dropdown(options=[""] + self.attributes, description="vs rating")
+        self.plot_attribute = W.Dropdown(options=["", *self.attributes], description="vs rating")
         plot = W.Button(description="Plot")
         plot.on_click(lambda _: self._show_plot())
         self.output = W.Output()
@@ -241,13 +241,13 @@ class Explorer(W.VBox):
                 return
             if not attribute:
                 values = explore.metric_values(self.ws, [metric])
-                fig, ax = plt.subplots(figsize=(5, 3))
+                _fig, ax = plt.subplots(figsize=(5, 3))
                 ax.hist(values[metric].dropna(), bins=30)
                 ax.set_xlabel(metric)
                 ax.set_ylabel("images")
             else:
                 data, pearson, spearman = self.scatter_data(metric, attribute)
-                fig, ax = plt.subplots(figsize=(5, 3.5))
+                _fig, ax = plt.subplots(figsize=(5, 3.5))
                 ax.scatter(data[metric], data[attribute], s=12)
                 ax.set_xlabel(metric)
                 ax.set_ylabel(f"mean {attribute}")

@@ -25,9 +25,21 @@ def scienced(workspace, sample_dir: Path):  # type: ignore[no-untyped-def]
 def _add_ratings(ws, rows: list[tuple[int, str, str, str, float]]) -> None:  # type: ignore[no-untyped-def]
     codebook_id = ws.load_codebook().id
     with ws.engine.begin() as connection:
-        connection.execute(sa.insert(Rating), [
-            {"image_id": i, "attribute": a, "rater": r, "source": s, "value": v, "codebook_id": codebook_id,
-             "rated_at": utcnow()} for i, a, r, s, v in rows])
+        connection.execute(
+            sa.insert(Rating),
+            [
+                {
+                    "image_id": i,
+                    "attribute": a,
+                    "rater": r,
+                    "source": s,
+                    "value": v,
+                    "codebook_id": codebook_id,
+                    "rated_at": utcnow(),
+                }
+                for i, a, r, s, v in rows
+            ],
+        )
 
 
 def test_filter_sort_page_match_pandas(scienced) -> None:
@@ -100,7 +112,7 @@ def test_explorer_widget_actions(scienced) -> None:
     assert explore.image_sets(ws)["favourites"] == sorted(explorer.selected)
     table = explorer.comparison()
     assert table.shape[1] == 3 and "fractal.dimension" in table.index
-    data, pearson, spearman = explorer.scatter_data("complexity.edge_density", "pleasantness")
+    data, pearson, _spearman = explorer.scatter_data("complexity.edge_density", "pleasantness")
     assert len(data) == 12
     assert pearson == pytest.approx(np.corrcoef(data.iloc[:, 0], data.iloc[:, 1])[0, 1])
 

@@ -1,0 +1,26 @@
+"""House style: ruff lint and format are clean (the same check CI runs)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUFF = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+
+
+@pytest.mark.skipif(RUFF is None, reason="ruff is not installed (pip install -e '.[test]')")
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
+def test_ruff(command: list[str]) -> None:
+    result = subprocess.run(
+        [RUFF, *command, "itagger_lib", "tests", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
