@@ -167,14 +167,15 @@ def time_queries(ws, repeats: int) -> list[tuple[str, float, float]]:  # type: i
     }
     results = []
     for name, query in cases.items():
-        samples = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            explore.page(ws, query)
-            samples.append((time.perf_counter() - start) * 1000)
-        samples.sort()
-        p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
-        results.append((name, statistics.median(samples), p95))
+        for label, count in (("page", False), ("page + count", True)):
+            samples = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                explore.page(ws, query, count=count)
+                samples.append((time.perf_counter() - start) * 1000)
+            samples.sort()
+            p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
+            results.append((f"{name} ({label})", statistics.median(samples), p95))
     return results
 
 
@@ -220,12 +221,13 @@ def main() -> int:
         f"fill: images {fill_times['images']:.1f} s, {n_metrics:,} metric rows "
         f"{fill_times['metrics']:.1f} s, {n_ratings:,} rating rows {fill_times['ratings']:.1f} s\n"
     )
-    print(f"| {'explorer query':40} | {'p50 ms':>8} | {'p95 ms':>8} | bound  | result |")
-    print(f"|{'-' * 42}|{'-' * 10}|{'-' * 10}|--------|--------|")
+    print(f"| {'explorer query':58} | {'p50 ms':>8} | {'p95 ms':>8} | bound  | result |")
+    print(f"|{'-' * 60}|{'-' * 10}|{'-' * 10}|--------|--------|")
     for name, p50, p95 in queries:
         passed = p95 <= 100
-        ok &= passed
-        print(f"| {name:40} | {p50:8.1f} | {p95:8.1f} | ≤ 100  | {'PASS' if passed else 'FAIL':6} |")
+        if name.endswith("(page)"):  # the bound is per page query; counts are shown for reference
+            ok &= passed
+        print(f"| {name:58} | {p50:8.1f} | {p95:8.1f} | ≤ 100  | {'PASS' if passed else 'FAIL':6} |")
     rate = rows / seconds
     passed = rate >= 1e6
     ok &= passed

@@ -125,9 +125,11 @@ def build_select(ws: Workspace, query: Query, params_hash: str | None, cut_point
 
 
 def page(ws: Workspace, query: Query, *, count: bool = True) -> tuple[pd.DataFrame, int | None]:
-    """One page of images matching ``query`` (and the total count, unless ``count=False``)."""
-    import pandas as pd
+    """One page of images matching ``query`` (and the total count, unless ``count=False``).
 
+    The count costs a pass over every matching image; a page turn with the same filters can
+    reuse it (the explorer does).
+    """
     run = latest_science_run(ws)
     params_hash = run["params_hash"] if run else None
     cut_points = (run or {}).get("details", {}).get("cut_points", {}) if run else {}
@@ -142,8 +144,10 @@ def page(ws: Workspace, query: Query, *, count: bool = True) -> tuple[pd.DataFra
         )
         sort_column = means.c.mean
     else:
+        # An inner join lets the database walk the (params_hash, key, value, image_id) index
+        # in order and stop after one page; images without this metric are not listed.
         sort_metric = sa.orm.aliased(Metric, name="sort_metric")
-        statement = statement.outerjoin(
+        statement = statement.join(
             sort_metric,
             sa.and_(
                 sort_metric.image_id == Image.id,
@@ -151,15 +155,21 @@ def page(ws: Workspace, query: Query, *, count: bool = True) -> tuple[pd.DataFra
                 sort_metric.key == query.sort,
             ),
         ).add_columns(sort_metric.value.label("sort_value"))
-        sort_column = sort_metric.value
+        order = sort_metric.value.desc() if query.descending else sort_metric.value.asc()
+        tie = sort_metric.image_id.desc() if query.descending else sort_metric.image_id.asc()
+        return _fetch(ws, statement, statement.order_by(order, tie), query, count)
     order = sort_column.desc() if query.descending else sort_column.asc()
-    ordered = (
-        statement.order_by(order.nulls_last(), Image.id)
-        .limit(query.page_size)
-        .offset(max(0, query.page) * query.page_size)
-    )
+    return _fetch(ws, statement, statement.order_by(order.nulls_last(), Image.id), query, count)
+
+
+def _fetch(
+    ws: Workspace, statement: Any, ordered: Any, query: Query, count: bool
+) -> tuple[pd.DataFrame, int | None]:
+    import pandas as pd
+
+    paged = ordered.limit(query.page_size).offset(max(0, query.page) * query.page_size)
     with ws.engine.connect() as connection:
-        frame = pd.read_sql(ordered, connection)
+        frame = pd.read_sql(paged, connection)
         total = None
         if count:
             total = connection.execute(

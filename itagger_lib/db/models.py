@@ -99,7 +99,7 @@ class Metric(Base):
     __tablename__ = "metrics"
     __table_args__ = (
         sa.UniqueConstraint("image_id", "params_hash", "key", name="uq_metrics_image_params_key"),
-        sa.Index("ix_metrics_params_key_value", "params_hash", "key", "value"),
+        sa.Index("ix_metrics_params_key_value", "params_hash", "key", "value", "image_id"),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)

@@ -173,8 +173,20 @@ class Explorer(W.VBox):
     # -- rendering ----------------------------------------------------------------------
 
     def refresh(self) -> None:
-        self.rows, total = explore.page(self.ws, self.query)
-        self.total = int(total or 0)
+        # Counting passes over every match: do it only when the filters change, not per page.
+        filters = repr(
+            (
+                self.query.metric_ranges,
+                self.query.rating_ranges,
+                self.query.bins,
+                self.query.collection,
+                self.query.image_set,
+            )
+        )
+        recount = filters != getattr(self, "_counted_filters", None)
+        self.rows, total = explore.page(self.ws, self.query, count=recount)
+        if recount:
+            self.total, self._counted_filters = int(total or 0), filters
         self.page_label.value = (
             f"&nbsp;page {self.query.page + 1} of {self.pages} — {self.total} images&nbsp;"
         )

@@ -96,7 +96,7 @@ class Inspector(W.VBox):
                 title,
                 self.overlay,
                 self.picture,
-                W.HBox([metrics_html, ratings_html], layout=W.Layout(gap="24px")),
+                W.HBox([metrics_html, ratings_html], layout=W.Layout(grid_gap="24px")),
             ]
         )
         self.show("none")

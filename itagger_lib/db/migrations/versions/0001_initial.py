@@ -157,7 +157,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("image_id", "params_hash", "key", name="uq_metrics_image_params_key"),
     )
     with op.batch_alter_table("metrics", schema=None) as batch_op:
-        batch_op.create_index("ix_metrics_params_key_value", ["params_hash", "key", "value"], unique=False)
+        batch_op.create_index(
+            "ix_metrics_params_key_value", ["params_hash", "key", "value", "image_id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_metrics_run_id"), ["run_id"], unique=False)
 
     op.create_table(
