@@ -1,0 +1,172 @@
+"""JupyterHub configuration for Image Tagger (compose stack and native loopback runs).
+
+Environment (see deploy/.env.example): JUPYTERHUB_COOKIE_SECRET, JUPYTERHUB_CRYPT_KEY,
+CONFIGPROXY_AUTH_TOKEN, ADMIN_USER, ADMIN_PASSWORD, POSTGRES_{HOST,PORT,DB,USER,PASSWORD},
+ITAGGER_ROLE_PASSWORD_KEY, OPENAI_API_KEY, ANTHROPIC_API_KEY, ITAGGER_SPAWNER (docker|local),
+HUB_DB_URL, ITAGGER_HUB_BIND_URL, ITAGGER_SINGLEUSER_IMAGE, DOCKER_NETWORK_NAME.
+The hub refuses to start when a secret is missing, short or still the example value.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from itagger_lib.ops import hubconfig
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821
+
+env = dict(os.environ)
+
+# ---- start-up check: no missing/example secrets -------------------------------------------
+_example = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".env.example")
+_placeholders: list[str] = []
+if os.path.exists(_example):
+    with open(_example, encoding="utf-8") as fh:
+        _placeholders = [v for v in hubconfig.parse_env_file(fh.read()).values() if v]
+hubconfig.validate_secrets(env, placeholders=_placeholders)
+if not env.get("ADMIN_USER"):
+    raise hubconfig.ConfigError("ADMIN_USER is not set; set it in deploy/.env (see deploy/.env.example)")
+
+ADMIN_USER = env["ADMIN_USER"]
+c.JupyterHub.cookie_secret = (
+    bytes.fromhex(env["JUPYTERHUB_COOKIE_SECRET"])
+    if all(ch in "0123456789abcdef" for ch in env["JUPYTERHUB_COOKIE_SECRET"].lower())
+    and len(env["JUPYTERHUB_COOKIE_SECRET"]) % 2 == 0
+    else env["JUPYTERHUB_COOKIE_SECRET"].encode()
+)
+os.environ.setdefault("CONFIGPROXY_AUTH_TOKEN", env["CONFIGPROXY_AUTH_TOKEN"])
+
+# ---- hub itself: own database, separate from the workbench database ------------------------
+c.JupyterHub.db_url = env.get("HUB_DB_URL", "sqlite:///jupyterhub.sqlite")
+c.JupyterHub.bind_url = env.get("ITAGGER_HUB_BIND_URL", "http://:8000")
+c.JupyterHub.hub_ip = env.get(
+    "ITAGGER_HUB_IP", "0.0.0.0" if env.get("ITAGGER_SPAWNER", "docker") == "docker" else "127.0.0.1"
+)
+
+# ---- authentication: NativeAuthenticator, admin approval, lockout --------------------------
+c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
+c.NativeAuthenticator.open_signup = False  # new accounts wait for admin approval
+c.NativeAuthenticator.allowed_failed_logins = 5
+c.NativeAuthenticator.seconds_before_next_try = 600
+c.NativeAuthenticator.check_common_password = True
+c.NativeAuthenticator.minimum_password_length = 12
+c.NativeAuthenticator.enable_signup = True
+c.Authenticator.admin_users = {ADMIN_USER}
+c.Authenticator.allow_all = True  # NativeAuthenticator's approval step is the allow-list
+
+# groups: membership managed by admins in the hub admin page
+c.JupyterHub.load_groups = {
+    "tagger": {"users": []},
+    "researcher": {"users": []},
+    "admin": {"users": [ADMIN_USER]},
+}
+c.JupyterHub.load_roles = [
+    {
+        "name": "jupyterhub-idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["jupyterhub-idle-culler"],
+    }
+]
+c.JupyterHub.services = [
+    {
+        "name": "jupyterhub-idle-culler",
+        "command": [sys.executable, "-m", "jupyterhub_idle_culler", "--timeout=3600"],
+    }
+]
+
+
+try:
+    from nativeauthenticator import NativeAuthenticator as _NativeAuthenticator
+except ImportError:  # pragma: no cover - installed in Dockerfile.hub
+    _NativeAuthenticator = None
+
+if _NativeAuthenticator is not None:
+
+    class ItaggerAuthenticator(_NativeAuthenticator):
+        """NativeAuthenticator that bootstraps ADMIN_USER / ADMIN_PASSWORD at hub start."""
+
+        def add_new_table(self) -> None:  # called once from __init__
+            super().add_new_table()
+            from nativeauthenticator.orm import UserInfo
+
+            info = UserInfo.find(self.db, ADMIN_USER)
+            if info is None:
+                self.create_user(ADMIN_USER, env["ADMIN_PASSWORD"])
+                info = UserInfo.find(self.db, ADMIN_USER)
+            if info is not None and not info.is_authorized:
+                info.is_authorized = True
+                self.db.commit()
+
+    c.JupyterHub.authenticator_class = ItaggerAuthenticator
+
+
+# ---- per-user server: DB role, store mode and environment from hubconfig -------------------
+DB_HOST = env.get("POSTGRES_HOST", "db")
+DB_PORT = int(env.get("POSTGRES_PORT", "5432"))
+DB_NAME = env.get("POSTGRES_DB", "itagger")
+STORE = env.get("ITAGGER_STORE_PATH", "/srv/itagger/store")
+
+
+def _ensure_db_role(username: str, group: str) -> None:
+    """Create/refresh the user's login role as the Postgres owner (I/O at the edge)."""
+    import psycopg
+
+    sql = hubconfig.create_role_sql(
+        hubconfig.role_name(username),
+        hubconfig.role_password(username, env["ITAGGER_ROLE_PASSWORD_KEY"]),
+        group,
+    )
+    with psycopg.connect(
+        host=DB_HOST,
+        port=DB_PORT,
+        dbname=DB_NAME,
+        user=env.get("POSTGRES_USER", "postgres"),
+        password=env.get("POSTGRES_PASSWORD"),
+        autocommit=True,
+    ) as conn:
+        from itagger_lib.ops.security import apply_row_level_security_sql
+
+        for stmt in apply_row_level_security_sql():
+            conn.execute(stmt)
+        for stmt in sql:
+            conn.execute(stmt)
+        from itagger_lib.ops.security import map_role_sql
+
+        conn.execute(map_role_sql(hubconfig.role_name(username), username))
+
+
+async def pre_spawn_hook(spawner) -> None:  # pragma: no cover - runs inside the hub
+    user = spawner.user
+    groups = [g.name for g in user.groups]
+    if user.admin:
+        groups.append("admin")
+    group = hubconfig.primary_group(groups)
+    if env.get("ITAGGER_SKIP_DB_ROLES") != "1":
+        _ensure_db_role(user.name, group)
+    spawner.environment.update(
+        hubconfig.user_environment(
+            user.name, groups, env, db_host=DB_HOST, db_name=DB_NAME, db_port=DB_PORT, store=STORE
+        )
+    )
+    if hasattr(spawner, "volumes"):
+        spawner.volumes = {
+            "itagger-home-{username}": "/home/jovyan",
+            "itagger_data_store": {"bind": STORE, "mode": hubconfig.store_mount_mode(groups)},
+        }
+
+
+c.Spawner.pre_spawn_hook = pre_spawn_hook
+c.Spawner.default_url = "/lab"
+
+if env.get("ITAGGER_SPAWNER", "docker") == "docker":
+    c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
+    c.DockerSpawner.image = env.get("ITAGGER_SINGLEUSER_IMAGE", "itagger/singleuser:latest")
+    c.DockerSpawner.network_name = env.get("DOCKER_NETWORK_NAME", "itagger_backend")
+    c.DockerSpawner.remove = True
+    c.DockerSpawner.notebook_dir = "/home/jovyan"
+    # per-user home volume; the store is added per group in pre_spawn_hook
+    c.DockerSpawner.volumes = {"itagger-home-{username}": "/home/jovyan"}
+else:
+    c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
+    c.LocalProcessSpawner.ip = "127.0.0.1"

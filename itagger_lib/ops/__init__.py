@@ -1,0 +1,1 @@
+"""Deployment operations: hub configuration helpers, row-level security, backups, doctor."""

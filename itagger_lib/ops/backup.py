@@ -1,0 +1,161 @@
+"""Backup and verified restore of a workbench: the database, the store's files and a manifest.
+
+A backup folder holds ``db.dump`` (``pg_dump -Fc``) or ``db.sqlite`` (SQLite backup API),
+``store/<aa>/<bb>/<sha256>.<ext>`` and ``manifest.json``: the SHA-256 of every file in the
+folder and the row count of every table. :func:`restore` refuses a folder whose files do not
+match the manifest, and checks the row counts after restoring.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from itagger_lib.db.engine import redact_url
+from itagger_lib.errors import OperationsError
+from itagger_lib.store import sha256_file
+from itagger_lib.workspace import Workspace
+
+MANIFEST = "manifest.json"
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
+    path = str(found[0]) if found else shutil.which(name)
+    if not path:
+        raise OperationsError(f"{name} not found; install postgresql-client (same major as the server)")
+    return path
+
+
+def _libpq_url(engine: sa.Engine) -> str:
+    url = engine.url.set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+def row_counts(engine: sa.Engine) -> dict[str, int]:
+    """Rows in every table of the database behind ``engine``."""
+    names = sorted(sa.inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        return {n: int(conn.execute(sa.text(f'SELECT count(*) FROM "{n}"')).scalar_one()) for n in names}
+
+
+def _run(cmd: list[str], what: str) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise OperationsError(f"{what} failed: {done.stderr.strip()[:500]}")
+
+
+def backup(ws: Workspace, dest: str | Path) -> dict[str, Any]:
+    """Write a backup of ``ws`` into the new or empty folder ``dest``; return the manifest."""
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise OperationsError(f"backup folder {dest} is not empty; choose a new folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    engine = ws.engine
+    if engine.dialect.name == "postgresql":
+        _run(
+            [_pg_bin("pg_dump"), "-Fc", "-f", str(dest / "db.dump"), "-d", _libpq_url(engine)],
+            f"pg_dump of {redact_url(engine.url)}",
+        )
+    elif engine.dialect.name == "sqlite":
+        target = sqlite3.connect(dest / "db.sqlite")
+        source = sqlite3.connect(str(engine.url.database))
+        try:
+            source.backup(target)
+        finally:
+            source.close()
+            target.close()
+    else:
+        raise OperationsError(f"cannot back up a {engine.dialect.name} database; use Postgres or SQLite")
+    for sha, ext, path in ws.store.iter_files():
+        out = dest / "store" / ws.store.relpath(sha, ext)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, out)
+    files = {p.relative_to(dest).as_posix(): sha256_file(p) for p in sorted(dest.rglob("*")) if p.is_file()}
+    manifest = {
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "dialect": engine.dialect.name,
+        "files": files,
+        "row_counts": row_counts(engine),
+        "verified": True,
+    }
+    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
+def verify(src: str | Path) -> dict[str, Any]:
+    """Check every file of the backup folder ``src`` against its manifest; return the manifest."""
+    src = Path(src)
+    try:
+        manifest: dict[str, Any] = json.loads((src / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise OperationsError(
+            f"{src / MANIFEST} is missing or unreadable ({exc}); not a backup folder"
+        ) from exc
+    bad = [
+        name
+        for name, sha in manifest["files"].items()
+        if not (src / name).is_file() or sha256_file(src / name) != sha
+    ]
+    if bad:
+        raise OperationsError(
+            f"backup {src}: {len(bad)} file(s) missing or changed, e.g. {bad[0]}; do not restore it"
+        )
+    return manifest
+
+
+def restore(ws: Workspace, src: str | Path) -> dict[str, Any]:
+    """Restore the backup ``src`` into ``ws`` (its database and store), verified; return the manifest."""
+    src = Path(src)
+    manifest = verify(src)
+    engine = ws.engine
+    if engine.dialect.name != manifest["dialect"]:
+        raise OperationsError(
+            f"backup {src} is of a {manifest['dialect']} database; "
+            f"{redact_url(engine.url)} is {engine.dialect.name}"
+        )
+    if engine.dialect.name == "postgresql":
+        engine.dispose()
+        _run(
+            [
+                _pg_bin("pg_restore"),
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--single-transaction",
+                "-d",
+                _libpq_url(engine),
+                str(src / "db.dump"),
+            ],
+            f"pg_restore into {redact_url(engine.url)}",
+        )
+    else:
+        engine.dispose()
+        source = sqlite3.connect(src / "db.sqlite")
+        target = sqlite3.connect(str(engine.url.database))
+        try:
+            source.backup(target)
+        finally:
+            source.close()
+            target.close()
+    for name in manifest["files"]:
+        if name.startswith("store/"):
+            out = ws.store.root / name[len("store/") :]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / name, out)
+    counts = row_counts(engine)
+    if counts != manifest["row_counts"]:
+        diff = {
+            t: (manifest["row_counts"].get(t), counts.get(t))
+            for t in set(counts) | set(manifest["row_counts"])
+            if counts.get(t) != manifest["row_counts"].get(t)
+        }
+        raise OperationsError(f"restore of {src}: row counts differ after restore (expected, found): {diff}")
+    return manifest

@@ -1,0 +1,185 @@
+"""Pure helpers for ``deploy/jupyterhub_config.py``: secrets, per-user environment and DB roles.
+
+Nothing here touches the network or a database; the hub config calls these functions and
+performs the I/O itself, so every rule can be unit tested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote
+
+from itagger_lib.errors import ConfigError
+
+#: Secrets the hub refuses to start without.
+REQUIRED_SECRETS: tuple[str, ...] = (
+    "JUPYTERHUB_COOKIE_SECRET",
+    "JUPYTERHUB_CRYPT_KEY",
+    "CONFIGPROXY_AUTH_TOKEN",
+    "ADMIN_PASSWORD",
+    "POSTGRES_PASSWORD",
+    "ITAGGER_ROLE_PASSWORD_KEY",
+)
+#: Minimum length of a secret.
+MIN_SECRET_LENGTH = 32
+#: Prefixes of the placeholder values shipped in ``deploy/.env.example``.
+PLACEHOLDER_PREFIXES: tuple[str, ...] = ("change-me", "changeme", "change_me")
+#: Well-known default values that are never acceptable.
+KNOWN_DEFAULTS: frozenset[str] = frozenset({"postgres", "password", "secret", "admin", "itagger"})
+
+GROUPS: tuple[str, ...] = ("tagger", "researcher", "admin")
+GROUP_ROLES: dict[str, str] = {g: f"itagger_{g}" for g in GROUPS}
+VLM_KEYS: tuple[str, ...] = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+
+
+def secret_problem(name: str, value: str | None, placeholders: Iterable[str] = ()) -> str | None:
+    """Why ``value`` is not an acceptable secret for variable ``name``, or None when it is."""
+    if value is None or value.strip() == "":
+        return f"{name} is not set; set it in deploy/.env (see deploy/.env.example)"
+    low = value.strip().lower()
+    if low.startswith(PLACEHOLDER_PREFIXES) or value in set(placeholders) or low in KNOWN_DEFAULTS:
+        return (
+            f"{name} still has the example/default value; replace it with a random secret "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    if len(value) < MIN_SECRET_LENGTH:
+        return (
+            f"{name} is {len(value)} characters long; use at least {MIN_SECRET_LENGTH} random "
+            "characters (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    if len(set(value)) < 8:
+        return f"{name} is not random (fewer than 8 distinct characters); generate a new one"
+    return None
+
+
+def validate_secrets(
+    env: Mapping[str, str],
+    names: Iterable[str] = REQUIRED_SECRETS,
+    placeholders: Iterable[str] = (),
+) -> None:
+    """Raise :class:`ConfigError` naming every missing, short or example secret in ``env``."""
+    ph = list(placeholders)
+    problems = [p for n in names if (p := secret_problem(n, env.get(n), ph))]
+    if problems:
+        raise ConfigError("Refusing to start: " + "; ".join(problems))
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """Parse ``KEY=value`` lines of a docker-compose ``.env`` file (comments and blanks ignored)."""
+    out: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key] = value
+    return out
+
+
+def role_name(username: str) -> str:
+    """A safe Postgres role name for hub user ``username``: ``itu_<slug>_<hash8>``.
+
+    Lower-case ``[a-z0-9_]`` only, at most 63 bytes; the hash keeps distinct users distinct
+    even when their slugs collide (``Ann.B`` vs ``ann_b``).
+    """
+    if not username:
+        raise ConfigError("Cannot derive a database role from an empty user name")
+    slug = re.sub(r"[^a-z0-9]+", "_", username.lower()).strip("_")[:40] or "user"
+    digest = hashlib.sha256(username.encode()).hexdigest()[:8]
+    return f"itu_{slug}_{digest}"
+
+
+def role_password(username: str, key: str) -> str:
+    """Deterministic per-user DB password: HMAC-SHA256(key, username), hex."""
+    return hmac.new(key.encode(), username.encode(), hashlib.sha256).hexdigest()
+
+
+def primary_group(groups: Iterable[str]) -> str:
+    """The most privileged of the user's itagger groups (admin > researcher > tagger)."""
+    gs = set(groups)
+    for g in ("admin", "researcher", "tagger"):
+        if g in gs:
+            return g
+    return "tagger"
+
+
+def quote_ident(name: str) -> str:
+    """Quote a SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """Quote a SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def create_role_sql(role: str, password: str, group: str) -> list[str]:
+    """Idempotent SQL creating login ``role`` in group role ``itagger_<group>`` (and only it)."""
+    if group not in GROUP_ROLES:
+        raise ConfigError(f"Unknown group {group!r}; use one of {', '.join(GROUPS)}")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        raise ConfigError(f"Unsafe database role name {role!r}; derive it with role_name()")
+    r, pw = quote_ident(role), quote_literal(password)
+    stmts = [
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
+        f"{quote_literal(role)}) THEN CREATE ROLE {r} LOGIN; END IF; END $$",
+        f"ALTER ROLE {r} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {pw}",
+    ]
+    for g, grole in GROUP_ROLES.items():
+        if g != group:
+            stmts.append(f"REVOKE {quote_ident(grole)} FROM {r}")  # a warning if not a member
+    stmts.append(f"GRANT {quote_ident(GROUP_ROLES[group])} TO {r}")
+    return stmts
+
+
+def database_url(role: str, password: str, host: str, database: str, port: int = 5432) -> str:
+    """``postgresql+psycopg://`` URL for a per-user role."""
+    return f"postgresql+psycopg://{quote(role, safe='')}:{quote(password, safe='')}@{host}:{port}/{database}"
+
+
+def user_environment(
+    username: str,
+    groups: Iterable[str],
+    env: Mapping[str, str],
+    *,
+    db_host: str,
+    db_name: str,
+    db_port: int = 5432,
+    store: str = "/srv/itagger/store",
+) -> dict[str, str]:
+    """Environment for a user's single-user server.
+
+    Taggers: ``ITAGGER_STORE_READONLY=1`` and no VLM keys. Researchers/admins: read-write store
+    and the VLM keys present in ``env``. All: their own DB role, ``ITAGGER_AUTO_MIGRATE=0``
+    (admins get ``1`` so they can run ``itagger db upgrade``).
+    """
+    group = primary_group(groups)
+    role = role_name(username)
+    key = env.get("ITAGGER_ROLE_PASSWORD_KEY", "")
+    if not key:
+        raise ConfigError("ITAGGER_ROLE_PASSWORD_KEY is not set; set it in deploy/.env")
+    out = {
+        "ITAGGER_DATABASE_URL": database_url(role, role_password(username, key), db_host, db_name, db_port),
+        "ITAGGER_STORE": store,
+        "ITAGGER_STORE_READONLY": "1" if group == "tagger" else "0",
+        "ITAGGER_AUTO_MIGRATE": "1" if group == "admin" else "0",
+        "ITAGGER_GROUP": group,
+        "ITAGGER_DB_ROLE": role,
+    }
+    if group != "tagger":
+        for k in VLM_KEYS:
+            if env.get(k):
+                out[k] = env[k]
+    return out
+
+
+def store_mount_mode(groups: Iterable[str]) -> str:
+    """DockerSpawner volume mode for the shared store: ``ro`` for taggers, ``rw`` otherwise."""
+    return "ro" if primary_group(groups) == "tagger" else "rw"

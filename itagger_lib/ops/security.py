@@ -1,0 +1,116 @@
+"""Least privilege on a Postgres workbench database: group roles, grants and row-level security.
+
+Roles (cluster-wide, ``NOLOGIN``; each hub user gets a login role that is a member of one):
+
+``itagger_tagger``
+    Reads the catalogue (images, studies, assignments, codebooks, ...). Writes only
+    ``ratings``, and only rows whose ``rater`` is themselves and ``source = 'human'``; never
+    deletes. Reads their own ratings always, and other raters' ratings **only when those
+    ratings belong to a study whose mode is ``assisted``**. Ratings of blind studies and
+    ratings without a study stay hidden (the conservative choice: a tagger can never see
+    a colleague's rating unless a researcher explicitly opened the study as assisted).
+``itagger_researcher``
+    Reads everything; writes everything except ``codebooks``, ``settings`` and
+    ``vlm_prices`` (codebooks, VLM settings and budgets belong to admins).
+``itagger_admin``
+    All privileges on all workbench tables.
+
+"Themselves" is the hub user name: login roles are named ``itu_<slug>_<hash>``
+(:func:`itagger_lib.ops.hubconfig.role_name`) and mapped to the user name in
+``itagger_role_users``; :sql:`itagger_rater_of(current_user)` returns the mapped name (or
+``current_user`` for an unmapped role). The table owner (the migration role) is not
+subject to RLS. Re-apply after every ``itagger db upgrade`` (new tables need grants):
+``itagger secure-db``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from itagger_lib.errors import ConfigError
+
+TAGGER, RESEARCHER, ADMIN = "itagger_tagger", "itagger_researcher", "itagger_admin"
+ADMIN_ONLY_TABLES: tuple[str, ...] = ("codebooks", "settings", "vlm_prices")
+
+
+def apply_row_level_security_sql() -> list[str]:
+    """The idempotent SQL statements of :func:`apply_row_level_security`, in order."""
+    stmts: list[str] = []
+    for role in (TAGGER, RESEARCHER, ADMIN):
+        stmts.append(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') "
+            f"THEN CREATE ROLE {role} NOLOGIN; END IF; END $$"
+        )
+    stmts += [
+        "CREATE TABLE IF NOT EXISTS itagger_role_users (role name PRIMARY KEY, username text NOT NULL)",
+        "REVOKE ALL ON itagger_role_users FROM PUBLIC",
+        # SECURITY DEFINER runs as the owner, so the caller's role is passed in explicitly
+        """CREATE OR REPLACE FUNCTION itagger_rater_of(r name) RETURNS text
+           LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+             SELECT COALESCE((SELECT username FROM itagger_role_users WHERE role = r), r::text) $$""",
+        "REVOKE ALL ON FUNCTION itagger_rater_of(name) FROM PUBLIC",
+        f"GRANT EXECUTE ON FUNCTION itagger_rater_of(name) TO {TAGGER}, {RESEARCHER}, {ADMIN}",
+        f"GRANT USAGE ON SCHEMA public TO {TAGGER}, {RESEARCHER}, {ADMIN}",
+        # start from nothing, then grant
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {TAGGER}, {RESEARCHER}, {ADMIN}",
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {TAGGER}, {RESEARCHER}, {ADMIN}",
+        f"REVOKE SELECT ON itagger_role_users FROM {TAGGER}, {RESEARCHER}, {ADMIN}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {TAGGER}, {RESEARCHER}, {ADMIN}",
+        f"GRANT INSERT, UPDATE ON ratings TO {TAGGER}",
+        f"GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {RESEARCHER}",
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {', '.join(ADMIN_ONLY_TABLES)} FROM {RESEARCHER}",
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON itagger_role_users FROM {RESEARCHER}",
+        f"GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {ADMIN}",
+        f"REVOKE INSERT, UPDATE, DELETE ON itagger_role_users FROM {ADMIN}",
+        "ALTER TABLE ratings ENABLE ROW LEVEL SECURITY",
+        "DROP POLICY IF EXISTS itagger_staff_all ON ratings",
+        "DROP POLICY IF EXISTS itagger_tagger_select ON ratings",
+        "DROP POLICY IF EXISTS itagger_tagger_insert ON ratings",
+        "DROP POLICY IF EXISTS itagger_tagger_update ON ratings",
+        f"CREATE POLICY itagger_staff_all ON ratings FOR ALL TO {RESEARCHER}, {ADMIN} "
+        "USING (true) WITH CHECK (true)",
+        f"""CREATE POLICY itagger_tagger_select ON ratings FOR SELECT TO {TAGGER} USING (
+              rater = itagger_rater_of(current_user)
+              OR EXISTS (SELECT 1 FROM studies s WHERE s.id = ratings.study_id AND s.mode = 'assisted'))""",
+        f"""CREATE POLICY itagger_tagger_insert ON ratings FOR INSERT TO {TAGGER}
+              WITH CHECK (rater = itagger_rater_of(current_user) AND source = 'human')""",
+        f"""CREATE POLICY itagger_tagger_update ON ratings FOR UPDATE TO {TAGGER}
+              USING (rater = itagger_rater_of(current_user))
+              WITH CHECK (rater = itagger_rater_of(current_user) AND source = 'human')""",
+    ]
+    return stmts
+
+
+def apply_row_level_security(engine: sa.Engine) -> None:
+    """Create the group roles, grants and policies on the workbench database (idempotent).
+
+    Parameters
+    ----------
+    engine
+        Engine on the workbench database, connected as its owner (the role that ran the
+        migrations). Tables must exist (run ``itagger db upgrade`` first).
+
+    Raises
+    ------
+    ConfigError
+        When the database is not Postgres (SQLite has no roles: single-user only).
+    """
+    if engine.dialect.name != "postgresql":
+        raise ConfigError(
+            f"row-level security needs Postgres, not {engine.dialect.name}; "
+            "a group deployment must set ITAGGER_DATABASE_URL=postgresql+psycopg://..."
+        )
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(74201)"))
+        for stmt in apply_row_level_security_sql():
+            conn.exec_driver_sql(stmt)
+
+
+def map_role_sql(role: str, username: str) -> str:
+    """SQL mapping login ``role`` to hub user ``username`` (run as the owner)."""
+    r = role.replace("'", "''")
+    u = username.replace("'", "''")
+    return (
+        f"INSERT INTO itagger_role_users (role, username) VALUES ('{r}', '{u}') "
+        "ON CONFLICT (role) DO UPDATE SET username = EXCLUDED.username"
+    )

@@ -1,0 +1,174 @@
+"""Row-level security on a real Postgres: the database itself refuses what a role may not do."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from itagger_lib.ops import hubconfig
+from itagger_lib.ops.security import apply_row_level_security, map_role_sql
+
+pytestmark = pytest.mark.postgres
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _seed(conn: sa.Connection) -> dict[str, int]:
+    img = conn.execute(
+        sa.text(
+            "INSERT INTO images (sha256, ext, format, width, height, bytes, source_name, source_path,"
+            " ingested_at, ingested_by) VALUES (:s, 'jpg', 'JPEG', 1, 1, 1, 'a.jpg', '/a.jpg', :t, 'owner')"
+            " RETURNING id"
+        ),
+        {"s": "0" * 64, "t": NOW},
+    ).scalar_one()
+    cb = conn.execute(
+        sa.text(
+            "INSERT INTO codebooks (name, version, content_hash, source_text, definition, created_at,"
+            " created_by)"
+            " VALUES ('cb', '1', 'h', '', '{}', :t, 'owner') RETURNING id"
+        ),
+        {"t": NOW},
+    ).scalar_one()
+    ids = {"image": img, "codebook": cb}
+    for mode in ("blind", "assisted"):
+        ids[mode] = conn.execute(
+            sa.text(
+                "INSERT INTO studies (name, codebook_id, raters_per_image, seed, mode, design, created_at,"
+                " created_by)"
+                " VALUES (:n, :cb, 3, 0, :m, '{}', :t, 'owner') RETURNING id"
+            ),
+            {"n": f"study_{mode}", "cb": cb, "m": mode, "t": NOW},
+        ).scalar_one()
+    return ids
+
+
+RATING = sa.text(
+    "INSERT INTO ratings (image_id, attribute, codebook_id, rater, source, value, mode, study_id, is_repeat,"
+    " is_gold, repeat_index, rated_at) VALUES (:img, 'warmth', :cb, :rater, 'human', :v, 'blind', :study,"
+    " false, false, 0, :t) RETURNING id"
+)
+
+
+@pytest.fixture
+def stack(pg_url: str) -> Iterator[dict]:
+    from itagger_lib import Workspace
+
+    ws = Workspace(database_url=pg_url, store=None, auto_migrate=True)
+    owner = ws.engine
+    apply_row_level_security(owner)
+    apply_row_level_security(owner)  # idempotent
+    tag = uuid.uuid4().hex[:6]
+    users = {"alice": f"alice{tag}", "bob": f"bob{tag}", "res": f"res{tag}", "adm": f"adm{tag}"}
+    groups = {"alice": "tagger", "bob": "tagger", "res": "researcher", "adm": "admin"}
+    engines: dict[str, sa.Engine] = {}
+    with owner.begin() as conn:
+        ids = _seed(conn)
+        for key, user in users.items():
+            role = hubconfig.role_name(user)
+            for stmt in hubconfig.create_role_sql(role, "pw-not-used-trust-auth", groups[key]):
+                conn.exec_driver_sql(stmt)
+            conn.exec_driver_sql(map_role_sql(role, user))
+            engines[key] = sa.create_engine(sa.make_url(pg_url).set(username=role, password=None))
+    try:
+        yield {"owner": owner, "users": users, "engines": engines, "ids": ids}
+    finally:
+        for e in engines.values():
+            e.dispose()
+        ws.close()
+        owner.dispose()
+        admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for user in users.values():
+                conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{hubconfig.role_name(user)}"')
+        admin.dispose()
+
+
+def _rate(engine: sa.Engine, ids: dict, rater: str, study: str, v: float = 3.0) -> int:
+    with engine.begin() as conn:
+        return conn.execute(
+            RATING,
+            {
+                "img": ids["image"],
+                "cb": ids["codebook"],
+                "rater": rater,
+                "v": v,
+                "study": ids[study],
+                "t": NOW,
+            },
+        ).scalar_one()
+
+
+def test_tagger_cannot_insert_or_update_anothers_ratings(stack: dict) -> None:
+    e, ids, u = stack["engines"], stack["ids"], stack["users"]
+    a_id = _rate(e["alice"], ids, u["alice"], "blind")
+    b_id = _rate(e["bob"], ids, u["bob"], "blind")
+    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"):
+        _rate(e["alice"], ids, u["bob"], "blind")  # forging bob's rating
+    with e["alice"].begin() as conn:  # bob's row is invisible, so the update touches nothing
+        n = conn.execute(sa.text("UPDATE ratings SET value = 1 WHERE id = :i"), {"i": b_id}).rowcount
+    assert n == 0
+    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"), e["alice"].begin() as conn:
+        conn.execute(sa.text("UPDATE ratings SET rater = :b WHERE id = :i"), {"b": u["bob"], "i": a_id})
+    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].begin() as conn:
+        conn.execute(sa.text("DELETE FROM ratings WHERE id = :i"), {"i": a_id})
+    with stack["owner"].connect() as conn:
+        assert (
+            conn.execute(sa.text("SELECT value FROM ratings WHERE id = :i"), {"i": b_id}).scalar_one() == 3.0
+        )
+        assert (
+            conn.execute(sa.text("SELECT rater FROM ratings WHERE id = :i"), {"i": a_id}).scalar_one()
+            == u["alice"]
+        )
+    with e["alice"].begin() as conn:  # own rating can be changed
+        assert conn.execute(sa.text("UPDATE ratings SET value = 5 WHERE id = :i"), {"i": a_id}).rowcount == 1
+
+
+def test_tagger_sees_only_own_ratings_in_blind_study(stack: dict) -> None:
+    e, ids, u = stack["engines"], stack["ids"], stack["users"]
+    _rate(e["alice"], ids, u["alice"], "blind")
+    _rate(e["bob"], ids, u["bob"], "blind")
+    _rate(e["bob"], ids, u["bob"], "assisted")
+    with e["alice"].connect() as conn:
+        rows = conn.execute(sa.text("SELECT rater, study_id FROM ratings ORDER BY id")).all()
+    assert rows == [(u["alice"], ids["blind"]), (u["bob"], ids["assisted"])]
+
+
+def test_tagger_cannot_change_settings_codebooks_or_prices(stack: dict) -> None:
+    e = stack["engines"]
+    for key in ("alice", "res"):
+        denied = pytest.raises(sa.exc.ProgrammingError, match="permission denied for table settings")
+        with denied, e[key].begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO settings (key, value, updated_at, updated_by)"
+                    " VALUES ('vlm.budget', '1', :t, 'x')"
+                ),
+                {"t": NOW},
+            )
+        denied = pytest.raises(sa.exc.ProgrammingError, match="permission denied for table codebooks")
+        with denied, e[key].begin() as conn:
+            conn.execute(sa.text("UPDATE codebooks SET name = 'x'"))
+    with e["adm"].begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO settings (key, value, updated_at, updated_by)"
+                " VALUES ('vlm.budget', '1', :t, 'x')"
+            ),
+            {"t": NOW},
+        )
+        conn.execute(sa.text("DELETE FROM settings WHERE key = 'vlm.budget'"))
+
+
+def test_researcher_reads_all_ratings(stack: dict) -> None:
+    e, ids, u = stack["engines"], stack["ids"], stack["users"]
+    _rate(e["alice"], ids, u["alice"], "blind")
+    _rate(e["bob"], ids, u["bob"], "blind")
+    with e["res"].connect() as conn:
+        raters = sorted(conn.execute(sa.text("SELECT rater FROM ratings")).scalars())
+    assert raters == sorted([u["alice"], u["bob"]])
+    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].connect() as conn:
+        conn.execute(sa.text("SELECT * FROM itagger_role_users"))
