@@ -47,7 +47,11 @@ def test_db_is_internal_and_unpublished_and_volumes_are_named():
     assert {"dask"} == set(spec["services"]["dask-worker"]["profiles"])
 
 
-@pytest.mark.skipif(_compose_cli() is None, reason="neither `docker compose` nor `docker-compose` installed")
+@pytest.mark.hub
+@pytest.mark.skipif(
+    _compose_cli() is None,
+    reason="neither `docker compose` nor `docker-compose` installed: apt-get install docker-compose",
+)
 def test_compose_config_validates_and_refuses_a_missing_secret(tmp_path):
     cli = _compose_cli()
     assert cli is not None

@@ -17,7 +17,13 @@ from itagger_lib.ops.doctor import check_https
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "itagger.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-pytestmark = [pytest.mark.hub, pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx not installed")]
+pytestmark = [
+    pytest.mark.hub,
+    pytest.mark.skipif(
+        not Path(NGINX).exists(),
+        reason="nginx not installed: apt-get install nginx-light (or set up nginx) to run the hub class",
+    ),
+]
 
 
 def _port() -> int:

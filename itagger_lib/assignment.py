@@ -1,0 +1,465 @@
+"""Rating studies and the tagging queue: who rates which image next.
+
+A study gives every image ``raters_per_image`` open *slots* (rows of ``assignments``). A
+rater's next item is, in order:
+
+1. an item already claimed by this rater and not finished (resume after a reload);
+2. a *gold* item (an image with a known answer) once every ``gold_every`` items;
+3. a *repeat* item (an image this rater already rated, shown again for test–retest
+   reliability) while the rater's repeats are below ``retest_share`` × normal items done;
+4. a new open slot, claimed atomically, of an image this rater has not got.
+
+Claims are serialised per rater (PostgreSQL ``pg_advisory_xact_lock``) and slots are taken
+with ``SELECT … FOR UPDATE SKIP LOCKED`` so that concurrent raters never wait on each
+other and never take the same slot; on SQLite the claim runs in ``BEGIN IMMEDIATE``.
+
+Each rater sees the images in an order of their own: images are sorted by the affine
+permutation ``(a·id + b) mod p`` with ``p = 2³¹ − 1`` and ``a, b`` drawn from
+SHA-256(study seed, rater), so the order is random per rater, reproducible from the
+recorded seed, and computable inside the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from itagger_lib.codebook import Codebook, get_codebook, get_codebook_by_id, store_codebook
+from itagger_lib.db.models import Assignment, Image, Study, utcnow
+from itagger_lib.errors import AssignmentError, CodebookError
+
+if TYPE_CHECKING:
+    from itagger_lib.workspace import Workspace
+
+_P = 2_147_483_647  # 2**31 - 1, prime
+MODES = ("blind", "assisted")
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """A study as the tagging code needs it."""
+
+    id: int
+    name: str
+    codebook_id: int
+    raters_per_image: int
+    seed: int
+    mode: str
+    design: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item of a rater's queue (an ``assignments`` row)."""
+
+    id: int
+    study_id: int
+    image_id: int
+    rater: str
+    position: int
+    kind: str
+    status: str
+
+    @property
+    def is_repeat(self) -> bool:
+        return self.kind == "repeat"
+
+    @property
+    def is_gold(self) -> bool:
+        return self.kind == "gold"
+
+
+def rater_permutation(seed: int, rater: str) -> tuple[int, int]:
+    """``(a, b)`` of the rater's image order ``(a·id + b) mod (2³¹ − 1)``; ``1 ≤ a < p``."""
+    digest = hashlib.sha256(f"{seed}:{rater}".encode()).digest()
+    a = int.from_bytes(digest[:8], "big") % (_P - 1) + 1
+    b = int.from_bytes(digest[8:16], "big") % _P
+    return a, b
+
+
+def _study_info(row: Any) -> StudyInfo:
+    return StudyInfo(
+        id=int(row["id"]),
+        name=row["name"],
+        codebook_id=int(row["codebook_id"]),
+        raters_per_image=int(row["raters_per_image"]),
+        seed=int(row["seed"]),
+        mode=row["mode"],
+        design=dict(row["design"] or {}),
+    )
+
+
+def get_study(ws: Workspace, study: Any = None) -> StudyInfo:
+    """A study by id, name or :class:`StudyInfo`; ``None`` gives the newest study."""
+    if isinstance(study, StudyInfo):
+        return study
+    query = sa.select(Study).order_by(Study.id.desc()).limit(1)
+    if isinstance(study, int):
+        query = query.where(Study.id == study)
+    elif study is not None:
+        query = query.where(Study.name == str(study))
+    with ws.engine.connect() as connection:
+        row = connection.execute(query).mappings().first()
+    if row is None:
+        what = "no study exists" if study is None else f"no study {study!r}"
+        raise AssignmentError(
+            f"{what} in this workspace; create one with ws.create_study('name') "
+            "(after ws.ingest(folder) and, optionally, ws.load_codebook(path))"
+        )
+    return _study_info(row)
+
+
+def list_studies(ws: Workspace) -> list[StudyInfo]:
+    with ws.engine.connect() as connection:
+        rows = connection.execute(sa.select(Study).order_by(Study.id)).mappings().all()
+    return [_study_info(r) for r in rows]
+
+
+def _resolve_codebook(ws: Workspace, codebook: Any) -> Codebook:
+    if codebook is None:
+        try:
+            return get_codebook(ws)
+        except CodebookError:
+            return store_codebook(ws)
+    if isinstance(codebook, int):
+        return get_codebook_by_id(ws, codebook)
+    if isinstance(codebook, Codebook) and codebook.id is not None:
+        return codebook
+    return store_codebook(ws, codebook)
+
+
+def create_study(
+    ws: Workspace,
+    name: str,
+    codebook: Any = None,
+    raters_per_image: int = 3,
+    seed: int | None = None,
+    retest_share: float = 0.0,
+    gold: dict[Any, dict[str, Any]] | None = None,
+    mode: str = "blind",
+    images: Any = None,
+    gold_every: int = 10,
+) -> StudyInfo:
+    """Create a study with ``raters_per_image`` open slots for every image.
+
+    Parameters
+    ----------
+    name : unique study name.
+    codebook : stored codebook (id, :class:`Codebook`, path or YAML); default: the newest
+        stored one, else the shipped default is stored.
+    raters_per_image : k ≥ 1, how many different raters rate each image.
+    seed : seed of the per-rater image orders; chosen at random and recorded if omitted.
+    retest_share : share in [0, 1) of a rater's done images shown again later (test–retest).
+    gold : ``{image id or sha prefix: {attribute: value}}``, images with known answers shown
+        to every rater once every ``gold_every`` items; values are validated.
+    mode : ``"blind"`` (no machine answer shown) or ``"assisted"`` (the VLM answer is shown).
+    images : image ids / sha prefixes; default all images.
+    """
+    if mode not in MODES:
+        raise AssignmentError(f"study {name!r}: mode {mode!r} is not one of {MODES}")
+    if int(raters_per_image) < 1:
+        raise AssignmentError(f"study {name!r}: raters_per_image must be ≥ 1, got {raters_per_image}")
+    if not 0.0 <= float(retest_share) < 1.0:
+        raise AssignmentError(f"study {name!r}: retest_share must be in [0, 1), got {retest_share}")
+    book = _resolve_codebook(ws, codebook)
+    if seed is None:
+        seed = random.SystemRandom().randrange(1, 2**31)
+    if images is None:
+        with ws.engine.connect() as connection:
+            image_ids = list(connection.execute(sa.select(Image.id).order_by(Image.id)).scalars())
+    else:
+        image_ids = [int(ws.image(ref)["id"]) for ref in images]
+    if not image_ids:
+        raise AssignmentError(
+            f"study {name!r}: the workspace has no images; ingest some first with ws.ingest(folder)"
+        )
+    gold_answers: dict[str, dict[str, Any]] = {}
+    for ref, answers in (gold or {}).items():
+        image_id = int(ws.image(ref)["id"])
+        gold_answers[str(image_id)] = {k: book.validate_value(k, v) for k, v in answers.items()}
+    design = {
+        "retest_share": float(retest_share),
+        "gold": gold_answers,
+        "gold_every": int(gold_every),
+        "codebook": f"{book.name} {book.version}",
+    }
+    gold_ids = {int(k) for k in gold_answers}
+    with ws.engine.begin() as connection:
+        if connection.execute(sa.select(Study.id).where(Study.name == name)).first():
+            raise AssignmentError(f"a study named {name!r} already exists; choose another name")
+        study_id = connection.execute(
+            sa.insert(Study)
+            .values(
+                name=name,
+                codebook_id=book.id,
+                raters_per_image=int(raters_per_image),
+                seed=int(seed),
+                mode=mode,
+                design=design,
+                created_at=utcnow(),
+                created_by=ws.user,
+            )
+            .returning(Study.id)
+        ).scalar_one()
+        rows = [
+            {"study_id": study_id, "image_id": i, "slot": s, "kind": "normal", "status": "open"}
+            for i in image_ids
+            if i not in gold_ids
+            for s in range(int(raters_per_image))
+        ]
+        for start in range(0, len(rows), 5000):
+            connection.execute(sa.insert(Assignment), rows[start : start + 5000])
+    return get_study(ws, int(study_id))
+
+
+def _item(row: Any) -> Item:
+    return Item(
+        id=int(row["id"]),
+        study_id=int(row["study_id"]),
+        image_id=int(row["image_id"]),
+        rater=row["rater"],
+        position=int(row["position"]),
+        kind=row["kind"],
+        status=row["status"],
+    )
+
+
+def _claim_new(connection: sa.Connection, info: StudyInfo, rater: str, position: int) -> Item | None:
+    a, b = rater_permutation(info.seed, rater)
+    mine = sa.select(Assignment.image_id).where(Assignment.study_id == info.id, Assignment.rater == rater)
+    query = (
+        sa.select(Assignment.id)
+        .where(
+            Assignment.study_id == info.id,
+            Assignment.status == "open",
+            Assignment.kind == "normal",
+            Assignment.image_id.not_in(mine),
+        )
+        .order_by(
+            (
+                sa.cast(Assignment.image_id, sa.BigInteger) * sa.literal(a, sa.BigInteger)
+                + sa.literal(b, sa.BigInteger)
+            )
+            % sa.literal(_P, sa.BigInteger),
+            Assignment.slot,
+        )
+        .limit(1)
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    slot_id = connection.execute(query).scalar()
+    if slot_id is None:
+        return None
+    connection.execute(
+        sa.update(Assignment)
+        .where(Assignment.id == slot_id)
+        .values(rater=rater, position=position, status="assigned", assigned_at=utcnow())
+    )
+    row = connection.execute(sa.select(Assignment).where(Assignment.id == slot_id)).mappings().one()
+    return _item(row)
+
+
+def _add_item(
+    connection: sa.Connection, info: StudyInfo, rater: str, image_id: int, kind: str, position: int
+) -> Item:
+    new_id = connection.execute(
+        sa.insert(Assignment)
+        .values(
+            study_id=info.id,
+            image_id=image_id,
+            slot=-1,
+            rater=rater,
+            position=position,
+            kind=kind,
+            status="assigned",
+            assigned_at=utcnow(),
+        )
+        .returning(Assignment.id)
+    ).scalar_one()
+    row = connection.execute(sa.select(Assignment).where(Assignment.id == new_id)).mappings().one()
+    return _item(row)
+
+
+def _special(connection: sa.Connection, info: StudyInfo, rater: str, position: int) -> Item | None:
+    """A gold or repeat item due now, or ``None``."""
+    rows = connection.execute(
+        sa.select(Assignment.image_id, Assignment.kind, Assignment.status).where(
+            Assignment.study_id == info.id, Assignment.rater == rater
+        )
+    ).all()
+    n_normal_done = sum(1 for r in rows if r.kind == "normal" and r.status == "done")
+    gold = [int(k) for k in info.design.get("gold", {})]
+    had_gold = {r.image_id for r in rows if r.kind == "gold"}
+    every = max(1, int(info.design.get("gold_every", 10)))
+    pending_gold = [g for g in gold if g not in had_gold]
+    if pending_gold and n_normal_done >= len(had_gold) * every:
+        rng = random.Random(f"{info.seed}:{rater}:gold")
+        rng.shuffle(pending_gold)
+        return _add_item(connection, info, rater, pending_gold[0], "gold", position)
+    share = float(info.design.get("retest_share", 0.0))
+    if share > 0:
+        repeated = {r.image_id for r in rows if r.kind == "repeat"}
+        if len(repeated) < int(n_normal_done * share):
+            done = sorted(r.image_id for r in rows if r.kind == "normal" and r.status == "done")
+            candidates = [i for i in done if i not in repeated]
+            if candidates:
+                rng = random.Random(f"{info.seed}:{rater}:repeat:{len(repeated)}")
+                return _add_item(connection, info, rater, rng.choice(candidates), "repeat", position)
+    return None
+
+
+def next_assignment(ws: Workspace, study: Any, rater: str | None = None) -> Item | None:
+    """The rater's next item (resume, gold, repeat, or a newly claimed slot); ``None`` when done.
+
+    Committed before returning: a claimed slot belongs to the rater until rated or skipped.
+    """
+    info = get_study(ws, study)
+    rater = rater or ws.user
+    with ws.engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            key = int.from_bytes(
+                hashlib.sha256(f"{info.id}:{rater}".encode()).digest()[:8], "big", signed=True
+            )
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        try:
+            row = (
+                connection.execute(
+                    sa.select(Assignment)
+                    .where(
+                        Assignment.study_id == info.id,
+                        Assignment.rater == rater,
+                        Assignment.status == "assigned",
+                    )
+                    .order_by(Assignment.position)
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+            if row is not None:
+                connection.rollback()
+                return _item(row)
+            position = (
+                connection.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(Assignment.position), 0)).where(
+                        Assignment.study_id == info.id, Assignment.rater == rater
+                    )
+                ).scalar_one()
+                or 0
+            ) + 1
+            item = _special(connection, info, rater, position) or _claim_new(
+                connection, info, rater, position
+            )
+            connection.commit()
+            return item
+        except BaseException:
+            connection.rollback()
+            raise
+
+
+def get_item(ws: Workspace, assignment_id: int) -> Item:
+    with ws.engine.connect() as connection:
+        row = (
+            connection.execute(sa.select(Assignment).where(Assignment.id == assignment_id)).mappings().first()
+        )
+    if row is None:
+        raise AssignmentError(f"no assignment with id {assignment_id}")
+    return _item(row)
+
+
+def rater_items(ws: Workspace, study: Any, rater: str) -> list[Item]:
+    """The rater's items in the order they were given (done, skipped and open)."""
+    info = get_study(ws, study)
+    with ws.engine.connect() as connection:
+        rows = (
+            connection.execute(
+                sa.select(Assignment)
+                .where(Assignment.study_id == info.id, Assignment.rater == rater)
+                .order_by(Assignment.position)
+            )
+            .mappings()
+            .all()
+        )
+    return [_item(r) for r in rows]
+
+
+def set_status(
+    ws: Workspace, assignment_id: int, status: str, connection: sa.Connection | None = None
+) -> None:
+    """Mark an item ``done`` or ``skipped`` (or ``assigned`` again when the rater goes back)."""
+    if status not in ("assigned", "done", "skipped"):
+        raise AssignmentError(f"assignment {assignment_id}: status {status!r} is not assigned|done|skipped")
+    statement = (
+        sa.update(Assignment)
+        .where(Assignment.id == assignment_id)
+        .values(status=status, completed_at=None if status == "assigned" else utcnow())
+    )
+    if connection is not None:
+        connection.execute(statement)
+        return
+    with ws.engine.begin() as conn:
+        conn.execute(statement)
+
+
+def progress(ws: Workspace, study: Any, rater: str) -> dict[str, int]:
+    """``{"done": n, "total": N, "remaining": m}`` for the rater.
+
+    ``total`` = items finished by the rater + images still available to them (open slots of
+    images they have not got, at most one per image); ``remaining = total - done``.
+    """
+    info = get_study(ws, study)
+    with ws.engine.connect() as connection:
+        finished = connection.execute(
+            sa.select(sa.func.count()).where(
+                Assignment.study_id == info.id,
+                Assignment.rater == rater,
+                Assignment.status.in_(("done", "skipped")),
+            )
+        ).scalar_one()
+        pending = connection.execute(
+            sa.select(sa.func.count()).where(
+                Assignment.study_id == info.id, Assignment.rater == rater, Assignment.status == "assigned"
+            )
+        ).scalar_one()
+        mine = sa.select(Assignment.image_id).where(Assignment.study_id == info.id, Assignment.rater == rater)
+        available = connection.execute(
+            sa.select(sa.func.count(sa.distinct(Assignment.image_id))).where(
+                Assignment.study_id == info.id,
+                Assignment.status == "open",
+                Assignment.kind == "normal",
+                Assignment.image_id.not_in(mine),
+            )
+        ).scalar_one()
+    total = int(finished + pending + available)
+    return {"done": int(finished), "total": total, "remaining": total - int(finished)}
+
+
+def upcoming_images(ws: Workspace, study: Any, rater: str, n: int = 3) -> list[int]:
+    """The images the rater would most likely be given next (for prefetching; claims nothing)."""
+    info = get_study(ws, study)
+    a, b = rater_permutation(info.seed, rater)
+    mine = sa.select(Assignment.image_id).where(Assignment.study_id == info.id, Assignment.rater == rater)
+    order = (
+        sa.cast(Assignment.image_id, sa.BigInteger) * sa.literal(a, sa.BigInteger)
+        + sa.literal(b, sa.BigInteger)
+    ) % sa.literal(_P, sa.BigInteger)
+    query = (
+        sa.select(Assignment.image_id, sa.func.min(order).label("o"))
+        .where(
+            Assignment.study_id == info.id,
+            Assignment.status == "open",
+            Assignment.kind == "normal",
+            Assignment.image_id.not_in(mine),
+        )
+        .group_by(Assignment.image_id)
+        .order_by("o")
+        .limit(n)
+    )
+    with ws.engine.connect() as connection:
+        return [int(r.image_id) for r in connection.execute(query)]

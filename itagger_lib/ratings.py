@@ -1,0 +1,255 @@
+"""Human ratings: write-through recording from the workbench and import of external ratings.
+
+Every rating row carries its provenance: codebook id, source (human|vlm|import|
+adjudication), mode (blind|assisted), study, assignment, the rater's position in their
+queue, dwell time, session id, and whether it was a repeat or gold item.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from itagger_lib.assignment import Item, create_study, get_study, set_status
+from itagger_lib.codebook import Codebook, get_codebook, get_codebook_by_id, store_codebook
+from itagger_lib.db.models import Assignment, Image, Rating, utcnow
+from itagger_lib.errors import CodebookError, ImageNotFoundError, RatingError
+
+if TYPE_CHECKING:
+    from itagger_lib.workspace import Workspace
+
+__all__ = ["SOURCES", "add_ratings", "create_study", "rater_ratings", "record_rating"]
+
+SOURCES = ("human", "vlm", "import", "adjudication")
+
+
+def _codebook(ws: Workspace, codebook: Any) -> Codebook:
+    if codebook is None:
+        try:
+            return get_codebook(ws)
+        except CodebookError:
+            return store_codebook(ws)
+    if isinstance(codebook, int):
+        return get_codebook_by_id(ws, codebook)
+    if isinstance(codebook, Codebook) and codebook.id is not None:
+        return codebook
+    return store_codebook(ws, codebook)
+
+
+def record_rating(
+    ws: Workspace,
+    item: Item | int,
+    attribute: str,
+    value: Any,
+    rater: str | None = None,
+    *,
+    codebook: Any = None,
+    mode: str | None = None,
+    dwell_ms: int | None = None,
+    session_id: str | None = None,
+    complete: bool = True,
+) -> int:
+    """Store one answer, committed before returning; return the rating id.
+
+    ``item`` is an assignment (:class:`~itagger_lib.assignment.Item`) or an image id. A
+    second answer by the same rater to the same item and attribute updates the first one
+    (``updated_at`` set) instead of adding a row. With ``complete`` the assignment is marked
+    done in the same transaction.
+    """
+    rater = rater or ws.user
+    needs_study = isinstance(item, Item) and (codebook is None or mode is None)
+    study = get_study(ws, item.study_id) if isinstance(item, Item) and needs_study else None
+    if study is not None and codebook is None:
+        book = get_codebook_by_id(ws, study.codebook_id)
+    else:
+        book = _codebook(ws, codebook)
+    attr = book.attribute(attribute)
+    number, text = attr.to_columns(value)
+    if isinstance(item, Item):
+        if item.rater != rater:
+            raise RatingError(
+                f"assignment {item.id} (image {item.image_id}) belongs to {item.rater!r}, not {rater!r}"
+            )
+        image_id = item.image_id
+        match: tuple[Any, ...] = (Rating.assignment_id == item.id,)
+        extra = {
+            "study_id": item.study_id,
+            "assignment_id": item.id,
+            "position": item.position,
+            "is_repeat": item.is_repeat,
+            "is_gold": item.is_gold,
+            "repeat_index": 1 if item.is_repeat else 0,
+        }
+        mode = mode or (study.mode if study else "blind")
+    else:
+        image_id = int(ws.image(item)["id"])
+        match = (Rating.image_id == image_id, Rating.assignment_id.is_(None), Rating.source == "human")
+        extra = {}
+        mode = mode or "blind"
+    if mode not in ("blind", "assisted"):
+        raise RatingError(f"mode {mode!r} is not blind|assisted")
+    now = utcnow()
+    with ws.engine.begin() as connection:
+        existing = connection.execute(
+            sa.select(Rating.id).where(
+                *match, Rating.rater == rater, Rating.attribute == attr.key, Rating.codebook_id == book.id
+            )
+        ).scalar()
+        if existing is not None:
+            connection.execute(
+                sa.update(Rating)
+                .where(Rating.id == existing)
+                .values(
+                    value=number,
+                    value_text=text,
+                    mode=mode,
+                    dwell_ms=dwell_ms,
+                    session_id=session_id,
+                    updated_at=now,
+                )
+            )
+            rating_id = int(existing)
+        else:
+            rating_id = connection.execute(
+                sa.insert(Rating)
+                .values(
+                    image_id=image_id,
+                    attribute=attr.key,
+                    codebook_id=book.id,
+                    rater=rater,
+                    source="human",
+                    value=number,
+                    value_text=text,
+                    mode=mode,
+                    dwell_ms=dwell_ms,
+                    session_id=session_id,
+                    rated_at=now,
+                    **extra,
+                )
+                .returning(Rating.id)
+            ).scalar_one()
+        if isinstance(item, Item) and complete:
+            set_status(ws, item.id, "done", connection=connection)
+    return int(rating_id)
+
+
+def rater_ratings(
+    ws: Workspace, assignment_id: int, rater: str, codebook: Codebook | None = None
+) -> dict[str, Any]:
+    """The rater's current answers for one item: ``{attribute: value}``.
+
+    ``codebook`` (the study's, with its id) saves looking it up.
+    """
+    with ws.engine.connect() as connection:
+        row = connection.execute(
+            sa.select(Assignment.study_id).where(Assignment.id == assignment_id)
+        ).scalar_one()
+        rows = connection.execute(
+            sa.select(Rating.attribute, Rating.value, Rating.value_text, Rating.codebook_id).where(
+                Rating.assignment_id == assignment_id, Rating.rater == rater
+            )
+        ).all()
+    if not rows:
+        return {}
+    book = codebook if codebook is not None else get_codebook_by_id(ws, get_study(ws, int(row)).codebook_id)
+    return {r.attribute: book.attribute(r.attribute).from_columns(r.value, r.value_text) for r in rows}
+
+
+def _image_ids(ws: Workspace, refs: pd.Series) -> list[int]:
+    with ws.engine.connect() as connection:
+        rows = connection.execute(sa.select(Image.id, Image.sha256)).all()
+    ids = {int(r.id) for r in rows}
+    out: list[int] = []
+    for position, ref in zip(refs.index, refs, strict=True):
+        if hasattr(ref, "item"):
+            ref = ref.item()  # numpy scalar -> Python
+        if isinstance(ref, int | float) and not isinstance(ref, bool) and float(ref).is_integer():
+            if int(ref) in ids:
+                out.append(int(ref))
+                continue
+        else:
+            text = str(ref).strip().lower()
+            if text.isdigit() and len(text) < 8 and int(text) in ids:
+                out.append(int(text))
+                continue
+            matches = [int(r.id) for r in rows if len(text) >= 8 and r.sha256.startswith(text)]
+            if len(matches) == 1:
+                out.append(matches[0])
+                continue
+        raise ImageNotFoundError(
+            f"ratings row {position}: image {ref!r} is not in this workspace (give an image id or "
+            "at least 8 hex digits of its SHA-256; see ws.images())"
+        )
+    return out
+
+
+def add_ratings(
+    ws: Workspace,
+    ratings: pd.DataFrame,
+    codebook: Any = None,
+    source: str = "import",
+    mode: str = "blind",
+) -> int:
+    """Import a long DataFrame of ratings; return how many rows were stored.
+
+    Columns: ``image`` (id or SHA-256 prefix) or ``image_id``, ``rater``, ``attribute``,
+    ``value``; optional ``rated_at``, ``note``. Every row is validated against the codebook
+    before anything is written; the first bad row raises :class:`RatingError` naming the row,
+    image, attribute and the allowed values. All rows are written in one transaction.
+    """
+    if source not in SOURCES:
+        raise RatingError(f"source {source!r} is not one of {SOURCES}")
+    frame = pd.DataFrame(ratings)
+    image_column = "image_id" if "image_id" in frame.columns else "image"
+    missing = [c for c in (image_column, "rater", "attribute", "value") if c not in frame.columns]
+    if missing:
+        raise RatingError(
+            f"ratings table lacks column(s) {missing}; give image (or image_id), rater, attribute, value"
+        )
+    book = _codebook(ws, codebook)
+    image_ids = _image_ids(ws, frame[image_column])
+    now = utcnow()
+    rows = []
+    for (position, record), image_id in zip(frame.iterrows(), image_ids, strict=True):
+        key = str(record["attribute"])
+        try:
+            attr = book.attribute(key)
+        except (CodebookError, RatingError, KeyError) as exc:
+            raise RatingError(
+                f"ratings row {position} (image {record[image_column]!r}): attribute {key!r} is not in "
+                f"codebook {book.name} {book.version}; known: {', '.join(book.keys)}"
+            ) from exc
+        value = record["value"]
+        if hasattr(value, "item"):
+            value = value.item()  # numpy scalar -> Python
+        try:
+            number, text = attr.to_columns(value)
+        except RatingError:
+            raise RatingError(
+                f"ratings row {position} (image {record[image_column]!r}), attribute {key!r}: value "
+                f"{record['value']!r} is not allowed; give {attr.allowed()}"
+            ) from None
+        rater = record["rater"]
+        if rater is None or (isinstance(rater, float) and pd.isna(rater)) or not str(rater).strip():
+            raise RatingError(f"ratings row {position} (image {record[image_column]!r}): rater is empty")
+        rated_at = record.get("rated_at") if "rated_at" in frame.columns else None
+        rows.append(
+            {
+                "image_id": image_id,
+                "attribute": attr.key,
+                "codebook_id": book.id,
+                "rater": str(rater),
+                "source": source,
+                "value": number,
+                "value_text": text,
+                "mode": mode,
+                "note": record.get("note") if "note" in frame.columns else None,
+                "rated_at": pd.Timestamp(rated_at).to_pydatetime() if rated_at is not None else now,
+            }
+        )
+    with ws.engine.begin() as connection:
+        for start in range(0, len(rows), 5000):
+            connection.execute(sa.insert(Rating), rows[start : start + 5000])
+    return len(rows)
