@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from itagger_lib.codebook import Codebook, get_codebook, get_codebook_by_id, store_codebook
+from itagger_lib.codebook import resolve_codebook
 from itagger_lib.db.models import Assignment, Image, Study, utcnow
-from itagger_lib.errors import AssignmentError, CodebookError
+from itagger_lib.errors import AssignmentError
 
 if TYPE_CHECKING:
     from itagger_lib.workspace import Workspace
@@ -119,19 +119,6 @@ def list_studies(ws: Workspace) -> list[StudyInfo]:
     return [_study_info(r) for r in rows]
 
 
-def _resolve_codebook(ws: Workspace, codebook: Any) -> Codebook:
-    if codebook is None:
-        try:
-            return get_codebook(ws)
-        except CodebookError:
-            return store_codebook(ws)
-    if isinstance(codebook, int):
-        return get_codebook_by_id(ws, codebook)
-    if isinstance(codebook, Codebook) and codebook.id is not None:
-        return codebook
-    return store_codebook(ws, codebook)
-
-
 def create_study(
     ws: Workspace,
     name: str,
@@ -165,7 +152,7 @@ def create_study(
         raise AssignmentError(f"study {name!r}: raters_per_image must be ≥ 1, got {raters_per_image}")
     if not 0.0 <= float(retest_share) < 1.0:
         raise AssignmentError(f"study {name!r}: retest_share must be in [0, 1), got {retest_share}")
-    book = _resolve_codebook(ws, codebook)
+    book = resolve_codebook(ws, codebook)
     if seed is None:
         seed = random.SystemRandom().randrange(1, 2**31)
     if images is None:

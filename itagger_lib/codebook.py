@@ -656,3 +656,18 @@ def list_codebooks(ws: Workspace) -> list[dict[str, Any]]:
     ]
     with ws.engine.connect() as connection:
         return [dict(r) for r in connection.execute(sa.select(*columns).order_by(CodebookRow.id)).mappings()]
+
+
+def resolve_codebook(ws: Workspace, codebook: Any = None) -> Codebook:
+    """A stored codebook from what a caller passed: ``None`` (the newest, or the default
+    stored now), a codebook id, a stored :class:`Codebook`, or a YAML path or text to store."""
+    if codebook is None:
+        try:
+            return get_codebook(ws)
+        except CodebookError:
+            return store_codebook(ws)
+    if isinstance(codebook, int):
+        return get_codebook_by_id(ws, codebook)
+    if isinstance(codebook, Codebook) and codebook.id is not None:
+        return codebook
+    return store_codebook(ws, codebook)

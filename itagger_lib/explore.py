@@ -182,21 +182,12 @@ def metric_values(ws: Workspace, keys: Iterable[str], image_ids: Sequence[int] |
     """Values of some metrics (newest science run) as image × metric."""
     import pandas as pd
 
+    from itagger_lib.science.runner import wide_metrics
+
     run = latest_science_run(ws)
     if run is None:
         return pd.DataFrame()
-    query = sa.select(Metric.image_id, Metric.key, Metric.value).where(
-        Metric.params_hash == run["params_hash"], Metric.key.in_(list(keys))
-    )
-    if image_ids is not None:
-        query = query.where(Metric.image_id.in_(list(image_ids)))
-    with ws.engine.connect() as connection:
-        long = pd.read_sql(query, connection)
-    if long.empty:
-        return pd.DataFrame()
-    wide = long.pivot(index="image_id", columns="key", values="value")
-    wide.columns.name = None
-    return wide
+    return wide_metrics(ws, run["params_hash"], keys, image_ids)
 
 
 def mean_ratings(ws: Workspace, attribute: str) -> pd.Series:

@@ -13,7 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from itagger_lib.assignment import Item, create_study, get_study, set_status
-from itagger_lib.codebook import Codebook, get_codebook, get_codebook_by_id, store_codebook
+from itagger_lib.codebook import Codebook, get_codebook_by_id, resolve_codebook
 from itagger_lib.db.models import Assignment, Image, Rating, utcnow
 from itagger_lib.errors import CodebookError, ImageNotFoundError, RatingError
 
@@ -23,19 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["SOURCES", "add_ratings", "create_study", "rater_ratings", "record_rating"]
 
 SOURCES = ("human", "vlm", "import", "adjudication")
-
-
-def _codebook(ws: Workspace, codebook: Any) -> Codebook:
-    if codebook is None:
-        try:
-            return get_codebook(ws)
-        except CodebookError:
-            return store_codebook(ws)
-    if isinstance(codebook, int):
-        return get_codebook_by_id(ws, codebook)
-    if isinstance(codebook, Codebook) and codebook.id is not None:
-        return codebook
-    return store_codebook(ws, codebook)
 
 
 def record_rating(
@@ -64,7 +51,7 @@ def record_rating(
     if study is not None and codebook is None:
         book = get_codebook_by_id(ws, study.codebook_id)
     else:
-        book = _codebook(ws, codebook)
+        book = resolve_codebook(ws, codebook)
     attr = book.attribute(attribute)
     number, text = attr.to_columns(value)
     if isinstance(item, Item):
@@ -208,7 +195,7 @@ def add_ratings(
         raise RatingError(
             f"ratings table lacks column(s) {missing}; give image (or image_id), rater, attribute, value"
         )
-    book = _codebook(ws, codebook)
+    book = resolve_codebook(ws, codebook)
     image_ids = _image_ids(ws, frame[image_column])
     now = utcnow()
     rows = []

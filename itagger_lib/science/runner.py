@@ -264,7 +264,7 @@ def _summaries(ws: Workspace, phash: str, keys: list[str]) -> dict[str, Any]:
         standardisation_stats,
     )
 
-    wide = _wide(ws, phash)
+    wide = wide_metrics(ws, phash)
     if wide.empty:
         return {"standardisation": {}, "cut_points": {}}
     needed = sorted({metric for parts in COMPOSITES.values() for metric, _ in parts})
@@ -276,10 +276,17 @@ def _summaries(ws: Workspace, phash: str, keys: list[str]) -> dict[str, Any]:
     return {"standardisation": stats, "cut_points": compute_cut_points(wide, columns)}
 
 
-def _wide(ws: Workspace, phash: str) -> pd.DataFrame:
+def wide_metrics(
+    ws: Workspace, phash: str, keys: Iterable[str] | None = None, image_ids: Iterable[int] | None = None
+) -> pd.DataFrame:
+    """Stored values of one parameter set as image × metric (optionally some keys / images)."""
     import pandas as pd
 
     query = sa.select(Metric.image_id, Metric.key, Metric.value).where(Metric.params_hash == phash)
+    if keys is not None:
+        query = query.where(Metric.key.in_(list(keys)))
+    if image_ids is not None:
+        query = query.where(Metric.image_id.in_(list(image_ids)))
     with ws.engine.connect() as connection:
         long = pd.read_sql(query, connection)
     if long.empty:
@@ -319,7 +326,7 @@ def metrics_frame(
         if run is not None:
             raise ScienceError(f"run {run} is not a science run of this workspace; see ws.runs('science')")
         return pd.DataFrame()
-    wide = _wide(ws, record.params_hash or "")
+    wide = wide_metrics(ws, record.params_hash or "")
     if wide.empty:
         return wide
     details = record.details or {}
