@@ -115,7 +115,7 @@ def main() -> None:
     from itagger_lib.samples import write_samples
     from itagger_lib.vlm.ledger import set_price
 
-    os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark-not-a-real-key")
+    os.environ.setdefault("OPENAI_API_KEY", "loopback-benchmark-key")
     repeats = max(1, args.calls // args.images)
     calls = repeats * args.images
     bound = calls * args.latency / args.concurrency
