@@ -8,6 +8,7 @@ its own.
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,9 +162,10 @@ class Workspace:
             return pd.read_sql(sa.select(Image).order_by(Image.id), connection, index_col="id")
 
     def image(self, ref: int | str) -> dict[str, Any]:
-        """One image's row, by id or by SHA-256 (a unique prefix of at least 8 characters)."""
+        """One image's row, by id (also a numpy integer from a DataFrame index) or by SHA-256
+        (a unique prefix of at least 8 characters)."""
         with self.engine.connect() as connection:
-            if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit() and len(ref) < 8):
+            if isinstance(ref, numbers.Integral) or (isinstance(ref, str) and ref.isdigit() and len(ref) < 8):
                 rows = connection.execute(sa.select(Image).where(Image.id == int(ref))).mappings().all()
             else:
                 ref = str(ref).lower()

@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from PIL import Image as PILImage
 
@@ -177,3 +178,17 @@ def test_many_files_in_batches(workspace, tmp_path: Path) -> None:
     report = workspace.ingest(tmp_path / "many", progress=False, workers=3)
     assert len(report.added) == len(paths) == _count(workspace, Image)
     assert workspace.check().ok
+
+
+def test_image_lookup_by_id_hash_prefix_and_numpy_index(workspace, sample_dir: Path) -> None:
+    from itagger_lib.errors import ImageNotFoundError
+
+    workspace.ingest(sample_dir, progress=False)
+    images = workspace.images()
+    first = images.index[0]  # a numpy integer, as users get it from the DataFrame
+    assert workspace.image(first)["sha256"] == images.loc[first, "sha256"]
+    assert workspace.image(images.loc[first, "sha256"][:10])["id"] == first
+    with pytest.raises(ImageNotFoundError, match="no image"):
+        workspace.image(99999)
+    with pytest.raises(ImageNotFoundError, match="8 hex digits"):
+        workspace.image("abc")
