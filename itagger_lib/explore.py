@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from itagger_lib.db.models import Image, ImageSet, ImageSetMember, Metric, Rating, Run, utcnow
+from itagger_lib.db.models import Image, ImageSet, ImageSetMember, Metric, RatingMean, Run, utcnow
 from itagger_lib.errors import ConfigError, ImageNotFoundError
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ class Query:
     ``rating_ranges`` maps an attribute to ``(low, high)`` on the image's mean rating;
     ``bins`` maps a metric key to ``"low" | "mid" | "high"`` using the run's stored cut points;
     ``sort`` is a metric key, ``"rating:<attribute>"``, or an image column (``id``,
-    ``ingested_at``, ``bytes``).
+    ``ingested_at``, ``bytes``). Sorting by a metric or a mean rating lists only the images
+    that have one (the database walks an index in order and stops after one page).
     """
 
     metric_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
@@ -70,13 +71,10 @@ def _range(column: Any, bounds: tuple[float | None, float | None]) -> list[Any]:
     return clauses
 
 
-def _mean_ratings(attribute: str) -> Any:
-    return (
-        sa.select(Rating.image_id, sa.func.avg(Rating.value).label("mean"))
-        .where(Rating.attribute == attribute, Rating.source.in_(("human", "import")))
-        .group_by(Rating.image_id)
-        .subquery()
-    )
+def _mean_ratings(attribute: str, name: str) -> Any:
+    """``rating_means`` rows of ``attribute`` (kept by triggers on ``ratings``), aliased."""
+    alias = sa.orm.aliased(RatingMean, name=name)
+    return alias, alias.attribute == attribute
 
 
 def _bin_bounds(
@@ -108,9 +106,9 @@ def build_select(ws: Workspace, query: Query, params_hash: str | None, cut_point
         conditions += _range(alias.value, bounds)
         statement = statement.join(alias, sa.and_(*conditions))
     for index, (attribute, bounds) in enumerate(query.rating_ranges.items()):
-        means = _mean_ratings(attribute).alias(f"r{index}")
+        means, same_attribute = _mean_ratings(attribute, f"r{index}")
         statement = statement.join(
-            means, sa.and_(means.c.image_id == Image.id, *_range(means.c.mean, bounds))
+            means, sa.and_(means.image_id == Image.id, same_attribute, *_range(means.mean, bounds))
         )
     if query.collection:
         statement = statement.where(Image.collection == query.collection)
@@ -138,11 +136,15 @@ def page(ws: Workspace, query: Query, *, count: bool = True) -> tuple[pd.DataFra
     if query.sort in {"id", "ingested_at", "bytes", "width", "height", "source_name"}:
         sort_column = getattr(Image, query.sort)
     elif query.sort.startswith("rating:"):
-        means = _mean_ratings(query.sort.split(":", 1)[1]).alias("sort_rating")
-        statement = statement.outerjoin(means, means.c.image_id == Image.id).add_columns(
-            means.c.mean.label("sort_value")
-        )
-        sort_column = means.c.mean
+        # As with metrics, an inner join walks the (attribute, mean, image_id) index in order
+        # and stops after one page; images without a rating of this attribute are not listed.
+        means, same_attribute = _mean_ratings(query.sort.split(":", 1)[1], "sort_rating")
+        statement = statement.join(
+            means, sa.and_(means.image_id == Image.id, same_attribute, means.mean.is_not(None))
+        ).add_columns(means.mean.label("sort_value"))
+        order = means.mean.desc() if query.descending else means.mean.asc()
+        tie = means.image_id.desc() if query.descending else means.image_id.asc()
+        return _fetch(ws, statement, statement.order_by(order, tie), query, count)
     else:
         # An inner join lets the database walk the (params_hash, key, value, image_id) index
         # in order and stop after one page; images without this metric are not listed.
@@ -191,12 +193,14 @@ def metric_values(ws: Workspace, keys: Iterable[str], image_ids: Sequence[int] |
 
 
 def mean_ratings(ws: Workspace, attribute: str) -> pd.Series:
-    """Each image's mean human rating of ``attribute`` (VLM ratings left out)."""
+    """Each image's mean human (and imported) rating of ``attribute``; VLM ratings left out."""
     import pandas as pd
 
-    means = _mean_ratings(attribute)
+    statement = sa.select(RatingMean.image_id, RatingMean.mean).where(
+        RatingMean.attribute == attribute, RatingMean.mean.is_not(None)
+    )
     with ws.engine.connect() as connection:
-        frame = pd.read_sql(sa.select(means.c.image_id, means.c.mean), connection, index_col="image_id")
+        frame = pd.read_sql(statement, connection, index_col="image_id")
     return frame["mean"]
 
 

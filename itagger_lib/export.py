@@ -7,9 +7,11 @@ time of export): Parquet in its key-value metadata under ``itagger``, CSV in a s
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,16 @@ from itagger_lib._version import __version__
 from itagger_lib.errors import ConfigError
 from itagger_lib.review.agreement import first_presentations, is_vlm
 
-__all__ = ["FORMATS", "bn_frame", "export", "ratings_frame", "read_provenance", "table"]
+__all__ = [
+    "FORMATS",
+    "bn_frame",
+    "export",
+    "export_ratings",
+    "ratings_arrow",
+    "ratings_frame",
+    "read_provenance",
+    "table",
+]
 
 FORMATS = ("parquet", "csv", "bn")
 STATES = ("low", "mid", "high")
@@ -56,58 +67,120 @@ def ratings_frame(
     vlm_provider, vlm_model, vlm_prompt_version, codebook_id, codebook_name,
     codebook_version, note, rated_at (UTC). Ordered by rating id.
     """
-    clauses, params = [], {}
-    for column, values in (("r.attribute", attributes), ("r.rater", raters), ("r.source", sources)):
-        if values is not None:
-            names = [f"{column.split('.')[1]}_{i}" for i in range(len(values))]
-            clauses.append(f"{column} IN ({', '.join(':' + n for n in names)})" if names else "1 = 0")
-            params.update(dict(zip(names, values)))
-    query = RATINGS_QUERY + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY r.id"
     if ws.engine.dialect.name == "postgresql":
-        frame = _read_postgres_copy(ws, query, params)
-    else:
-        with ws.engine.connect() as connection:
-            frame = pd.read_sql(sa.text(query), connection, params=params)
+        return _arrow_to_frame(ratings_arrow(ws, attributes, raters, sources))
+    query, params = _ratings_query(attributes, raters, sources)
+    with ws.engine.connect() as connection:
+        frame = pd.read_sql(sa.text(query), connection, params=params)
     frame["rated_at"] = pd.to_datetime(frame["rated_at"], utc=True)
     for column in ("is_repeat", "is_gold"):
         frame[column] = frame[column].astype(bool)
     return frame
 
 
-_RATING_TYPES = {
-    "rating_id": pa.int64(),
-    "image_id": pa.int64(),
-    "sha256": pa.string(),
-    "collection": pa.string(),
-    "attribute": pa.string(),
-    "rater": pa.string(),
-    "source": pa.string(),
-    "value": pa.float64(),
-    "value_text": pa.string(),
-    "mode": pa.string(),
-    "study_id": pa.float64(),
-    "assignment_id": pa.float64(),
-    "position": pa.float64(),
-    "dwell_ms": pa.float64(),
-    "session_id": pa.string(),
-    "is_repeat": pa.bool_(),
-    "is_gold": pa.bool_(),
-    "repeat_index": pa.int64(),
-    "run_id": pa.float64(),
-    "vlm_call_id": pa.float64(),
-    "vlm_provider": pa.string(),
-    "vlm_model": pa.string(),
-    "vlm_prompt_version": pa.string(),
-    "codebook_id": pa.int64(),
-    "codebook_name": pa.string(),
-    "codebook_version": pa.string(),
-    "note": pa.string(),
-    "rated_at": pa.timestamp("us", tz="UTC"),
-}
+def ratings_arrow(
+    ws: Any,
+    attributes: Sequence[str] | None = None,
+    raters: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    *,
+    parallel: int = 2,
+) -> pa.Table:
+    """:func:`ratings_frame` as an Arrow table (the export's fast path, no pandas).
+
+    On PostgreSQL the ``ratings`` rows are read with ``COPY … TO STDOUT`` over ``parallel``
+    id ranges at once (one server process each), parsed by Arrow, and the image, codebook
+    and VLM columns are attached in Arrow from the small tables they come from. On SQLite
+    it converts :func:`ratings_frame`.
+    """
+    if ws.engine.dialect.name != "postgresql":
+        frame = ratings_frame(ws, attributes, raters, sources)
+        return pa.Table.from_pandas(frame, schema=_SCHEMA, preserve_index=False)
+    where, params = _filters(attributes, raters, sources, prefix="")
+    with ws.engine.connect() as connection:
+        low, high = connection.execute(sa.text("SELECT min(id), max(id) FROM ratings")).one()
+    if low is None:
+        return _SCHEMA.empty_table()
+    parallel = max(1, min(parallel, high - low + 1))
+    edges = [low + (high - low + 1) * k // parallel for k in range(parallel + 1)]
+    ranges = list(itertools.pairwise(edges))
+    select = ", ".join(_RATING_COLUMNS)
+    queries = [
+        f"SELECT {select} FROM ratings WHERE id >= {a} AND id < {b}" + (f" AND {where}" if where else "")
+        for a, b in ranges
+    ]
+    with ThreadPoolExecutor(len(queries)) as pool:
+        parts = list(pool.map(lambda q: _copy_csv(ws, q, params), queries))
+    core = pa.concat_tables(parts)
+    return _attach_dimensions(ws, core)
 
 
-def _read_postgres_copy(ws: Any, query: str, params: Mapping[str, Any]) -> pd.DataFrame:
-    """Large exports on PostgreSQL: ``COPY … TO STDOUT`` parsed by Arrow (4× ``read_sql``)."""
+# Columns read from ``ratings`` itself; the rest are attached from small tables in Arrow.
+_RATING_COLUMNS = (
+    "id AS rating_id", "image_id", "attribute", "rater", "source", "value", "value_text", "mode",
+    "study_id", "assignment_id", "position", "dwell_ms", "session_id", "is_repeat", "is_gold",
+    "repeat_index", "run_id", "vlm_call_id", "codebook_id", "note", "rated_at",
+)  # fmt: skip
+
+_SCHEMA = pa.schema(
+    [
+        ("rating_id", pa.int64()),
+        ("image_id", pa.int64()),
+        ("sha256", pa.string()),
+        ("collection", pa.string()),
+        ("attribute", pa.string()),
+        ("rater", pa.string()),
+        ("source", pa.string()),
+        ("value", pa.float64()),
+        ("value_text", pa.string()),
+        ("mode", pa.string()),
+        ("study_id", pa.int64()),
+        ("assignment_id", pa.int64()),
+        ("position", pa.int64()),
+        ("dwell_ms", pa.int64()),
+        ("session_id", pa.string()),
+        ("is_repeat", pa.bool_()),
+        ("is_gold", pa.bool_()),
+        ("repeat_index", pa.int64()),
+        ("run_id", pa.int64()),
+        ("vlm_call_id", pa.int64()),
+        ("vlm_provider", pa.string()),
+        ("vlm_model", pa.string()),
+        ("vlm_prompt_version", pa.string()),
+        ("codebook_id", pa.int64()),
+        ("codebook_name", pa.string()),
+        ("codebook_version", pa.string()),
+        ("note", pa.string()),
+        ("rated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+_NULLABLE_INTS = ("study_id", "assignment_id", "position", "dwell_ms", "run_id", "vlm_call_id")
+
+
+def _filters(
+    attributes: Sequence[str] | None,
+    raters: Sequence[str] | None,
+    sources: Sequence[str] | None,
+    prefix: str = "r.",
+) -> tuple[str, dict[str, Any]]:
+    clauses, params = [], {}
+    for column, values in (("attribute", attributes), ("rater", raters), ("source", sources)):
+        if values is not None:
+            names = [f"{column}_{i}" for i in range(len(values))]
+            clauses.append(f"{prefix}{column} IN ({', '.join(':' + n for n in names)})" if names else "1 = 0")
+            params.update(dict(zip(names, values)))
+    return " AND ".join(clauses), params
+
+
+def _ratings_query(
+    attributes: Sequence[str] | None, raters: Sequence[str] | None, sources: Sequence[str] | None
+) -> tuple[str, dict[str, Any]]:
+    where, params = _filters(attributes, raters, sources)
+    return RATINGS_QUERY + (f" WHERE {where}" if where else "") + " ORDER BY r.id", params
+
+
+def _copy_csv(ws: Any, query: str, params: Mapping[str, Any]) -> pa.Table:
+    """One ``COPY (query) TO STDOUT`` parsed by Arrow (runs in a worker thread)."""
     import io
 
     import pyarrow.csv as pcsv
@@ -120,21 +193,70 @@ def _read_postgres_copy(ws: Any, query: str, params: Mapping[str, Any]) -> pd.Da
     buffer = io.BytesIO()
     raw = ws.engine.raw_connection()
     try:
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy,
-        ):
-            for block in copy:
-                buffer.write(block)
+        with raw.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+            with cursor.copy(f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
+                for block in copy:
+                    buffer.write(block)
+        raw.rollback()
     finally:
         raw.close()
     buffer.seek(0)
+    types = {field.name: field.type for field in _SCHEMA}
     options = pcsv.ConvertOptions(
-        column_types=_RATING_TYPES, strings_can_be_null=True, true_values=["t"], false_values=["f"]
+        column_types=types,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,  # "" is an empty string, an unquoted empty field NULL
+        true_values=["t"],
+        false_values=["f"],
     )
-    table = pcsv.read_csv(buffer, convert_options=options)
+    return pcsv.read_csv(buffer, convert_options=options)
+
+
+def _lookup(keys: pa.ChunkedArray, table: pa.Table, key: str, columns: Sequence[str]) -> list[pa.Array]:
+    """``table[columns]`` aligned to ``keys`` (a left join on ``key`` that keeps row order)."""
+    import pyarrow.compute as pc
+
+    index = pc.index_in(keys, value_set=table[key])
+    return [table[column].take(index) for column in columns]
+
+
+def _attach_dimensions(ws: Any, core: pa.Table) -> pa.Table:
+    """Add sha256/collection, codebook name/version and VLM provider/model/prompt in Arrow."""
+    with ws.engine.connect() as connection:
+        images = _arrow_query(connection, "SELECT id, sha256, collection FROM images")
+        codebooks = _arrow_query(connection, "SELECT id, name, version FROM codebooks")
+        calls = _arrow_query(
+            connection,
+            "SELECT id, provider, model, prompt_version FROM vlm_calls "
+            "WHERE id IN (SELECT DISTINCT vlm_call_id FROM ratings WHERE vlm_call_id IS NOT NULL)",
+        )
+    sha, collection = _lookup(core["image_id"], images, "id", ("sha256", "collection"))
+    name, version = _lookup(core["codebook_id"], codebooks, "id", ("name", "version"))
+    provider, model, prompt = _lookup(
+        core["vlm_call_id"], calls, "id", ("provider", "model", "prompt_version")
+    )
+    extra = {
+        "sha256": sha,
+        "collection": collection,
+        "codebook_name": name,
+        "codebook_version": version,
+        "vlm_provider": provider,
+        "vlm_model": model,
+        "vlm_prompt_version": prompt,
+    }
+    columns = [extra[f.name] if f.name in extra else core[f.name] for f in _SCHEMA]
+    return pa.Table.from_arrays([c.cast(f.type) for c, f in zip(columns, _SCHEMA)], schema=_SCHEMA)
+
+
+def _arrow_query(connection: Any, query: str) -> pa.Table:
+    frame = pd.read_sql(sa.text(query), connection)
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _arrow_to_frame(table: pa.Table) -> pd.DataFrame:
     frame = table.to_pandas()
-    for column in ("study_id", "assignment_id", "position", "dwell_ms", "run_id", "vlm_call_id"):
+    for column in _NULLABLE_INTS:
         frame[column] = frame[column].astype("Int64")
     return frame
 
@@ -158,11 +280,14 @@ def _rating_means(ratings: pd.DataFrame) -> pd.DataFrame:
     return human.add_prefix("rating.").join(machine.add_prefix("vlm."), how="outer")
 
 
-def table(ws: Any, run: int | None = None, bins: bool = True) -> pd.DataFrame:
+def table(
+    ws: Any, run: int | None = None, bins: bool = True, ratings: pa.Table | pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per image: image facts, science metrics (with bins) and mean ratings.
 
     Metrics come from :func:`itagger_lib.science.runner.metrics_frame` (newest science run,
-    or ``run``); ratings from :func:`_rating_means`. ``attrs`` holds the science run id.
+    or ``run``); ratings from :func:`_rating_means` (``ratings`` when given, so an export
+    reads them once). ``attrs`` holds the science run id.
     """
     from itagger_lib.science.runner import metrics_frame
 
@@ -172,7 +297,12 @@ def table(ws: Any, run: int | None = None, bins: bool = True) -> pd.DataFrame:
             connection,
         ).set_index("image_id")
     metrics = metrics_frame(ws, run=run, bins=bins)
-    joined = images.join(metrics, how="left").join(_rating_means(ratings_frame(ws)), how="left")
+    if ratings is None:
+        ratings = ratings_arrow(ws)
+    if isinstance(ratings, pa.Table):
+        needed = ["image_id", "attribute", "rater", "source", "value", "is_repeat", "repeat_index"]
+        ratings = ratings.select(needed).to_pandas()
+    joined = images.join(metrics, how="left").join(_rating_means(ratings), how="left")
     joined.attrs.update(metrics.attrs)
     return joined.sort_index()
 
@@ -227,13 +357,15 @@ def bn_frame(
     return states, variables
 
 
-def _provenance(ws: Any, ratings: pd.DataFrame, science_run: Any) -> dict[str, Any]:
+def _provenance(ws: Any, ratings: pa.Table, science_run: Any) -> dict[str, Any]:
+    import pyarrow.compute as pc
+
     with ws.engine.connect() as connection:
         codebooks = pd.read_sql(
             sa.text("SELECT id, name, version, content_hash FROM codebooks ORDER BY id"), connection
         )
-    used = set(ratings["codebook_id"].dropna().astype(int)) if not ratings.empty else set()
-    run_ids = {int(r) for r in ratings["run_id"].dropna()} if not ratings.empty else set()
+    used = {int(v) for v in pc.unique(ratings["codebook_id"]).to_pylist() if v is not None}
+    run_ids = {int(v) for v in pc.unique(ratings["run_id"]).to_pylist() if v is not None}
     if science_run is not None:
         run_ids.add(int(science_run))
     return {
@@ -250,16 +382,43 @@ def _provenance(ws: Any, ratings: pd.DataFrame, science_run: Any) -> dict[str, A
     }
 
 
-def _write(frame: pd.DataFrame, path: Path, kind: str, provenance: Mapping[str, Any]) -> Path:
+def _write(frame: pd.DataFrame | pa.Table, path: Path, kind: str, provenance: Mapping[str, Any]) -> Path:
     text = json.dumps({**provenance, "file": path.name}, sort_keys=True)
     if kind == "parquet":
-        arrow = pa.Table.from_pandas(frame, preserve_index=frame.index.name is not None)
+        arrow = (
+            frame
+            if isinstance(frame, pa.Table)
+            else pa.Table.from_pandas(frame, preserve_index=frame.index.name is not None)
+        )
         metadata = {**(arrow.schema.metadata or {}), b"itagger": text.encode()}
         pq.write_table(arrow.replace_schema_metadata(metadata), path)
     else:
+        if isinstance(frame, pa.Table):
+            frame = _arrow_to_frame(frame)
         frame.to_csv(path, index=frame.index.name is not None)
         Path(f"{path}.json").write_text(text + "\n", encoding="utf-8")
     return path
+
+
+def export_ratings(
+    ws: Any, path: str | os.PathLike[str], format: str = "parquet", ratings: pa.Table | None = None
+) -> Path:
+    """Write the long-format ratings (:func:`ratings_arrow`) to one Parquet or CSV file.
+
+    The Parquet file is written straight from Arrow; its metadata carries the provenance.
+    """
+    if format not in ("parquet", "csv"):
+        raise ConfigError(f"ratings export format {format!r}: use 'parquet' or 'csv'")
+    ratings = ratings_arrow(ws) if ratings is None else ratings
+    provenance = _provenance(ws, ratings, _latest_science_run_id(ws))
+    return _write(ratings, Path(path), format, provenance)
+
+
+def _latest_science_run_id(ws: Any) -> int | None:
+    from itagger_lib.explore import latest_science_run
+
+    run = latest_science_run(ws)
+    return None if run is None else int(run["id"])
 
 
 def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -286,8 +445,8 @@ def export(
         raise ConfigError(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    ratings = ratings_frame(ws)
-    per_image = table(ws, run=run)
+    ratings = ratings_arrow(ws)
+    per_image = table(ws, run=run, ratings=ratings)
     provenance = _provenance(ws, ratings, per_image.attrs.get("run_id"))
     if format in ("parquet", "csv"):
         return [

@@ -210,6 +210,25 @@ class Rating(Base):
     updated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
+class RatingMean(Base):
+    """Per image and attribute: count, sum and mean of human and imported ratings.
+
+    Kept by database triggers on ``ratings`` (insert, update, delete; defined in the
+    migrations), so every write path, including a tagger's own SQL role, keeps it exact.
+    The explorer filters and sorts by ``mean`` through ``ix_rating_means_attribute_mean``
+    instead of aggregating all ratings per query. VLM and adjudicated values are not counted.
+    """
+
+    __tablename__ = "rating_means"
+    __table_args__ = (sa.Index("ix_rating_means_attribute_mean", "attribute", "mean", "image_id"),)
+
+    image_id: Mapped[int] = mapped_column(sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    attribute: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    n: Mapped[int] = mapped_column(sa.Integer)
+    total: Mapped[float] = mapped_column(sa.Float)
+    mean: Mapped[float | None] = mapped_column(sa.Float)
+
+
 class VLMPrice(Base):
     """Price of one provider's model in USD per million input and output tokens."""
 

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from itagger_lib.db.models import Codebook, Rating, utcnow
-from itagger_lib.export import RATINGS_QUERY, ratings_frame
+from itagger_lib.export import RATINGS_QUERY, ratings_arrow, ratings_frame
 
 
 @pytest.mark.postgres
@@ -56,17 +56,26 @@ def test_copy_path_equals_read_sql(pg_url: str, tmp_path, sample_dir) -> None:  
                     "dwell_ms": None,
                     "position": None,
                     "is_repeat": False,
-                    "note": None,
+                    "note": "",
                     "rated_at": utcnow(),
                 },
             ],
         )
     fast = ratings_frame(ws)
+    # three COPY ranges at once give the same table, in rating order
+    assert ratings_arrow(ws, parallel=3).equals(ratings_arrow(ws, parallel=1))
+    assert ratings_arrow(ws, raters=["b"])["rater"].to_pylist() == ["b"]
     with ws.engine.connect() as connection:
         slow = pd.read_sql(sa.text(RATINGS_QUERY + " ORDER BY r.id"), connection)
     assert list(fast.columns) == list(slow.columns)
     assert fast.loc[0, "note"] == 'says "hi", then\nleaves'
     assert fast.loc[1, "value_text"] == "brutalist, late"
+    assert fast.loc[1, "note"] == "" and slow.loc[1, "note"] == ""  # empty string is not NULL
+    pd.testing.assert_frame_equal(
+        fast.drop(columns=["rated_at"]).astype(object).where(fast.notna(), None),
+        slow.drop(columns=["rated_at"]).astype(object).where(slow.notna(), None),
+        check_dtype=False,
+    )
     assert bool(fast.loc[0, "is_repeat"]) is True and bool(fast.loc[1, "is_repeat"]) is False
     assert fast.loc[0, "dwell_ms"] == 812 and pd.isna(fast.loc[1, "dwell_ms"])
     assert pd.isna(fast.loc[1, "value"]) and fast.loc[0, "value"] == 3.0

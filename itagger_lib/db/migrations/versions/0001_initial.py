@@ -302,8 +302,84 @@ def upgrade() -> None:
             "ix_ratings_attribute_image_value", ["attribute", "image_id", "value"], unique=False
         )
 
+    op.create_table(
+        "rating_means",
+        sa.Column("image_id", sa.Integer(), nullable=False),
+        sa.Column("attribute", sa.String(length=100), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.Column("total", sa.Float(), nullable=False),
+        sa.Column("mean", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(["image_id"], ["images.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("image_id", "attribute"),
+    )
+    with op.batch_alter_table("rating_means", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_rating_means_attribute_mean", ["attribute", "mean", "image_id"], unique=False
+        )
+    for statement in RATING_MEAN_TRIGGERS[op.get_bind().dialect.name]:
+        op.execute(statement)
+
+
+# rating_means is kept by triggers: +1 / +value for a counted new row, -1 / -value for a
+# counted old row. Deltas (not recomputation) stay exact under concurrent writers on Postgres:
+# ON CONFLICT DO UPDATE applies each delta to the newest row version.
+_COUNTED = "{row}.source IN ('human', 'import') AND {row}.value IS NOT NULL"
+_SQLITE_ADD = (
+    "INSERT INTO rating_means (image_id, attribute, n, total, mean) "
+    "SELECT NEW.image_id, NEW.attribute, 1, NEW.value, NEW.value WHERE " + _COUNTED.format(row="NEW") + " "
+    "ON CONFLICT (image_id, attribute) DO UPDATE SET n = n + 1, total = total + excluded.total, "
+    "mean = (total + excluded.total) / (n + 1);"
+)
+_SQLITE_REMOVE = (
+    "UPDATE rating_means SET n = n - 1, total = total - OLD.value, "
+    "mean = CASE WHEN n > 1 THEN (total - OLD.value) / (n - 1) END "
+    "WHERE image_id = OLD.image_id AND attribute = OLD.attribute AND " + _COUNTED.format(row="OLD") + "; "
+    "DELETE FROM rating_means WHERE image_id = OLD.image_id AND attribute = OLD.attribute AND n <= 0;"
+)
+RATING_MEAN_TRIGGERS: dict[str, list[str]] = {
+    "sqlite": [
+        f"CREATE TRIGGER rating_means_insert AFTER INSERT ON ratings BEGIN {_SQLITE_ADD} END",
+        f"CREATE TRIGGER rating_means_delete AFTER DELETE ON ratings BEGIN {_SQLITE_REMOVE} END",
+        "CREATE TRIGGER rating_means_update AFTER UPDATE OF image_id, attribute, source, value ON ratings "
+        f"BEGIN {_SQLITE_REMOVE} {_SQLITE_ADD} END",
+    ],
+    "postgresql": [
+        # SECURITY DEFINER: a tagger's role (row-level security on ratings) needs no
+        # privilege on rating_means; the function runs as the owner that ran the migration.
+        """CREATE OR REPLACE FUNCTION itagger_rating_means() RETURNS trigger
+           LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+           BEGIN
+             IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.source IN ('human', 'import')
+                AND OLD.value IS NOT NULL THEN
+               UPDATE rating_means SET n = n - 1, total = total - OLD.value,
+                      mean = CASE WHEN n > 1 THEN (total - OLD.value) / (n - 1) END
+                WHERE image_id = OLD.image_id AND attribute = OLD.attribute;
+               DELETE FROM rating_means
+                WHERE image_id = OLD.image_id AND attribute = OLD.attribute AND n <= 0;
+             END IF;
+             IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.source IN ('human', 'import')
+                AND NEW.value IS NOT NULL THEN
+               INSERT INTO rating_means AS m (image_id, attribute, n, total, mean)
+               VALUES (NEW.image_id, NEW.attribute, 1, NEW.value, NEW.value)
+               ON CONFLICT (image_id, attribute) DO UPDATE
+                 SET n = m.n + 1, total = m.total + EXCLUDED.total,
+                     mean = (m.total + EXCLUDED.total) / (m.n + 1);
+             END IF;
+             RETURN NULL;
+           END $$""",
+        "CREATE TRIGGER rating_means_change AFTER INSERT OR DELETE OR UPDATE OF image_id, attribute, "
+        "source, value ON ratings FOR EACH ROW EXECUTE FUNCTION itagger_rating_means()",
+    ],
+}
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("rating_means", schema=None) as batch_op:
+        batch_op.drop_index("ix_rating_means_attribute_mean")
+    op.drop_table("rating_means")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS rating_means_change ON ratings")
+        op.execute("DROP FUNCTION IF EXISTS itagger_rating_means()")
 
     with op.batch_alter_table("ratings", schema=None) as batch_op:
         batch_op.drop_index("ix_ratings_attribute_image_value")

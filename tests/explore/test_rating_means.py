@@ -1,0 +1,138 @@
+"""``rating_means`` is kept exact by the database triggers, whatever writes the ratings."""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from itagger_lib import explore
+from itagger_lib.db.models import Rating, RatingMean, utcnow
+from itagger_lib.ratings import record_rating
+
+
+def _means_table(ws) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    with ws.engine.connect() as connection:
+        frame = pd.read_sql(sa.select(RatingMean), connection)
+    return frame.set_index(["image_id", "attribute"]).sort_index()
+
+
+def _recomputed(ws) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """The same numbers aggregated from ``ratings`` directly (the reference)."""
+    statement = (
+        sa.select(
+            Rating.image_id,
+            Rating.attribute,
+            sa.func.count(Rating.value).label("n"),
+            sa.func.avg(Rating.value).label("mean"),
+        )
+        .where(Rating.source.in_(("human", "import")), Rating.value.is_not(None))
+        .group_by(Rating.image_id, Rating.attribute)
+    )
+    with ws.engine.connect() as connection:
+        frame = pd.read_sql(statement, connection)
+    return frame.set_index(["image_id", "attribute"]).sort_index()
+
+
+def _assert_consistent(ws) -> None:  # type: ignore[no-untyped-def]
+    kept, reference = _means_table(ws), _recomputed(ws)
+    assert list(kept.index) == list(reference.index)
+    assert list(kept["n"]) == list(reference["n"])
+    pd.testing.assert_series_equal(kept["mean"], reference["mean"], check_exact=False, rtol=1e-12)
+
+
+def test_inserts_updates_deletes_keep_means_exact(workspace, sample_dir: Path) -> None:
+    ws = workspace
+    ws.ingest(sample_dir, progress=False)
+    book = ws.load_codebook()
+    ids = [int(i) for i in ws.images().index[:4]]
+    attribute = next(a.key for a in book.attributes if a.type == "ordinal")
+    # human answers through the tagging write path; a changed answer updates its row
+    record_rating(ws, ids[0], attribute, 2, rater="ann")
+    record_rating(ws, ids[0], attribute, 4, rater="bob")
+    record_rating(ws, ids[0], attribute, 5, rater="ann")  # ann changes her mind: 2 → 5
+    record_rating(ws, ids[1], attribute, 3, rater="ann")
+    # imported ratings count, VLM and adjudicated values do not
+    ws.add_ratings(
+        pd.DataFrame(
+            {"image_id": [ids[1], ids[2]], "rater": "paper", "attribute": attribute, "value": [5, 1]}
+        )
+    )
+    with ws.engine.begin() as connection:
+        for source, rater in (("vlm", "vlm:openai/m"), ("adjudication", "judge")):
+            connection.execute(
+                sa.insert(Rating).values(
+                    image_id=ids[0],
+                    attribute=attribute,
+                    rater=rater,
+                    source=source,
+                    value=1.0,
+                    codebook_id=book.id,
+                    rated_at=utcnow(),
+                )
+            )
+    means = _means_table(ws)
+    assert means.loc[(ids[0], attribute), "n"] == 2
+    assert means.loc[(ids[0], attribute), "mean"] == pytest.approx(4.5)
+    assert means.loc[(ids[1], attribute), "mean"] == pytest.approx(4.0)
+    assert (ids[3], attribute) not in means.index
+    _assert_consistent(ws)
+
+    # a rating moved to another source stops counting; deleting the last one removes the row
+    with ws.engine.begin() as connection:
+        connection.execute(sa.update(Rating).where(Rating.rater == "bob").values(source="adjudication"))
+        connection.execute(sa.delete(Rating).where(Rating.image_id == ids[2]))
+    means = _means_table(ws)
+    assert means.loc[(ids[0], attribute), "mean"] == pytest.approx(5.0)
+    assert (ids[2], attribute) not in means.index
+    _assert_consistent(ws)
+
+    # the explorer filters and sorts by the kept means
+    frame, total = explore.page(
+        ws, explore.Query(rating_ranges={attribute: (4.0, None)}, sort=f"rating:{attribute}", descending=True)
+    )
+    assert total == 2
+    assert list(frame["id"]) == [ids[0], ids[1]]
+    assert explore.mean_ratings(ws, attribute).to_dict() == pytest.approx({ids[0]: 5.0, ids[1]: 4.0})
+
+
+@pytest.mark.postgres
+def test_concurrent_writers_lose_no_update(pg_url: str, tmp_path: Path, sample_dir: Path) -> None:
+    """Many connections rating the same images at once: the means stay exact (Postgres)."""
+    from itagger_lib import Workspace
+
+    ws = Workspace(database_url=pg_url, store=tmp_path / "store", home=tmp_path)
+    ws.ingest(sample_dir, progress=False)
+    book = ws.load_codebook()
+    attribute = next(a.key for a in book.attributes if a.type == "ordinal")
+    ids = [int(i) for i in ws.images().index[:2]]
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def rater(index: int) -> None:
+        rng = random.Random(index)
+        try:
+            barrier.wait()
+            for round_ in range(15):
+                for image_id in ids:
+                    record_rating(ws, image_id, attribute, rng.randint(1, 5), rater=f"r{index}")
+                if round_ % 5 == 4:  # some deletes under contention too
+                    with ws.engine.begin() as connection:
+                        connection.execute(
+                            sa.delete(Rating).where(Rating.rater == f"r{index}", Rating.image_id == ids[0])
+                        )
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=rater, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    _assert_consistent(ws)
+    ws.close()
