@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,31 +88,56 @@ def ratings_arrow(
 ) -> pa.Table:
     """:func:`ratings_frame` as an Arrow table (the export's fast path, no pandas).
 
-    On PostgreSQL the ``ratings`` rows are read with ``COPY … TO STDOUT`` over ``parallel``
-    id ranges at once (one server process each), parsed by Arrow, and the image, codebook
-    and VLM columns are attached in Arrow from the small tables they come from. On SQLite
-    it converts :func:`ratings_frame`.
+    The batches of :func:`iter_ratings_arrow`, concatenated.
+    """
+    batches = list(iter_ratings_arrow(ws, attributes, raters, sources, parallel=parallel))
+    return pa.concat_tables(batches) if batches else _SCHEMA.empty_table()
+
+
+def iter_ratings_arrow(
+    ws: Any,
+    attributes: Sequence[str] | None = None,
+    raters: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    *,
+    parallel: int = 2,
+    batch_rows: int = 250_000,
+) -> Iterator[pa.Table]:
+    """The long-format ratings as Arrow tables of about ``batch_rows`` rows, in rating order.
+
+    On PostgreSQL each batch is one id range read with ``COPY … TO STDOUT`` and parsed by
+    Arrow; ``parallel`` ranges are read at once (one server process each) while the caller
+    consumes earlier batches, so memory holds a few batches, not the whole table. The image,
+    codebook and VLM columns are attached in Arrow from the small tables they come from.
+    On SQLite one batch converted from :func:`ratings_frame`.
     """
     if ws.engine.dialect.name != "postgresql":
         frame = ratings_frame(ws, attributes, raters, sources)
-        return pa.Table.from_pandas(frame, schema=_SCHEMA, preserve_index=False)
+        yield pa.Table.from_pandas(frame, schema=_SCHEMA, preserve_index=False)
+        return
     where, params = _filters(attributes, raters, sources, prefix="")
     with ws.engine.connect() as connection:
         low, high = connection.execute(sa.text("SELECT min(id), max(id) FROM ratings")).one()
     if low is None:
-        return _SCHEMA.empty_table()
-    parallel = max(1, min(parallel, high - low + 1))
-    edges = [low + (high - low + 1) * k // parallel for k in range(parallel + 1)]
-    ranges = list(itertools.pairwise(edges))
+        return
+    pieces = max(parallel, -(-(high - low + 1) // batch_rows))
+    pieces = max(1, min(pieces, high - low + 1))
+    edges = [low + (high - low + 1) * k // pieces for k in range(pieces + 1)]
     select = ", ".join(_RATING_COLUMNS)
     queries = [
         f"SELECT {select} FROM ratings WHERE id >= {a} AND id < {b}" + (f" AND {where}" if where else "")
-        for a, b in ranges
+        for a, b in itertools.pairwise(edges)
     ]
-    with ThreadPoolExecutor(len(queries)) as pool:
-        parts = list(pool.map(lambda q: _copy_csv(ws, q, params), queries))
-    core = pa.concat_tables(parts)
-    return _attach_dimensions(ws, core)
+    dimensions = _dimensions(ws)
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        pending = [pool.submit(_copy_csv, ws, q, params) for q in queries[:parallel]]
+        following = iter(queries[parallel:])
+        while pending:
+            part = pending.pop(0).result()
+            query = next(following, None)
+            if query is not None:
+                pending.append(pool.submit(_copy_csv, ws, query, params))
+            yield _attach_dimensions(part, dimensions)
 
 
 # Columns read from ``ratings`` itself; the rest are attached from small tables in Arrow.
@@ -221,21 +246,26 @@ def _lookup(keys: pa.ChunkedArray, table: pa.Table, key: str, columns: Sequence[
     return [table[column].take(index) for column in columns]
 
 
-def _attach_dimensions(ws: Any, core: pa.Table) -> pa.Table:
-    """Add sha256/collection, codebook name/version and VLM provider/model/prompt in Arrow."""
+def _dimensions(ws: Any) -> dict[str, pa.Table]:
+    """The small tables whose columns the long format repeats on every rating."""
     with ws.engine.connect() as connection:
-        images = _arrow_query(connection, "SELECT id, sha256, collection FROM images")
-        codebooks = _arrow_query(connection, "SELECT id, name, version FROM codebooks")
-        calls = _arrow_query(
-            connection,
-            "SELECT id, provider, model, prompt_version FROM vlm_calls "
-            "WHERE id IN (SELECT DISTINCT vlm_call_id FROM ratings WHERE vlm_call_id IS NOT NULL)",
-        )
-    sha, collection = _lookup(core["image_id"], images, "id", ("sha256", "collection"))
-    name, version = _lookup(core["codebook_id"], codebooks, "id", ("name", "version"))
-    provider, model, prompt = _lookup(
-        core["vlm_call_id"], calls, "id", ("provider", "model", "prompt_version")
-    )
+        return {
+            "images": _arrow_query(connection, "SELECT id, sha256, collection FROM images"),
+            "codebooks": _arrow_query(connection, "SELECT id, name, version FROM codebooks"),
+            "calls": _arrow_query(
+                connection,
+                "SELECT id, provider, model, prompt_version FROM vlm_calls "
+                "WHERE id IN (SELECT DISTINCT vlm_call_id FROM ratings WHERE vlm_call_id IS NOT NULL)",
+            ),
+        }
+
+
+def _attach_dimensions(core: pa.Table, dimensions: Mapping[str, pa.Table]) -> pa.Table:
+    """Add sha256/collection, codebook name/version and VLM provider/model/prompt in Arrow."""
+    sha, collection = _lookup(core["image_id"], dimensions["images"], "id", ("sha256", "collection"))
+    name, version = _lookup(core["codebook_id"], dimensions["codebooks"], "id", ("name", "version"))
+    vlm = ("provider", "model", "prompt_version")
+    provider, model, prompt = _lookup(core["vlm_call_id"], dimensions["calls"], "id", vlm)
     extra = {
         "sha256": sha,
         "collection": collection,
@@ -360,12 +390,17 @@ def bn_frame(
 def _provenance(ws: Any, ratings: pa.Table, science_run: Any) -> dict[str, Any]:
     import pyarrow.compute as pc
 
+    used = {int(v) for v in pc.unique(ratings["codebook_id"]).to_pylist() if v is not None}
+    run_ids = {int(v) for v in pc.unique(ratings["run_id"]).to_pylist() if v is not None}
+    return _provenance_of(ws, used, run_ids, science_run)
+
+
+def _provenance_of(ws: Any, codebook_ids: set[int], run_ids: set[int], science_run: Any) -> dict[str, Any]:
     with ws.engine.connect() as connection:
         codebooks = pd.read_sql(
             sa.text("SELECT id, name, version, content_hash FROM codebooks ORDER BY id"), connection
         )
-    used = {int(v) for v in pc.unique(ratings["codebook_id"]).to_pylist() if v is not None}
-    run_ids = {int(v) for v in pc.unique(ratings["run_id"]).to_pylist() if v is not None}
+    run_ids = set(run_ids)
     if science_run is not None:
         run_ids.add(int(science_run))
     return {
@@ -377,7 +412,7 @@ def _provenance(ws: Any, ratings: pa.Table, science_run: Any) -> dict[str, Any]:
         "codebooks": [
             {"id": int(row.id), "name": row.name, "version": row.version, "content_hash": row.content_hash}
             for row in codebooks.itertuples()
-            if int(row.id) in used
+            if int(row.id) in codebook_ids
         ],
     }
 
@@ -403,15 +438,33 @@ def _write(frame: pd.DataFrame | pa.Table, path: Path, kind: str, provenance: Ma
 def export_ratings(
     ws: Any, path: str | os.PathLike[str], format: str = "parquet", ratings: pa.Table | None = None
 ) -> Path:
-    """Write the long-format ratings (:func:`ratings_arrow`) to one Parquet or CSV file.
+    """Write the long-format ratings (:func:`ratings_frame`'s columns) to one file.
 
-    The Parquet file is written straight from Arrow; its metadata carries the provenance.
+    Parquet is written batch by batch straight from Arrow (:func:`iter_ratings_arrow`), so
+    reading and writing overlap and memory stays at a few batches; its metadata carries the
+    provenance. CSV goes through pandas with a JSON sidecar.
     """
     if format not in ("parquet", "csv"):
         raise ConfigError(f"ratings export format {format!r}: use 'parquet' or 'csv'")
-    ratings = ratings_arrow(ws) if ratings is None else ratings
-    provenance = _provenance(ws, ratings, _latest_science_run_id(ws))
-    return _write(ratings, Path(path), format, provenance)
+    path = Path(path)
+    if format == "csv" or ratings is not None:
+        ratings = ratings_arrow(ws) if ratings is None else ratings
+        return _write(ratings, path, format, _provenance(ws, ratings, _latest_science_run_id(ws)))
+    import pyarrow.compute as pc
+
+    codebooks: set[int] = set()
+    runs: set[int] = set()
+    partial = path.with_name(f".{path.name}.partial")
+    with pq.ParquetWriter(partial, _SCHEMA) as writer:
+        for batch in iter_ratings_arrow(ws):
+            writer.write_table(batch)
+            codebooks.update(v for v in pc.unique(batch["codebook_id"]).to_pylist() if v is not None)
+            runs.update(v for v in pc.unique(batch["run_id"]).to_pylist() if v is not None)
+        provenance = _provenance_of(ws, codebooks, runs, _latest_science_run_id(ws))
+        text = json.dumps({**provenance, "file": path.name}, sort_keys=True)
+        writer.add_key_value_metadata({"itagger": text})
+    partial.replace(path)
+    return path
 
 
 def _latest_science_run_id(ws: Any) -> int | None:
@@ -425,7 +478,7 @@ def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The provenance stored with an exported file (Parquet metadata or CSV sidecar)."""
     path = Path(path)
     if path.suffix == ".parquet":
-        return dict(json.loads(pq.read_schema(path).metadata[b"itagger"]))
+        return dict(json.loads(pq.read_metadata(path).metadata[b"itagger"]))
     return dict(json.loads(Path(f"{path}.json").read_text(encoding="utf-8")))
 
 

@@ -193,3 +193,26 @@ def test_vlm_agreement_labels_models_by_prompt_version(workspace) -> None:  # ty
         > table.loc["vlm:openai/gpt-x@p2", "human_pairwise_alpha"]
     )
     assert agreement(workspace, n_boot=0).set_index("attribute").loc["order", "n_raters"] == 4
+
+
+def test_export_ratings_streams_batches_with_provenance(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    from itagger_lib.export import export_ratings, iter_ratings_arrow
+
+    ids = fill(workspace)
+    expected = ratings_frame(workspace)
+    batches = list(iter_ratings_arrow(workspace, batch_rows=7, parallel=2))
+    if workspace.engine.dialect.name == "postgresql":
+        assert len(batches) > 2  # several COPY ranges, yielded in rating order
+    path = export_ratings(workspace, tmp_path / "ratings.parquet")
+    written = pq.read_table(path).to_pandas()
+    assert written["rating_id"].tolist() == expected["rating_id"].tolist()
+    assert written["rater"].tolist() == expected["rater"].tolist()
+    assert written["sha256"].tolist() == expected["sha256"].tolist()
+    assert sum(b.num_rows for b in batches) == len(expected)
+    provenance = read_provenance(path)
+    assert provenance["package_version"] == __version__
+    assert provenance["run_ids"] == sorted({ids["vlm"], ids["science"]})
+    assert [c["version"] for c in provenance["codebooks"]] == ["1.0"]
+    assert not list(tmp_path.glob(".*partial"))
