@@ -2,15 +2,26 @@
 
 Environment (see deploy/.env.example): JUPYTERHUB_COOKIE_SECRET, JUPYTERHUB_CRYPT_KEY,
 CONFIGPROXY_AUTH_TOKEN, ADMIN_USER, ADMIN_PASSWORD, POSTGRES_{HOST,PORT,DB,USER,PASSWORD},
-ITAGGER_ROLE_PASSWORD_KEY, OPENAI_API_KEY, ANTHROPIC_API_KEY, ITAGGER_SPAWNER (docker|local),
+ITAGGER_ROLE_PASSWORD_KEY, OPENAI_API_KEY, ANTHROPIC_API_KEY, ITAGGER_SPAWNER (docker|local|simple),
 HUB_DB_URL, ITAGGER_HUB_BIND_URL, ITAGGER_SINGLEUSER_IMAGE, DOCKER_NETWORK_NAME.
 The hub refuses to start when a secret is missing, short or still the example value.
+
+Native runs (``ITAGGER_SPAWNER=local``: one Unix account per hub user; ``simple``: every
+server runs as the hub's own user with home ``ITAGGER_HOMES_DIR/<name>``, for tests and
+demos only) also read ITAGGER_HUB_PORT (hub API port, default 8081), ITAGGER_PROXY_API_URL
+(configurable-http-proxy's REST API, default http://127.0.0.1:8001), ITAGGER_NOTEBOOKS_DIR
+(notebooks copied into a new home, default the repository's notebooks/) and
+ITAGGER_SINGLEUSER_ARGS (extra single-user server arguments). configurable-http-proxy is
+taken from deploy/node_modules/.bin (``cd deploy && npm install``) when present.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import sys
+from pathlib import Path
 
 from itagger_lib.ops import hubconfig
 
@@ -40,9 +51,18 @@ os.environ.setdefault("CONFIGPROXY_AUTH_TOKEN", env["CONFIGPROXY_AUTH_TOKEN"])
 # ---- hub itself: own database, separate from the workbench database ------------------------
 c.JupyterHub.db_url = env.get("HUB_DB_URL", "sqlite:///jupyterhub.sqlite")
 c.JupyterHub.bind_url = env.get("ITAGGER_HUB_BIND_URL", "http://:8000")
-c.JupyterHub.hub_ip = env.get(
-    "ITAGGER_HUB_IP", "0.0.0.0" if env.get("ITAGGER_SPAWNER", "docker") == "docker" else "127.0.0.1"
-)
+SPAWNER = env.get("ITAGGER_SPAWNER", "docker")
+if SPAWNER not in ("docker", "local", "simple"):
+    raise hubconfig.ConfigError(f"ITAGGER_SPAWNER={SPAWNER!r}; use docker, local or simple")
+c.JupyterHub.hub_ip = env.get("ITAGGER_HUB_IP", "0.0.0.0" if SPAWNER == "docker" else "127.0.0.1")
+if env.get("ITAGGER_HUB_PORT"):
+    c.JupyterHub.hub_port = int(env["ITAGGER_HUB_PORT"])
+if env.get("ITAGGER_PROXY_API_URL"):
+    c.ConfigurableHTTPProxy.api_url = env["ITAGGER_PROXY_API_URL"]
+_DEPLOY = Path(__file__).resolve().parent
+_CHP = _DEPLOY / "node_modules" / ".bin" / "configurable-http-proxy"
+if SPAWNER != "docker" and _CHP.exists():
+    c.ConfigurableHTTPProxy.command = [str(_CHP)]
 
 # ---- authentication: NativeAuthenticator, admin approval, lockout --------------------------
 c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
@@ -82,6 +102,23 @@ except ImportError:  # pragma: no cover - installed in Dockerfile.hub
     _NativeAuthenticator = None
 
 if _NativeAuthenticator is not None:
+    from nativeauthenticator import handlers as _native_handlers
+
+    if not hasattr(_native_handlers.LoginHandler, "statsd"):
+        # nativeauthenticator 1.3 times each login with BaseHandler.statsd, which JupyterHub 6
+        # removed: without this no-op stand-in every login POST fails with a 500.
+        class _NoTimer:
+            def start(self) -> _NoTimer:
+                return self
+
+            def stop(self, send: bool = True) -> None:
+                pass
+
+        class _NoStatsd:
+            def timer(self, name: str) -> _NoTimer:
+                return _NoTimer()
+
+        _native_handlers.LoginHandler.statsd = _NoStatsd()
 
     class ItaggerAuthenticator(_NativeAuthenticator):
         """NativeAuthenticator that bootstraps ADMIN_USER / ADMIN_PASSWORD at hub start."""
@@ -136,6 +173,15 @@ def _ensure_db_role(username: str, group: str) -> None:
         conn.execute(map_role_sql(hubconfig.role_name(username), username))
 
 
+def _seed_home(home: Path) -> None:
+    """Copy the workbench notebooks into a new home folder (never over a user's own copy)."""
+    source = Path(env.get("ITAGGER_NOTEBOOKS_DIR") or _DEPLOY.parent / "notebooks")
+    home.mkdir(parents=True, exist_ok=True)
+    for nb in sorted(source.glob("*.ipynb")):
+        if not (home / nb.name).exists():
+            shutil.copy(nb, home / nb.name)
+
+
 async def pre_spawn_hook(spawner) -> None:  # pragma: no cover - runs inside the hub
     user = spawner.user
     groups = [g.name for g in user.groups]
@@ -149,6 +195,8 @@ async def pre_spawn_hook(spawner) -> None:  # pragma: no cover - runs inside the
             user.name, groups, env, db_host=DB_HOST, db_name=DB_NAME, db_port=DB_PORT, store=STORE
         )
     )
+    if SPAWNER == "simple":
+        _seed_home(Path(spawner.home_dir))
     if hasattr(spawner, "volumes"):
         spawner.volumes = {
             "itagger-home-{username}": "/home/jovyan",
@@ -168,5 +216,19 @@ if env.get("ITAGGER_SPAWNER", "docker") == "docker":
     # per-user home volume; the store is added per group in pre_spawn_hook
     c.DockerSpawner.volumes = {"itagger-home-{username}": "/home/jovyan"}
 else:
-    c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
+    c.JupyterHub.spawner_class = (
+        "jupyterhub.spawner.SimpleLocalProcessSpawner"
+        if SPAWNER == "simple"
+        else "jupyterhub.spawner.LocalProcessSpawner"
+    )
     c.LocalProcessSpawner.ip = "127.0.0.1"
+    # the single-user server of this Python environment (the one with itagger_lib)
+    c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
+    c.Spawner.args = shlex.split(env.get("ITAGGER_SINGLEUSER_ARGS", ""))
+    if SPAWNER == "simple":
+        # NOT for production: no isolation between users (tests and demos on loopback)
+        c.SimpleLocalProcessSpawner.home_dir_template = str(
+            Path(env.get("ITAGGER_HOMES_DIR") or "/tmp/itagger-homes") / "{username}"
+        )
+        if os.geteuid() == 0:
+            c.Spawner.args.append("--allow-root")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from itagger_lib.db.dml import inserted_id
 from itagger_lib.db.models import Codebook, Rating, utcnow
 from itagger_lib.errors import RatingError
 
@@ -106,4 +107,4 @@ def adjudicate(ws: Workspace, image: int | str, attribute: str, value: float, no
                 rated_at=utcnow(),
             )
         )
-        return int(result.inserted_primary_key[0])
+        return inserted_id(result)

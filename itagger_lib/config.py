@@ -8,6 +8,7 @@
 ``ITAGGER_STORE``          the content-addressed image store (default ``ITAGGER_HOME/store``)
 ``ITAGGER_MAX_MEGAPIXELS`` decompression-bomb limit for ingest (default 200)
 ``ITAGGER_AUTO_MIGRATE``   ``0`` to refuse opening a database with pending migrations
+``ITAGGER_STORE_READONLY`` ``1`` to refuse every write to the store (hub taggers)
 ``ITAGGER_USER``           the user name recorded when not under JupyterHub
 =========================  ======================================================
 """
@@ -37,6 +38,11 @@ def current_user(environ: Mapping[str, str] | None = None) -> str:
         return "unknown"
 
 
+def store_readonly(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``ITAGGER_STORE_READONLY`` marks the image store read-only (default: no)."""
+    return _flag(os.environ if environ is None else environ, "ITAGGER_STORE_READONLY", False)
+
+
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -58,6 +64,7 @@ class Settings:
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
     auto_migrate: bool = True
     user: str = "unknown"
+    store_readonly: bool = False
 
     @classmethod
     def from_env(
@@ -97,4 +104,5 @@ class Settings:
             max_megapixels=max_megapixels,
             auto_migrate=auto_migrate,
             user=user or current_user(env),
+            store_readonly=store_readonly(env),
         )

@@ -6,7 +6,8 @@
     ├── ConfigError                 a setting or environment variable is unusable
     ├── MigrationError              the database schema is not at the expected revision
     ├── StoreError                  the image store cannot be written or read
-    │   └── StoreIntegrityError     a stored file is missing or its bytes changed
+    │   ├── StoreIntegrityError     a stored file is missing or its bytes changed
+    │   └── StoreReadOnlyError      a write to a store marked ITAGGER_STORE_READONLY
     ├── ImageError                  one input file cannot be used (has ``.path``)
     │   ├── UnreadableFileError     permissions, broken symlink, loop, a directory
     │   ├── UnsupportedFormatError  not one of the supported image formats
@@ -51,6 +52,7 @@ __all__ = [
     "ScienceError",
     "StoreError",
     "StoreIntegrityError",
+    "StoreReadOnlyError",
     "UnreadableFileError",
     "UnsupportedFormatError",
     "VLMError",
@@ -76,6 +78,10 @@ class StoreError(ItaggerError):
 
 class StoreIntegrityError(StoreError):
     """A stored file is missing or its bytes no longer match its hash."""
+
+
+class StoreReadOnlyError(StoreError):
+    """A write to an image store that the settings mark read-only (``ITAGGER_STORE_READONLY``)."""
 
 
 class ImageError(ItaggerError):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from itagger_lib.db.dml import inserted_id
 from itagger_lib.db.models import Image, ImageSet, ImageSetMember, Metric, RatingMean, Run, utcnow
 from itagger_lib.errors import ConfigError, ImageNotFoundError
 
@@ -241,9 +242,11 @@ def save_set(ws: Workspace, name: str, image_ids: Iterable[int]) -> int:
     with ws.engine.begin() as connection:
         set_id = connection.execute(sa.select(ImageSet.id).where(ImageSet.name == name)).scalar()
         if set_id is None:
-            set_id = connection.execute(
-                sa.insert(ImageSet).values(name=name, created_at=utcnow(), created_by=ws.user)
-            ).inserted_primary_key[0]
+            set_id = inserted_id(
+                connection.execute(
+                    sa.insert(ImageSet).values(name=name, created_at=utcnow(), created_by=ws.user)
+                )
+            )
         known = set(connection.execute(sa.select(Image.id).where(Image.id.in_(ids))).scalars())
         if len(known) < len(ids):
             missing = sorted(set(ids) - known)[:5]

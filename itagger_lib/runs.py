@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from itagger_lib._version import __version__
+from itagger_lib.db.dml import inserted_id
 from itagger_lib.db.models import Run, RunFailure, utcnow
 
 STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
@@ -51,7 +52,7 @@ def start_run(
                 details={"owner": {"host": socket.gethostname(), "pid": os.getpid()}},
             )
         )
-        return int(result.inserted_primary_key[0])
+        return inserted_id(result)
 
 
 def failure_rows(run_id: int, failures: Iterable[tuple[str, int | None, str]]) -> list[dict[str, Any]]:

@@ -67,8 +67,8 @@ def facade(width: int = 800, height: int = 600, seed: int = 0) -> np.ndarray:
             )
             cv2.circle(img, (cx, cy), radius, colour, -1)
     texture = rng.normal(0, 6, (height, width, 1)).astype(np.float32)
-    img = cv2.GaussianBlur(img + texture, (3, 3), 0)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    blurred = cv2.GaussianBlur(img + texture, (3, 3), 0)
+    return np.clip(blurred, 0, 255).astype(np.uint8)
 
 
 def _save(rgb: np.ndarray, path: Path, fmt: str, orientation: int = 1) -> None:

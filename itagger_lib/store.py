@@ -15,7 +15,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from itagger_lib.errors import StoreError
+from itagger_lib.config import store_readonly
+from itagger_lib.errors import StoreError, StoreReadOnlyError
 
 _TMP = ".tmp"
 _HASH_CHUNK = 1 << 20
@@ -53,14 +54,27 @@ def _pid_alive(pid: int) -> bool:
 
 
 class ImageStore:
-    """A folder of image files named by the SHA-256 of their bytes."""
+    """A folder of image files named by the SHA-256 of their bytes.
 
-    def __init__(self, root: str | Path) -> None:
+    ``readonly=True`` (default: the ``ITAGGER_STORE_READONLY`` setting) refuses every write
+    with :class:`StoreReadOnlyError`; reads keep working.
+    """
+
+    def __init__(self, root: str | Path, readonly: bool | None = None) -> None:
         self.root = Path(root)
+        self.readonly = store_readonly() if readonly is None else readonly
         self._made: set[Path] = set()
 
     def __repr__(self) -> str:
-        return f"ImageStore({str(self.root)!r})"
+        return f"ImageStore({str(self.root)!r}{', readonly=True' if self.readonly else ''})"
+
+    def check_writable(self) -> None:
+        """Raise :class:`StoreReadOnlyError` when this store is read-only."""
+        if self.readonly:
+            raise StoreReadOnlyError(
+                f"the image store at {self.root} is read-only for you (ITAGGER_STORE_READONLY=1, "
+                "set by the hub for taggers); an admin or researcher must do the upload"
+            )
 
     @staticmethod
     def relpath(sha256: str, ext: str) -> str:
@@ -84,6 +98,7 @@ class ImageStore:
         Staged files become visible only through :meth:`commit`, which makes them durable
         first; this lets a batch share one filesystem sync instead of one per file.
         """
+        self.check_writable()
         if self.path_for(sha256, ext).is_file():
             return None
         tmp = self._tmp_dir() / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}.part"
@@ -104,6 +119,7 @@ class ImageStore:
         are synced before the caller records rows, so a row never points at a missing or
         partial file. A name that exists already (another writer, same bytes) is kept.
         """
+        self.check_writable()
         if not staged:
             return
         _sync_filesystem(self.root)
@@ -120,6 +136,7 @@ class ImageStore:
 
     def put(self, source: str | Path, sha256: str, ext: str) -> bool:
         """Copy one file into the store under its hash; ``False`` if it was already there."""
+        self.check_writable()
         tmp = self.stage(source, sha256, ext)
         if tmp is None:
             return False
@@ -128,6 +145,7 @@ class ImageStore:
 
     def clean_temp(self) -> int:
         """Remove temp files left by writers on this host that are no longer running."""
+        self.check_writable()
         folder = self.root / _TMP
         if not folder.is_dir():
             return 0

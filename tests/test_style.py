@@ -24,3 +24,14 @@ def test_ruff(command: list[str]) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+MYPY = shutil.which("mypy", path=str(Path(sys.executable).parent)) or shutil.which("mypy")
+
+
+@pytest.mark.skipif(MYPY is None, reason="mypy is not installed (pip install -e '.[test]')")
+def test_mypy_on_the_library() -> None:
+    result = subprocess.run(
+        [MYPY, "itagger_lib"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

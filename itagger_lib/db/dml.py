@@ -24,3 +24,11 @@ def insert_ignore(
         return list(connection.execute(statement.returning(returning), rows).scalars())
     connection.execute(statement, rows)
     return []
+
+
+def inserted_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key of the one row an ``INSERT`` statement wrote."""
+    key = result.inserted_primary_key
+    if key is None:  # pragma: no cover - only for executemany, which callers never use here
+        raise RuntimeError("the INSERT wrote no row")
+    return int(key[0])

@@ -83,10 +83,20 @@ def check_db_not_published(compose_file: Path) -> Check:
     )
 
 
-def check_https(url: str, verify_tls: bool | str = True) -> list[Check]:
+def check_https(url: str, verify_tls: bool | str = True, http_url: str | None = None) -> list[Check]:
+    """HTTPS with HSTS at ``url``, and a redirect to https at ``http_url``.
+
+    ``http_url`` defaults to ``url``'s host on port 80 (``https://lab.example.edu:8443`` ->
+    ``http://lab.example.edu``); pass it when the plain-HTTP server listens elsewhere.
+    """
     import requests
 
     host = re.sub(r"^https?://", "", url).rstrip("/")
+    plain = (
+        re.sub(r"^https?://", "", http_url).rstrip("/")
+        if http_url
+        else re.sub(r":\d+$", "", host.split("/")[0])
+    )
     checks = []
     try:
         r = requests.get(f"https://{host}/hub/login", timeout=10, verify=verify_tls)
@@ -104,14 +114,14 @@ def check_https(url: str, verify_tls: bool | str = True) -> list[Check]:
             Check("https", False, f"https://{host}: {type(exc).__name__}", "check nginx and the certificate")
         )
     try:
-        r = requests.get(f"http://{host}/hub/login", timeout=10, allow_redirects=False)
+        r = requests.get(f"http://{plain}/hub/login", timeout=10, allow_redirects=False)
         loc = r.headers.get("location", "")
         ok = r.status_code in (301, 302, 307, 308) and loc.startswith("https://")
         checks.append(
             Check(
                 "http-redirect",
                 ok,
-                f"http://{host}: {r.status_code} -> {loc or 'no redirect'}",
+                f"http://{plain}: {r.status_code} -> {loc or 'no redirect'}",
                 "keep the port-80 server block that returns 301 to https",
             )
         )
@@ -120,7 +130,7 @@ def check_https(url: str, verify_tls: bool | str = True) -> list[Check]:
             Check(
                 "http-redirect",
                 False,
-                f"http://{host}: {type(exc).__name__}",
+                f"http://{plain}: {type(exc).__name__}",
                 "serve port 80 with a redirect",
             )
         )
@@ -206,14 +216,16 @@ def run_checks(
     url: str | None = None,
     backups: Path | None = None,
     verify_tls: bool | str = True,
+    http_url: str | None = None,
 ) -> list[Check]:
+    """Every check; the redirect check uses ``http_url``, else ``ITAGGER_HTTP_URL`` in ``env``."""
     checks = [
         check_secrets(env),
         check_db_credentials(env),
         check_db_not_published(root / "deploy" / "docker-compose.yml"),
     ]
     if url:
-        checks += check_https(url, verify_tls)
+        checks += check_https(url, verify_tls, http_url or env.get("ITAGGER_HTTP_URL") or None)
     checks += [check_no_keys(root), check_backup(backups), check_versions(root, env, package_version)]
     return checks
 

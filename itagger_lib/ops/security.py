@@ -4,11 +4,13 @@ Roles (cluster-wide, ``NOLOGIN``; each hub user gets a login role that is a memb
 
 ``itagger_tagger``
     Reads the catalogue (images, studies, assignments, codebooks, ...). Writes only
-    ``ratings``, and only rows whose ``rater`` is themselves and ``source = 'human'``; never
-    deletes. Reads their own ratings always, and other raters' ratings **only when those
-    ratings belong to a study whose mode is ``assisted``**. Ratings of blind studies and
-    ratings without a study stay hidden (the conservative choice: a tagger can never see
-    a colleague's rating unless a researcher explicitly opened the study as assisted).
+    ``ratings``, and only rows whose ``rater`` is themselves and ``source = 'human'``, and
+    ``assignments`` (the tagging queue: claim an open slot or change an own item, always
+    ending with ``rater`` = themselves); never deletes. Reads their own ratings always, and
+    other raters' ratings **only when those ratings belong to a study whose mode is
+    ``assisted``**. Ratings of blind studies and ratings without a study stay hidden (the
+    conservative choice: a tagger can never see a colleague's rating unless a researcher
+    explicitly opened the study as assisted).
 ``itagger_researcher``
     Reads everything; writes everything except ``codebooks``, ``settings`` and
     ``vlm_prices`` (codebooks, VLM settings and budgets belong to admins).
@@ -55,13 +57,30 @@ def apply_row_level_security_sql() -> list[str]:
         f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {TAGGER}, {RESEARCHER}, {ADMIN}",
         f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {TAGGER}, {RESEARCHER}, {ADMIN}",
         f"REVOKE SELECT ON itagger_role_users FROM {TAGGER}, {RESEARCHER}, {ADMIN}",
+        # per-image means pool every rater's answers: hidden from taggers like the ratings
+        f"REVOKE SELECT ON rating_means FROM {TAGGER}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {TAGGER}, {RESEARCHER}, {ADMIN}",
         f"GRANT INSERT, UPDATE ON ratings TO {TAGGER}",
+        # the tagging queue: claim an open slot, mark own items done/skipped, add own gold/repeat
+        f"GRANT INSERT, UPDATE ON assignments TO {TAGGER}",
         f"GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {RESEARCHER}",
         f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {', '.join(ADMIN_ONLY_TABLES)} FROM {RESEARCHER}",
         f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON itagger_role_users FROM {RESEARCHER}",
         f"GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {ADMIN}",
         f"REVOKE INSERT, UPDATE, DELETE ON itagger_role_users FROM {ADMIN}",
+        "ALTER TABLE assignments ENABLE ROW LEVEL SECURITY",
+        "DROP POLICY IF EXISTS itagger_staff_all ON assignments",
+        "DROP POLICY IF EXISTS itagger_tagger_select ON assignments",
+        "DROP POLICY IF EXISTS itagger_tagger_insert ON assignments",
+        "DROP POLICY IF EXISTS itagger_tagger_update ON assignments",
+        f"CREATE POLICY itagger_staff_all ON assignments FOR ALL TO {RESEARCHER}, {ADMIN} "
+        "USING (true) WITH CHECK (true)",
+        f"CREATE POLICY itagger_tagger_select ON assignments FOR SELECT TO {TAGGER} USING (true)",
+        f"""CREATE POLICY itagger_tagger_insert ON assignments FOR INSERT TO {TAGGER}
+              WITH CHECK (rater = itagger_rater_of(current_user))""",
+        f"""CREATE POLICY itagger_tagger_update ON assignments FOR UPDATE TO {TAGGER}
+              USING (rater IS NULL OR rater = itagger_rater_of(current_user))
+              WITH CHECK (rater = itagger_rater_of(current_user))""",
         "ALTER TABLE ratings ENABLE ROW LEVEL SECURITY",
         "DROP POLICY IF EXISTS itagger_staff_all ON ratings",
         "DROP POLICY IF EXISTS itagger_tagger_select ON ratings",

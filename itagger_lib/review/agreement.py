@@ -359,7 +359,9 @@ def codebook_levels(definition: Mapping[str, Any] | str) -> tuple[dict[str, str]
         levels[key] = level
         # Levels are stored as {"value": ..., "label": ...} mappings (or, in older
         # definitions and tests, as bare values).
-        values = [v.get("value") if isinstance(v, Mapping) else v for v in attribute.get("levels") or []]
+        values: list[Any] = [
+            v.get("value") if isinstance(v, Mapping) else v for v in attribute.get("levels") or []
+        ]
         if level in CATEGORICAL_LEVELS and values:
             numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
             domains[key] = [float(v) for v in values] if numeric else [float(i) for i in range(len(values))]

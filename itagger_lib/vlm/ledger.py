@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from itagger_lib.db.dml import insert_ignore
+from itagger_lib.db.dml import insert_ignore, inserted_id
 from itagger_lib.db.models import Run, Setting, VLMCall, VLMPrice, utcnow
 from itagger_lib.errors import BudgetExceededError, ConfigError, KillSwitchError, PriceUnknownError
 from itagger_lib.runs import canonical_json
@@ -220,7 +220,7 @@ def reserve(
                 **call, run_id=run_id, reserved_usd=amount, status=OPEN, created_at=utcnow()
             )
         )
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
+        return inserted_id(result)
 
 
 def cached_calls(ws: Workspace, keys: list[str]) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,25 @@ def test_hub_config_loads_with_good_env(monkeypatch: pytest.MonkeyPatch) -> None
     assert any(s["name"] == "jupyterhub-idle-culler" for s in cfg.JupyterHub.services)
     assert callable(cfg.Spawner.pre_spawn_hook)
     assert len(cfg.JupyterHub.cookie_secret) == 32
+
+
+def test_hub_config_simple_spawner_for_native_runs(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    env = good_env() | {
+        "ITAGGER_SPAWNER": "simple",
+        "ITAGGER_HOMES_DIR": str(tmp_path / "homes"),
+        "ITAGGER_HUB_PORT": "18081",
+        "ITAGGER_PROXY_API_URL": "http://127.0.0.1:18001",
+        "ITAGGER_SINGLEUSER_ARGS": "--LabApp.news_url= --debug",
+    }
+    cfg = load_hub_config(env, monkeypatch)
+    assert cfg.JupyterHub.spawner_class == "jupyterhub.spawner.SimpleLocalProcessSpawner"
+    assert cfg.SimpleLocalProcessSpawner.home_dir_template == str(tmp_path / "homes" / "{username}")
+    assert cfg.Spawner.cmd == [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
+    assert cfg.Spawner.args[:2] == ["--LabApp.news_url=", "--debug"]
+    assert cfg.JupyterHub.hub_port == 18081 and cfg.JupyterHub.hub_ip == "127.0.0.1"
+    assert cfg.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:18001"
+    with pytest.raises(ConfigError, match="ITAGGER_SPAWNER='kubernetes'"):
+        load_hub_config(good_env() | {"ITAGGER_SPAWNER": "kubernetes"}, monkeypatch)
 
 
 def test_hub_config_docker_spawner(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -121,3 +121,12 @@ def test_tls_below_1_2_is_refused(proxy):
 def test_doctor_https_check_passes_through_the_proxy(proxy):
     https = check_https(f"https://localhost:{proxy['https']}", verify_tls=proxy["ca"])[0]
     assert https.passed, https.detail
+
+
+def test_doctor_redirect_check_uses_the_plain_http_server(proxy):
+    url = f"https://localhost:{proxy['https']}"
+    https, redirect = check_https(url, proxy["ca"], http_url=f"http://localhost:{proxy['http']}")
+    assert https.passed and redirect.passed, redirect.detail
+    # without http_url the redirect is looked for on port 80 of the same host, not on the TLS port
+    assert check_https(url, proxy["ca"])[1].detail.startswith("http://localhost:")
+    assert not check_https(url, proxy["ca"])[1].detail.startswith(f"http://localhost:{proxy['https']}")

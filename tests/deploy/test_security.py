@@ -125,6 +125,18 @@ def test_tagger_cannot_insert_or_update_anothers_ratings(stack: dict) -> None:
         )
     with e["alice"].begin() as conn:  # own rating can be changed
         assert conn.execute(sa.text("UPDATE ratings SET value = 5 WHERE id = :i"), {"i": a_id}).rowcount == 1
+    # the taggers' writes kept the per-image means (trigger runs as the owner) ...
+    with stack["owner"].connect() as conn:
+        n, mean = conn.execute(
+            sa.text(
+                "SELECT n, mean FROM rating_means JOIN ratings r USING (image_id, attribute) WHERE r.id = :i"
+            ),
+            {"i": a_id},
+        ).one()
+    assert (n, mean) == (2, 4.0)
+    # ... which pool every rater's answers, so a tagger cannot read them
+    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].connect() as conn:
+        conn.execute(sa.text("SELECT * FROM rating_means"))
 
 
 def test_tagger_sees_only_own_ratings_in_blind_study(stack: dict) -> None:
@@ -172,3 +184,38 @@ def test_researcher_reads_all_ratings(stack: dict) -> None:
     assert raters == sorted([u["alice"], u["bob"]])
     with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].connect() as conn:
         conn.execute(sa.text("SELECT * FROM itagger_role_users"))
+
+
+def test_tagger_claims_queue_slots_only_for_themselves(stack: dict) -> None:
+    e, ids, u = stack["engines"], stack["ids"], stack["users"]
+    slot = sa.text(
+        "INSERT INTO assignments (study_id, image_id, slot, rater, kind, status)"
+        " VALUES (:s, :i, :n, :r, 'normal', :st) RETURNING id"
+    )
+    with stack["owner"].begin() as conn:
+        args = {"s": ids["blind"], "i": ids["image"]}
+        open_id = conn.execute(slot, {**args, "n": 0, "r": None, "st": "open"}).scalar_one()
+        bobs_id = conn.execute(slot, {**args, "n": 1, "r": u["bob"], "st": "assigned"}).scalar_one()
+    claim = sa.text("UPDATE assignments SET rater = :r, status = 'assigned' WHERE id = :i")
+    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"), e["alice"].begin() as conn:
+        conn.execute(claim, {"r": u["bob"], "i": open_id})  # an open slot, handed to someone else
+    with e["alice"].begin() as conn:
+        assert conn.execute(claim, {"r": u["alice"], "i": bobs_id}).rowcount == 0  # bob's: untouched
+        assert conn.execute(claim, {"r": u["alice"], "i": open_id}).rowcount == 1  # claiming: allowed
+        done = sa.text("UPDATE assignments SET status = 'done' WHERE id = :i")
+        assert conn.execute(done, {"i": open_id}).rowcount == 1
+    extra = {"s": ids["blind"], "i": ids["image"], "n": -1, "st": "assigned"}
+    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"), e["alice"].begin() as conn:
+        conn.execute(slot, {**extra, "r": u["bob"]})
+    with e["alice"].begin() as conn:
+        conn.execute(slot, {**extra, "r": u["alice"]})  # own gold/repeat item
+    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].begin() as conn:
+        conn.execute(sa.text("DELETE FROM assignments WHERE id = :i"), {"i": bobs_id})
+    with stack["owner"].connect() as conn:
+        rows = dict(
+            conn.execute(
+                sa.text("SELECT id, rater FROM assignments WHERE id IN (:a, :b)"),
+                {"a": open_id, "b": bobs_id},
+            ).all()
+        )
+    assert rows == {open_id: u["alice"], bobs_id: u["bob"]}
