@@ -94,11 +94,16 @@ def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from itagger_lib.db import current_revision, head_revision, upgrade
+    from itagger_lib.ops.security import apply_row_level_security, is_secured
 
     engine = _engine(args)
     before = current_revision(engine)
     upgrade(engine)
     print(f"schema: {before or 'empty'} -> {current_revision(engine)} (head {head_revision()})")
+    if is_secured(engine):
+        # a migration may add tables: the group roles' grants and policies must cover them
+        apply_row_level_security(engine)
+        print("row-level security and group grants re-applied (as `itagger secure-db` does)")
     return 0
 
 

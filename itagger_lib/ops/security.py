@@ -21,8 +21,9 @@ Roles (cluster-wide, ``NOLOGIN``; each hub user gets a login role that is a memb
 (:func:`itagger_lib.ops.hubconfig.role_name`) and mapped to the user name in
 ``itagger_role_users``; :sql:`itagger_rater_of(current_user)` returns the mapped name (or
 ``current_user`` for an unmapped role). The table owner (the migration role) is not
-subject to RLS. Re-apply after every ``itagger db upgrade`` (new tables need grants):
-``itagger secure-db``.
+subject to RLS. New tables need grants, so ``itagger db upgrade`` re-applies all of this on
+a database where it was applied before (:func:`is_secured`); ``itagger secure-db`` applies
+it by hand.
 """
 
 from __future__ import annotations
@@ -123,6 +124,19 @@ def apply_row_level_security(engine: sa.Engine) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(74201)"))
         for stmt in apply_row_level_security_sql():
             conn.exec_driver_sql(stmt)
+
+
+def is_secured(engine: sa.Engine) -> bool:
+    """Whether :func:`apply_row_level_security` was applied to this database before.
+
+    True when the database is Postgres and holds the ``itagger_role_users`` mapping table,
+    which only that function creates.
+    """
+    if engine.dialect.name != "postgresql":
+        return False
+    with engine.connect() as conn:
+        found = conn.execute(sa.text("SELECT to_regclass('public.itagger_role_users') IS NOT NULL"))
+        return bool(found.scalar_one())
 
 
 def map_role_sql(role: str, username: str) -> str:

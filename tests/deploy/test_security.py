@@ -219,3 +219,48 @@ def test_tagger_claims_queue_slots_only_for_themselves(stack: dict) -> None:
             ).all()
         )
     assert rows == {open_id: u["alice"], bobs_id: u["bob"]}
+
+
+def test_db_upgrade_reapplies_grants_on_a_secured_database(stack: dict, pg_url: str) -> None:
+    import subprocess
+    import sys
+
+    owner = stack["owner"]
+    with owner.begin() as conn:  # drift, as a new table from a migration would have: no grants
+        conn.exec_driver_sql("REVOKE ALL ON images FROM itagger_researcher")
+    probe = sa.text("SELECT has_table_privilege('itagger_researcher', 'images', 'SELECT')")
+    with owner.connect() as conn:
+        assert conn.execute(probe).scalar_one() is False
+    done = subprocess.run(
+        [sys.executable, "-m", "itagger_lib.cli", "--database-url", pg_url, "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "row-level security and group grants re-applied" in done.stdout
+    with owner.connect() as conn:
+        assert conn.execute(probe).scalar_one() is True
+    with stack["engines"]["res"].connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM images")).scalar_one() == 1
+
+
+def test_db_upgrade_leaves_an_unsecured_database_alone(pg_url: str) -> None:
+    import subprocess
+    import sys
+
+    from itagger_lib.ops.security import is_secured
+
+    done = subprocess.run(
+        [sys.executable, "-m", "itagger_lib.cli", "--database-url", pg_url, "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "re-applied" not in done.stdout
+    engine = sa.create_engine(pg_url)
+    try:
+        assert not is_secured(engine)
+    finally:
+        engine.dispose()
