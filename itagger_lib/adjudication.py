@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from itagger_lib.workspace import Workspace
 
 
+QUEUE_COLUMNS = [
+    "image_id", "attribute", "level", "n_raters", "human_mean", "human_sd",
+    "disagreement", "relative_disagreement", "vlm_mean", "conflict",
+]  # fmt: skip
+
+
 def queue(
     ws: Workspace,
     attribute: str | None = None,
@@ -30,41 +36,102 @@ def queue(
 ) -> pd.DataFrame:
     """Images × attributes to adjudicate, most contested first.
 
-    ``by="disagreement"`` orders by the spread (standard deviation) of the human ratings;
-    ``by="vlm_conflict"`` by the distance between the VLM's mean and the humans' mean.
-    Pairs that already have a consensus value are left out.
+    ``by="disagreement"`` orders by the human raters' disagreement at the attribute's level
+    of measurement (from its codebook; attributes without one count as interval):
+    ``disagreement`` is :func:`~itagger_lib.review.coefficients.unit_disagreement` (nominal:
+    share of rater pairs that disagree; ordinal/interval/ratio: mean squared difference of
+    rater pairs, 2 × variance) and the queue sorts by ``relative_disagreement``, that divided
+    by the attribute's expected disagreement
+    (:func:`~itagger_lib.review.coefficients.expected_disagreement`), so attributes of
+    different levels and scales rank together (1 = as much as two random ratings).
+    ``by="vlm_conflict"`` orders by the distance between the VLM and the humans: nominal,
+    the share of (human, VLM) rating pairs that differ; otherwise the VLM mean's distance
+    from the human mean. Human ratings are first presentations (repeats left out); pairs
+    that already have a consensus value are left out. ``human_mean``, ``human_sd`` and
+    ``vlm_mean`` are empty for nominal attributes, where they mean nothing.
     """
     import pandas as pd
 
+    from itagger_lib.review.agreement import first_presentations, load_levels
+
     if by not in {"disagreement", "vlm_conflict"}:
         raise ValueError(f"by={by!r}: use 'disagreement' or 'vlm_conflict'")
-    query = sa.select(Rating.image_id, Rating.attribute, Rating.rater, Rating.source, Rating.value)
+    query = sa.select(
+        Rating.image_id,
+        Rating.attribute,
+        Rating.rater,
+        Rating.source,
+        Rating.value,
+        Rating.is_repeat,
+        Rating.repeat_index,
+    ).where(Rating.value.is_not(None))
     if attribute:
         query = query.where(Rating.attribute == attribute)
     with ws.engine.connect() as connection:
         ratings = pd.read_sql(query, connection)
-    columns = ["image_id", "attribute", "n_raters", "human_mean", "human_sd", "vlm_mean", "conflict"]
     if ratings.empty:
-        return pd.DataFrame(columns=columns)
-    decided = set(
-        map(tuple, ratings.loc[ratings["source"] == "adjudication", ["image_id", "attribute"]].values)
+        return pd.DataFrame(columns=QUEUE_COLUMNS)
+    levels, _ = load_levels(ws)
+    decided = ratings.loc[ratings["source"] == "adjudication", ["image_id", "attribute"]]
+    first = first_presentations(ratings)
+    human = first[first["source"].isin(["human", "import"])]
+    vlm = first[first["source"] == "vlm"]
+    parts = [
+        _attribute_queue(key, levels.get(key, "interval"), group, vlm[vlm["attribute"] == key])
+        for key, group in human.groupby("attribute", sort=True)
+    ]
+    stats = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=QUEUE_COLUMNS)
+    stats = stats[stats["n_raters"] >= (1 if by == "vlm_conflict" else min_raters)]
+    done = stats.set_index(["image_id", "attribute"]).index.isin(pd.MultiIndex.from_frame(decided))
+    stats = stats[~done]
+    keys = ["relative_disagreement", "disagreement"] if by == "disagreement" else ["conflict"]
+    stats = stats.dropna(subset=keys[:1]).sort_values(
+        [*keys, "image_id", "attribute"], ascending=[False] * len(keys) + [True, True]
     )
-    human = ratings[ratings["source"].isin(["human", "import"])]
-    vlm = ratings[ratings["source"] == "vlm"]
-    stats = human.groupby(["image_id", "attribute"])["value"].agg(
-        n_raters="count", human_mean="mean", human_sd=lambda v: v.std(ddof=0)
-    )
-    stats = stats.join(vlm.groupby(["image_id", "attribute"])["value"].mean().rename("vlm_mean"))
-    stats["conflict"] = (stats["vlm_mean"] - stats["human_mean"]).abs()
-    stats = stats[stats["n_raters"] >= (1 if by == "vlm_conflict" else min_raters)].reset_index()
-    stats = stats[[(i, a) not in decided for i, a in zip(stats["image_id"], stats["attribute"])]]
-    key = "human_sd" if by == "disagreement" else "conflict"
-    stats = stats.dropna(subset=[key]).sort_values([key, "image_id"], ascending=[False, True])
-    return stats[columns].head(limit) if limit else stats[columns]
+    stats = stats[QUEUE_COLUMNS].reset_index(drop=True)
+    return stats.head(limit) if limit else stats
 
 
-def adjudicate(ws: Workspace, image: int | str, attribute: str, value: float, note: str | None = None) -> int:
-    """Record the consensus value of ``attribute`` for ``image``; returns the rating id."""
+def _attribute_queue(attribute: str, level: str, human: pd.DataFrame, vlm: pd.DataFrame) -> pd.DataFrame:
+    """Per image of one attribute: counts, human spread, level-aware disagreement, VLM conflict."""
+    import numpy as np
+    import pandas as pd
+
+    from itagger_lib.review.coefficients import expected_disagreement, ratings_matrix, unit_disagreement
+
+    matrix = ratings_matrix(human)
+    stats = pd.DataFrame(index=matrix.index)
+    stats["n_raters"] = matrix.notna().sum(axis=1)
+    numeric = level != "nominal"
+    stats["human_mean"] = matrix.mean(axis=1) if numeric else np.nan
+    stats["human_sd"] = matrix.std(axis=1, ddof=0) if numeric else np.nan
+    stats["disagreement"] = unit_disagreement(matrix, level)
+    expected = expected_disagreement(matrix, level)
+    # no variation anywhere (expected 0 or undefined): every unit agrees, relative 0
+    scale = expected if expected > 0 else np.inf
+    stats["relative_disagreement"] = stats["disagreement"] / scale
+    machine = vlm.groupby("image_id")["value"]
+    stats["vlm_mean"] = machine.mean() if numeric else np.nan
+    if numeric:
+        stats["conflict"] = (stats["vlm_mean"] - stats["human_mean"]).abs()
+    else:
+        pairs = vlm[["image_id", "value"]].merge(
+            human[["image_id", "value"]], on="image_id", suffixes=("_vlm", "")
+        )
+        stats["conflict"] = (pairs["value_vlm"] != pairs["value"]).groupby(pairs["image_id"]).mean()
+    stats.insert(0, "level", level)
+    stats.insert(0, "attribute", attribute)
+    stats.index.name = "image_id"
+    return stats.reset_index()
+
+
+def adjudicate(
+    ws: Workspace, image: int | str, attribute: str, value: float | str, note: str | None = None
+) -> int:
+    """Record the consensus value of ``attribute`` for ``image``; returns the rating id.
+
+    ``value`` is an answer as the codebook allows it (a number, or a categorical label).
+    """
     image_id = int(ws.image(image)["id"])
     with ws.engine.begin() as connection:
         codebook_id = connection.execute(
@@ -81,7 +148,9 @@ def adjudicate(ws: Workspace, image: int | str, attribute: str, value: float, no
             raise RatingError(f"attribute {attribute!r}: no codebook is loaded; run ws.load_codebook() first")
         from itagger_lib.codebook import get_codebook_by_id
 
-        value = get_codebook_by_id(ws, int(codebook_id)).validate_value(attribute, value)
+        # stored as the write path stores answers: a categorical label as its level index
+        # plus the label in value_text, a number as itself
+        number, text = get_codebook_by_id(ws, int(codebook_id)).attribute(attribute).to_columns(value)
         existing = connection.execute(
             sa.select(Rating.id).where(
                 Rating.image_id == image_id, Rating.attribute == attribute, Rating.source == "adjudication"
@@ -91,7 +160,7 @@ def adjudicate(ws: Workspace, image: int | str, attribute: str, value: float, no
             connection.execute(
                 sa.update(Rating)
                 .where(Rating.id == existing)
-                .values(value=float(value), rater=ws.user, note=note, updated_at=utcnow())
+                .values(value=number, value_text=text, rater=ws.user, note=note, updated_at=utcnow())
             )
             return int(existing)
         result = connection.execute(
@@ -101,7 +170,8 @@ def adjudicate(ws: Workspace, image: int | str, attribute: str, value: float, no
                 codebook_id=codebook_id,
                 rater=ws.user,
                 source="adjudication",
-                value=float(value),
+                value=number,
+                value_text=text,
                 mode="adjudication",
                 note=note,
                 rated_at=utcnow(),

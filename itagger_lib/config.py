@@ -10,6 +10,7 @@
 ``ITAGGER_AUTO_MIGRATE``   ``0`` to refuse opening a database with pending migrations
 ``ITAGGER_STORE_READONLY`` ``1`` to refuse every write to the store (hub taggers)
 ``ITAGGER_USER``           the user name recorded when not under JupyterHub
+``ITAGGER_PG_BINDIR``      PostgreSQL client programs (``psql``, ``pg_dump``); see db/libpq.py
 =========================  ======================================================
 """
 

@@ -92,6 +92,13 @@ def _bin_bounds(
 
 def build_select(ws: Workspace, query: Query, params_hash: str | None, cut_points: Mapping[str, Any]) -> Any:
     """The filtered (unordered, unpaged) ``SELECT images.id …`` for ``query``."""
+    return _filtered(query, params_hash, cut_points)[0]
+
+
+def _filtered(
+    query: Query, params_hash: str | None, cut_points: Mapping[str, Any]
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """:func:`build_select`'s statement and its joined aliases by metric key and by attribute."""
     statement = sa.select(
         Image.id, Image.sha256, Image.ext, Image.width, Image.height, Image.source_name, Image.collection
     )
@@ -100,17 +107,21 @@ def build_select(ws: Workspace, query: Query, params_hash: str | None, cut_point
         low, high = _bin_bounds(cut_points, key, label)
         # Bins are half-open like assign_bins: low ≤ cut1 < mid ≤ cut2 < high.
         ranges[f"{key}#bin"] = (low, high)
+    metrics: dict[str, Any] = {}
     for index, (key, bounds) in enumerate(ranges.items()):
         metric_key = key.split("#", 1)[0]
         alias = sa.orm.aliased(Metric, name=f"m{index}")
         conditions = [alias.image_id == Image.id, alias.params_hash == params_hash, alias.key == metric_key]
         conditions += _range(alias.value, bounds)
         statement = statement.join(alias, sa.and_(*conditions))
+        metrics.setdefault(metric_key, alias)
+    ratings: dict[str, Any] = {}
     for index, (attribute, bounds) in enumerate(query.rating_ranges.items()):
         means, same_attribute = _mean_ratings(attribute, f"r{index}")
         statement = statement.join(
             means, sa.and_(means.image_id == Image.id, same_attribute, *_range(means.mean, bounds))
         )
+        ratings[attribute] = means
     if query.collection:
         statement = statement.where(Image.collection == query.collection)
     if query.image_set:
@@ -120,44 +131,50 @@ def build_select(ws: Workspace, query: Query, params_hash: str | None, cut_point
             .where(ImageSet.name == query.image_set)
         )
         statement = statement.where(Image.id.in_(members))
-    return statement
+    return statement, metrics, ratings
 
 
 def page(ws: Workspace, query: Query, *, count: bool = True) -> tuple[pd.DataFrame, int | None]:
     """One page of images matching ``query`` (and the total count, unless ``count=False``).
 
     The count costs a pass over every matching image; a page turn with the same filters can
-    reuse it (the explorer does).
+    reuse it (the explorer does). Sorting by a metric or mean rating that is also filtered
+    on reuses the filter's join (one row per image and key), so the database walks one index.
     """
     run = latest_science_run(ws)
     params_hash = run["params_hash"] if run else None
     cut_points = (run or {}).get("details", {}).get("cut_points", {}) if run else {}
-    statement = build_select(ws, query, params_hash, cut_points)
+    statement, metrics, ratings = _filtered(query, params_hash, cut_points)
     sort_column: Any
     if query.sort in {"id", "ingested_at", "bytes", "width", "height", "source_name"}:
         sort_column = getattr(Image, query.sort)
     elif query.sort.startswith("rating:"):
         # As with metrics, an inner join walks the (attribute, mean, image_id) index in order
         # and stops after one page; images without a rating of this attribute are not listed.
-        means, same_attribute = _mean_ratings(query.sort.split(":", 1)[1], "sort_rating")
-        statement = statement.join(
-            means, sa.and_(means.image_id == Image.id, same_attribute, means.mean.is_not(None))
-        ).add_columns(means.mean.label("sort_value"))
+        attribute = query.sort.split(":", 1)[1]
+        means = ratings.get(attribute)
+        if means is None:
+            means, same_attribute = _mean_ratings(attribute, "sort_rating")
+            statement = statement.join(means, sa.and_(means.image_id == Image.id, same_attribute))
+        statement = statement.where(means.mean.is_not(None)).add_columns(means.mean.label("sort_value"))
         order = means.mean.desc() if query.descending else means.mean.asc()
         tie = means.image_id.desc() if query.descending else means.image_id.asc()
         return _fetch(ws, statement, statement.order_by(order, tie), query, count)
     else:
         # An inner join lets the database walk the (params_hash, key, value, image_id) index
         # in order and stop after one page; images without this metric are not listed.
-        sort_metric = sa.orm.aliased(Metric, name="sort_metric")
-        statement = statement.join(
-            sort_metric,
-            sa.and_(
-                sort_metric.image_id == Image.id,
-                sort_metric.params_hash == params_hash,
-                sort_metric.key == query.sort,
-            ),
-        ).add_columns(sort_metric.value.label("sort_value"))
+        sort_metric = metrics.get(query.sort)
+        if sort_metric is None:
+            sort_metric = sa.orm.aliased(Metric, name="sort_metric")
+            statement = statement.join(
+                sort_metric,
+                sa.and_(
+                    sort_metric.image_id == Image.id,
+                    sort_metric.params_hash == params_hash,
+                    sort_metric.key == query.sort,
+                ),
+            )
+        statement = statement.add_columns(sort_metric.value.label("sort_value"))
         order = sort_metric.value.desc() if query.descending else sort_metric.value.asc()
         tie = sort_metric.image_id.desc() if query.descending else sort_metric.image_id.asc()
         return _fetch(ws, statement, statement.order_by(order, tie), query, count)

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from itagger_lib.db.engine import redact_url
+from itagger_lib.db.libpq import client_env, client_target, pg_bin
 from itagger_lib.errors import OperationsError
 from itagger_lib.store import sha256_file
 from itagger_lib.workspace import Workspace
@@ -27,16 +28,10 @@ MANIFEST = "manifest.json"
 
 
 def _pg_bin(name: str) -> str:
-    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
-    path = str(found[0]) if found else shutil.which(name)
+    path = pg_bin(name)
     if not path:
         raise OperationsError(f"{name} not found; install postgresql-client (same major as the server)")
     return path
-
-
-def _libpq_url(engine: sa.Engine) -> str:
-    url = engine.url.set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
 
 
 def row_counts(engine: sa.Engine) -> dict[str, int]:
@@ -46,8 +41,9 @@ def row_counts(engine: sa.Engine) -> dict[str, int]:
         return {n: int(conn.execute(sa.text(f'SELECT count(*) FROM "{n}"')).scalar_one()) for n in names}
 
 
-def _run(cmd: list[str], what: str) -> None:
-    done = subprocess.run(cmd, capture_output=True, text=True)
+def _run(cmd: list[str], what: str, url: sa.URL) -> None:
+    # -w: never prompt; the password, if any, is in the child's environment, not in ``cmd``
+    done = subprocess.run([cmd[0], "-w", *cmd[1:]], capture_output=True, text=True, env=client_env(url))
     if done.returncode != 0:
         raise OperationsError(f"{what} failed: {done.stderr.strip()[:500]}")
 
@@ -61,8 +57,9 @@ def backup(ws: Workspace, dest: str | Path) -> dict[str, Any]:
     engine = ws.engine
     if engine.dialect.name == "postgresql":
         _run(
-            [_pg_bin("pg_dump"), "-Fc", "-f", str(dest / "db.dump"), "-d", _libpq_url(engine)],
+            [_pg_bin("pg_dump"), "-Fc", "-f", str(dest / "db.dump"), "-d", client_target(engine.url)],
             f"pg_dump of {redact_url(engine.url)}",
+            engine.url,
         )
     elif engine.dialect.name == "sqlite":
         target = sqlite3.connect(dest / "db.sqlite")
@@ -131,10 +128,11 @@ def restore(ws: Workspace, src: str | Path) -> dict[str, Any]:
                 "--no-owner",
                 "--single-transaction",
                 "-d",
-                _libpq_url(engine),
+                client_target(engine.url),
                 str(src / "db.dump"),
             ],
             f"pg_restore into {redact_url(engine.url)}",
+            engine.url,
         )
     else:
         engine.dispose()

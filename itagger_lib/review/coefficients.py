@@ -30,6 +30,7 @@ __all__ = [
     "Interval",
     "bootstrap_ci",
     "cohen_kappa",
+    "expected_disagreement",
     "fleiss_kappa",
     "fleiss_kappa_counts",
     "gwet_ac1",
@@ -428,17 +429,48 @@ def unit_disagreement(matrix: pd.DataFrame, level: str = "nominal") -> pd.Series
     [0, 1]. Ordinal, interval, ratio: the mean squared difference over rater pairs,
     :math:`\\frac{1}{m(m-1)}\\sum_{i \\ne j}(x_i - x_j)^2 = 2\\,\\mathrm{Var}_{ddof=1}`, in
     squared scale units (ordinal codes are taken as equally spaced). These are the per-unit
-    terms of Krippendorff's :math:`D_o` for the nominal and interval metrics. Units with
-    fewer than two ratings get ``NaN``.
+    terms of Krippendorff's :math:`D_o` for the nominal and interval metrics:
+    :math:`D_o = \\sum_u m_u d_u / n_{\\cdot\\cdot}`. Units with fewer than two ratings get ``NaN``.
     """
     if level not in LEVELS:
         raise ValueError(f"unknown level of measurement {level!r}; use one of {', '.join(LEVELS)}")
     frame = pd.DataFrame(matrix).astype(float)
-    m = frame.notna().sum(axis=1)
+    values = frame.to_numpy()
+    m = np.sum(~np.isnan(values), axis=1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if level == "nominal":
+            agreeing = np.zeros(len(values))
+            for category in np.unique(values[~np.isnan(values)]):
+                r = np.sum(values == category, axis=1)
+                agreeing += r * (r - 1)
+            result = 1.0 - agreeing / (m * (m - 1))
+        else:
+            result = 2.0 * frame.var(axis=1, ddof=1).to_numpy()
+    return pd.Series(np.where(m >= 2, result, np.nan), index=frame.index, name="disagreement")
+
+
+def expected_disagreement(matrix: pd.DataFrame | np.ndarray, level: str = "nominal") -> float:
+    """Krippendorff's expected disagreement :math:`D_e` over the pairable values.
+
+    The disagreement of two values drawn without replacement from all :math:`n_{\\cdot\\cdot}`
+    values of units with two or more ratings. Nominal: :math:`1 - \\sum_c n_c(n_c-1)/(n(n-1))`;
+    ordinal, interval, ratio: :math:`2\\,\\mathrm{Var}_{ddof=1}` of the values (codes equally
+    spaced, as in :func:`unit_disagreement`). Dividing a unit's disagreement by it gives a
+    number comparable across attributes and levels: 1 is as much disagreement as two random
+    ratings of the attribute, and :math:`\\alpha = 1 - D_o/D_e`. ``NaN`` with fewer than two
+    pairable values.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"unknown level of measurement {level!r}; use one of {', '.join(LEVELS)}")
+    m = _as_matrix(matrix)
+    if m.size == 0:
+        return float("nan")
+    values = m[np.sum(~np.isnan(m), axis=1) >= 2]
+    values = values[~np.isnan(values)]
+    n = values.size
+    if n < 2:
+        return float("nan")
     if level == "nominal":
-        counts = frame.apply(lambda row: row.value_counts(), axis=1).fillna(0.0)
-        agreeing = (counts * (counts - 1)).sum(axis=1) if len(counts.columns) else m * 0.0
-        result = 1.0 - agreeing / (m * (m - 1))
-    else:
-        result = 2.0 * frame.var(axis=1, ddof=1)
-    return result.where(m >= 2).rename("disagreement")
+        _, counts = np.unique(values, return_counts=True)
+        return float(1.0 - np.sum(counts * (counts - 1)) / (n * (n - 1)))
+    return float(2.0 * np.var(values, ddof=1))

@@ -2,12 +2,27 @@ from __future__ import annotations
 
 import shutil
 
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
 from itagger_lib.errors import OperationsError
 from itagger_lib.ops.backup import backup, restore, row_counts
 from itagger_lib.store import sha256_file
+
+CODEBOOK = """\
+name: backuptest
+version: "1"
+attributes:
+  - key: people
+    label: People
+    question: Are people visible?
+    type: binary
+    levels:
+      - {value: 0, label: "No", hotkey: "0"}
+      - {value: 1, label: "Yes", hotkey: "1"}
+"""
 
 
 def _store_hashes(ws) -> dict[str, str]:
@@ -39,3 +54,60 @@ def test_restore_refuses_a_tampered_backup(workspace, sample_dir, tmp_path):
     victim.write_bytes(b"tampered")
     with pytest.raises(OperationsError, match="missing or changed"):
         restore(workspace, tmp_path / "bk")
+
+
+@pytest.mark.postgres
+def test_postgres_clients_get_the_password_in_their_environment_only(
+    pg_url, sample_dir, tmp_path, monkeypatch
+):
+    """pg_dump, pg_restore and psql (export) see PGPASSWORD, never the password in argv."""
+    import os
+    import secrets
+    import uuid
+
+    from itagger_lib import Workspace
+    from itagger_lib.db.libpq import pg_bin
+    from itagger_lib.export import export_ratings
+
+    password = f"pw-{secrets.token_hex(8)}"
+    role = f"itg_bk_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'")
+    # a folder of wrappers that log what each real client program was given, then run it
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    log = tmp_path / "calls.log"
+    for name in ("pg_dump", "pg_restore", "psql"):
+        real = pg_bin(name)
+        assert real, f"{name} is needed (apt-get install postgresql-client)"
+        script = wrappers / name
+        script.write_text(
+            f'#!/bin/sh\necho "{name} argv: $*" >> {log}\necho "{name} env: $PGPASSWORD" >> {log}\n'
+            f'exec {real} "$@"\n'
+        )
+        script.chmod(0o755)
+    monkeypatch.setenv("ITAGGER_PG_BINDIR", str(wrappers))
+    url = sa.make_url(pg_url).set(username=role, password=password)
+    ws = Workspace(database_url=url.render_as_string(hide_password=False), store=tmp_path / "store")
+    try:
+        ws.ingest(sample_dir, progress=False)
+        ws.load_codebook(CODEBOOK)
+        first = int(ws.images().index[0])
+        ws.add_ratings(pd.DataFrame([{"image": first, "rater": "r1", "attribute": "people", "value": 1}]))
+        backup(ws, tmp_path / "bk")
+        restore(ws, tmp_path / "bk")
+        export_ratings(ws, tmp_path / "ratings.parquet", via="psql")
+    finally:
+        ws.close()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role} CASCADE")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
+    assert pq.read_table(tmp_path / "ratings.parquet").num_rows == 1
+    calls = log.read_text().splitlines()
+    for name in ("pg_dump", "pg_restore", "psql"):
+        assert f"{name} env: {password}" in calls, calls
+    argv = [line for line in calls if " argv: " in line]
+    assert len(argv) >= 3 and not any(password in line for line in argv), argv
+    assert os.environ.get("PGPASSWORD") != password  # the parent's environment is untouched

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -57,6 +58,38 @@ def test_filter_sort_page_match_pandas(scienced) -> None:
         ws, explore.Query(metric_ranges={key: (low, None)}, sort=key, descending=True, page_size=4, page=1)
     )
     assert list(second["id"]) == list(expected.index[4:8])
+
+
+def test_sorting_by_a_filtered_key_matches_pandas(scienced) -> None:
+    """Sort keys that are also filters (a bin, a rating range) reuse the filter's join."""
+    ws = scienced
+    binned = ws.metrics(bins=True)
+    key = "fractal.dimension"
+    frame, total = explore.page(ws, explore.Query(bins={key: "high"}, sort=key, page_size=100))
+    expected = binned[binned[f"bin.{key}"] == "high"].sort_values(key)
+    assert total == len(expected) and list(frame["id"]) == list(expected.index)
+    ids = list(binned.index)
+    _add_ratings(
+        ws,
+        [
+            (i, a, r, "human", float((i * 3 + j + k) % 7 + 1))
+            for i in ids
+            for j, a in enumerate(["order", "warmth"])
+            for k, r in enumerate("ab")
+        ],
+    )
+    means = {a: explore.mean_ratings(ws, a) for a in ("order", "warmth")}
+    for sort in ("order", "warmth"):
+        query = explore.Query(
+            rating_ranges={"order": (3.0, 6.0)}, sort=f"rating:{sort}", descending=True, page_size=100
+        )
+        frame, total = explore.page(ws, query)
+        chosen = means["order"][(means["order"] >= 3.0) & (means["order"] <= 6.0)].index
+        reference = pd.DataFrame({"mean": means[sort][chosen], "id": chosen}).sort_values(
+            ["mean", "id"], ascending=False
+        )
+        assert total == len(chosen) and list(frame["id"]) == list(reference["id"]), sort
+        assert list(frame["sort_value"]) == pytest.approx(list(reference["mean"]))
 
 
 def test_bins_use_the_stored_cut_points(scienced) -> None:

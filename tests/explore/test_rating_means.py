@@ -136,3 +136,45 @@ def test_concurrent_writers_lose_no_update(pg_url: str, tmp_path: Path, sample_d
     assert not errors
     _assert_consistent(ws)
     ws.close()
+
+
+def test_bulk_statements_and_cascades_keep_means_exact(workspace, sample_dir: Path) -> None:
+    """Many rows per statement (a COPY-sized import, a bulk UPDATE/DELETE), moves, cascades."""
+    ws = workspace
+    ws.ingest(sample_dir, progress=False)
+    book = ws.load_codebook()
+    ids = [int(i) for i in ws.images().index]
+    ordinal = [a.key for a in book.attributes if a.type == "ordinal"][:3]
+    rng = random.Random(7)
+    # one statement: every image × attribute × 3 raters, repeated keys within the statement
+    rows = [
+        {"image_id": i, "rater": f"r{k}", "attribute": a, "value": rng.randint(1, 7)}
+        for i in ids
+        for a in ordinal
+        for k in range(3)
+    ]
+    ws.add_ratings(pd.DataFrame(rows))
+    _assert_consistent(ws)
+    with ws.engine.begin() as connection:
+        # a bulk update that changes values, one that changes nothing counted (note only),
+        # and one that moves ratings to another attribute
+        connection.execute(
+            sa.update(Rating).where(Rating.attribute == ordinal[0]).values(value=Rating.value + 0.5)
+        )
+        connection.execute(sa.update(Rating).values(note="checked"))
+        connection.execute(
+            sa.update(Rating)
+            .where(Rating.attribute == ordinal[1], Rating.rater == "r0")
+            .values(attribute=ordinal[2])
+        )
+    _assert_consistent(ws)
+    means = _means_table(ws)
+    assert means.loc[(ids[0], ordinal[2]), "n"] == 4
+    with ws.engine.begin() as connection:
+        connection.execute(sa.delete(Rating).where(Rating.rater == "r1"))  # one bulk delete
+        connection.exec_driver_sql(f"DELETE FROM images WHERE id = {ids[1]}")  # cascades to ratings
+    _assert_consistent(ws)
+    assert ids[1] not in set(_means_table(ws).index.get_level_values("image_id"))
+    with ws.engine.begin() as connection:
+        connection.execute(sa.delete(Rating))
+    assert _means_table(ws).empty

@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from itagger_lib.db.models import Codebook, Rating, utcnow
+from itagger_lib.errors import ConfigError
 from itagger_lib.export import RATINGS_QUERY, ratings_arrow, ratings_frame
 
 
@@ -41,7 +42,7 @@ def test_copy_path_equals_read_sql(pg_url: str, tmp_path, sample_dir) -> None:  
                     "dwell_ms": 812,
                     "position": 4,
                     "is_repeat": True,
-                    "note": 'says "hi", then\nleaves',
+                    "note": 'says "hi", then\nleaves – schön, ½',
                     "value_text": None,
                     "rated_at": utcnow(),
                 },
@@ -62,13 +63,15 @@ def test_copy_path_equals_read_sql(pg_url: str, tmp_path, sample_dir) -> None:  
             ],
         )
     fast = ratings_frame(ws)
+    # psql's pipe and psycopg's connection give the same table (UTF-8, UTC, quoting, NULLs)
+    assert ratings_arrow(ws, via="psql").equals(ratings_arrow(ws, via="psycopg"))
     # three COPY ranges at once give the same table, in rating order
     assert ratings_arrow(ws, parallel=3).equals(ratings_arrow(ws, parallel=1))
     assert ratings_arrow(ws, raters=["b"])["rater"].to_pylist() == ["b"]
     with ws.engine.connect() as connection:
         slow = pd.read_sql(sa.text(RATINGS_QUERY + " ORDER BY r.id"), connection)
     assert list(fast.columns) == list(slow.columns)
-    assert fast.loc[0, "note"] == 'says "hi", then\nleaves'
+    assert fast.loc[0, "note"] == 'says "hi", then\nleaves – schön, ½'
     assert fast.loc[1, "value_text"] == "brutalist, late"
     assert fast.loc[1, "note"] == "" and slow.loc[1, "note"] == ""  # empty string is not NULL
     pd.testing.assert_frame_equal(
@@ -81,4 +84,26 @@ def test_copy_path_equals_read_sql(pg_url: str, tmp_path, sample_dir) -> None:  
     assert pd.isna(fast.loc[1, "value"]) and fast.loc[0, "value"] == 3.0
     assert fast["codebook_version"].tolist() == ["1.2", "1.2"]
     assert fast["rated_at"].dt.tz is not None
+    assert list(fast["rated_at"]) == list(pd.to_datetime(slow["rated_at"], utc=True))
+    ws.close()
+
+
+@pytest.mark.postgres
+def test_a_failing_psql_falls_back_to_psycopg(pg_url: str, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """psql that cannot run the COPY is retried over psycopg, which names the real fault."""
+    import psycopg
+
+    from itagger_lib import Workspace
+    from itagger_lib.export import _copy_csv
+
+    # a password in the URL (trust auth ignores it) must reach neither the log nor an error
+    url = sa.make_url(pg_url).set(password="s3cret-pw").render_as_string(hide_password=False)
+    ws = Workspace(database_url=url, store=tmp_path / "s", home=tmp_path)
+    with pytest.raises(psycopg.errors.UndefinedColumn, match="no_such_column") as raised:
+        _copy_csv(ws, "SELECT no_such_column FROM ratings", {})
+    assert "reading over psycopg instead" in caplog.text and "no_such_column" in caplog.text
+    assert "s3cret-pw" not in caplog.text and "s3cret-pw" not in str(raised.value)
+    assert _copy_csv(ws, "SELECT count(*) AS rating_id FROM ratings", {}, via="psql").num_rows == 1
+    with pytest.raises(ConfigError, match="via"):
+        _copy_csv(ws, "SELECT 1", {}, via="odbc")
     ws.close()
