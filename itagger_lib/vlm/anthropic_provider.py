@@ -1,23 +1,65 @@
-"""Anthropic Messages API; structured output through a forced tool call."""
+"""Anthropic Messages API; structured output through a forced tool call.
+
+As for OpenAI, the body is built here and sent through the SDK client's ``post`` (its
+auth, headers, timeouts and errors) instead of ``messages.create``, whose TypedDict
+transform and pydantic parsing cost milliseconds of CPU per request.
+"""
 
 from __future__ import annotations
 
-import base64
 import inspect
 import json
 import os
+from typing import Any
 
 import anthropic
 
 from itagger_lib.errors import ProviderError
-from itagger_lib.vlm._http import translate
-from itagger_lib.vlm.registry import VLMRequest, VLMResponse, read_secret, register_provider
+from itagger_lib.vlm._http import BodyTemplate, http_client, translate
+from itagger_lib.vlm.registry import VLMRequest, VLMResponse, read_secret, redact, register_provider
+from itagger_lib.vlm.tokens import ANTHROPIC_FRAMING_TOKENS, anthropic_image_tokens
 
 TOOL = "record_ratings"
-# Newer SDKs dropped the typed `temperature` argument; the API field is then sent as extra body.
-_TYPED_TEMPERATURE = (
-    "temperature" in inspect.signature(anthropic.resources.messages.AsyncMessages.create).parameters
-)
+_RAW_BODY = "content" in inspect.signature(anthropic.AsyncAnthropic.post).parameters
+
+
+def messages_body(model: str, request: VLMRequest, image: str) -> dict[str, Any]:
+    """The Messages request body for ``request``; ``image`` is the JPEG's base64 text."""
+    return {
+        "model": model,
+        "max_tokens": request.max_tokens,
+        "system": request.system,
+        "tools": [
+            {
+                "name": TOOL,
+                "description": "Record the ratings of the image.",
+                "input_schema": request.schema,
+            }
+        ],
+        "tool_choice": {"type": "tool", "name": TOOL},
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/jpeg", "data": image},
+                    },
+                    {"type": "text", "text": request.prompt},
+                ],
+            }
+        ],
+        "temperature": request.temperature,
+    }
+
+
+BODY = BodyTemplate(messages_body)
+
+
+def input_token_bound(model: str, request: VLMRequest) -> int:
+    """Body bytes without the image + the tool-use framing + ``⌈w·h/750⌉`` (see ``tokens``)."""
+    image = anthropic_image_tokens(request.image_width, request.image_height)
+    return BODY.text_bytes(model, request) + ANTHROPIC_FRAMING_TOKENS + image
 
 
 class AnthropicProvider:
@@ -26,7 +68,13 @@ class AnthropicProvider:
     name = "anthropic"
 
     def __init__(
-        self, model: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        http: str = "auto",
     ) -> None:
         self.model = model
         self._key = api_key or read_secret("ANTHROPIC_API_KEY")
@@ -36,66 +84,68 @@ class AnthropicProvider:
             )
         self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
         self._client = anthropic.AsyncAnthropic(
-            api_key=self._key, base_url=self.base_url, max_retries=0, timeout=timeout
+            api_key=self._key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=timeout,
+            http_client=http_client(anthropic, http),
         )
 
     async def complete(self, request: VLMRequest) -> VLMResponse:
-        image = base64.b64encode(request.image_jpeg).decode("ascii")
-        sampling = {"temperature": request.temperature}
-        options = sampling if _TYPED_TEMPERATURE else {"extra_body": sampling}
+        options: Any = {"timeout": request.timeout}
         try:
-            response = await self._client.messages.create(
-                model=self.model,
-                max_tokens=request.max_tokens,
-                system=request.system,
-                tools=[
-                    {
-                        "name": TOOL,
-                        "description": "Record the ratings of the image.",
-                        "input_schema": request.schema,
-                    }
-                ],
-                tool_choice={"type": "tool", "name": TOOL},
-                messages=[
-                    {
-                        "role": "user",
-                        "content": [
-                            {
-                                "type": "image",
-                                "source": {"type": "base64", "media_type": "image/jpeg", "data": image},
-                            },
-                            {"type": "text", "text": request.prompt},
-                        ],
-                    }
-                ],
-                timeout=request.timeout,
-                **options,
-            )
+            if _RAW_BODY:
+                content = BODY.encode(self.model, request)
+                raw = await self._client.post("/v1/messages", cast_to=str, content=content, options=options)
+            else:  # pragma: no cover - older SDKs
+                body = messages_body(self.model, request, request.base64)
+                raw = await self._client.post("/v1/messages", cast_to=str, body=body, options=options)
         except Exception as exc:  # every failure becomes a retryable or a provider error
             raise translate(exc, self.name, self._key, anthropic) from None
-        text = None
-        notes = []
-        for block in response.content:
-            if block.type == "tool_use" and block.name == TOOL:
-                text = json.dumps(block.input)
-            elif block.type == "text":
-                notes.append(block.text)
+        try:
+            response = json.loads(raw)
+            blocks = response.get("content") or []
+            stop_reason = response.get("stop_reason")
+            usage = response.get("usage") or {}
+            usage_reported = "input_tokens" in usage
+            # cache writes and reads are input too (billed at other rates; counted in full here)
+            input_tokens = sum(
+                int(usage.get(key) or 0)
+                for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+            )
+            output_tokens = int(usage.get("output_tokens") or 0)
+            text = None
+            notes = []
+            for block in blocks:
+                if block.get("type") == "tool_use" and block.get("name") == TOOL:
+                    text = json.dumps(block.get("input"))
+                elif block.get("type") == "text":
+                    notes.append(str(block.get("text")))
+        except (ValueError, AttributeError, TypeError) as exc:
+            error = redact(f"anthropic: the response is not a message ({exc}): {raw[:200]}", self._key)
+            raise ProviderError(error or "") from None
         refusal = None
-        if response.stop_reason == "refusal":
+        if stop_reason == "refusal":
             refusal = " ".join(notes) or "stop_reason refusal"
         elif text is None:
             text = " ".join(notes) or None  # no tool call: validation decides (and repairs)
         return VLMResponse(
             text=text,
-            input_tokens=int(response.usage.input_tokens or 0),
-            output_tokens=int(response.usage.output_tokens or 0),
-            raw=response.model_dump_json(),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            usage_reported=usage_reported,
+            raw=raw,
             refusal=refusal,
-            extra={"stop_reason": response.stop_reason},
+            extra={"stop_reason": stop_reason},
         )
 
     async def aclose(self) -> None:
         await self._client.close()
 
 
-register_provider("anthropic", AnthropicProvider, default_model="claude-3-5-haiku-latest")
+register_provider(
+    "anthropic",
+    AnthropicProvider,
+    default_model="claude-3-5-haiku-latest",
+    input_token_bound=input_token_bound,
+)

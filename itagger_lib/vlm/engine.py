@@ -1,349 +1,61 @@
 """The VLM rating engine: async, bounded concurrency, retries, cache, budget, ledger.
 
 ``rate_with_vlm(ws, ...)`` plans the calls (images × repeats), skips those in the cache,
-reserves each request's maximum cost in the ledger before sending it, retries what is
-worth retrying (429 with ``Retry-After``, 5xx, timeouts, connection errors: exponential
-backoff with jitter), validates each answer against the codebook (one repair attempt), and
-writes each call and its ratings in one transaction as it arrives. A killed run resumes on
-rerun without paying twice for what it already has.
+and hands the rest to the :class:`~itagger_lib.vlm.runner.Runner`, which reserves each
+request's maximum cost in the ledger before sending it, retries what is worth retrying
+(429 with ``Retry-After``, 5xx, timeouts, connection errors: exponential backoff with
+jitter), validates each answer against the codebook (one repair attempt), and writes each
+call and its ratings in one transaction as it arrives (group-committed by the
+:class:`~itagger_lib.vlm.writer.LedgerWriter`). A killed run resumes on rerun without
+paying twice for what it already has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import random
+import math
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from itagger_lib.codebook import Codebook
-from itagger_lib.db.models import Rating, VLMCall, utcnow
-from itagger_lib.errors import (
-    BudgetExceededError,
-    ConfigError,
-    KillSwitchError,
-    PriceUnknownError,
-    ProviderError,
-    VLMResponseError,
-)
-from itagger_lib.imaging import encode_jpeg, load_rgb
-from itagger_lib.runs import close_stale_runs, finish_run, record_failures, start_run
+from itagger_lib.errors import ConfigError, KillSwitchError, PriceUnknownError
+from itagger_lib.runs import close_stale_runs, finish_run, start_run
 from itagger_lib.vlm import ledger
 from itagger_lib.vlm.planning import choose_images, image_rows, resolve_codebook
-from itagger_lib.vlm.prompts import Prompt, build_prompt, parse_answer, repair_prompt
-from itagger_lib.vlm.registry import (
-    Provider,
-    RetryableError,
-    VLMRequest,
-    VLMResponse,
-    all_secrets,
-    get_provider,
-    redact,
-    resolve,
-)
+from itagger_lib.vlm.prompts import Prompt, build_prompt
+from itagger_lib.vlm.registry import VLMRequest, get_provider, input_token_bound, resolve
 from itagger_lib.vlm.report import VLMReport
+from itagger_lib.vlm.runner import Job, Runner
 
 if TYPE_CHECKING:
     from itagger_lib.workspace import Workspace
+
+__all__ = ["Job", "rate_with_vlm"]
 
 DEFAULT_MAX_TOKENS = 400
 RATIONALE_TOKENS = 300
 
 
-@dataclass
-class Job:
-    image_id: int
-    sha256: str
-    ext: str
-    width: int
-    height: int
-    repeat_index: int
-    cache_key: str = ""
+def planned_input_tokens(
+    provider: str, model: str, prompt: Prompt, width: int, height: int, long_side: int, max_tokens: int
+) -> int:
+    """The input-token bound of the first request for a stored ``width × height`` image.
 
-    @property
-    def label(self) -> str:
-        return f"image {self.image_id} ({self.sha256[:12]}) repeat {self.repeat_index}"
-
-
-# -- running --------------------------------------------------------------------------------
-
-
-class _Runner:
-    def __init__(
-        self,
-        ws: Workspace,
-        provider: Provider,
-        *,
-        codebook: Codebook,
-        prompt: Prompt,
-        price: ledger.Price,
-        report: VLMReport,
-        run_id: int,
-        params: dict[str, Any],
-        max_cost: float,
-        budget_usd: float | None,
-        concurrency: int,
-        timeout: float,
-        max_retries: int,
-        retry_base_s: float,
-        long_side: int,
-        force: bool,
-        bar: Any,
-    ) -> None:
-        self.ws, self.provider, self.codebook, self.prompt, self.price = ws, provider, codebook, prompt, price
-        self.report, self.run_id, self.params, self.max_cost = report, run_id, params, max_cost
-        self.budget_usd, self.timeout, self.max_retries = budget_usd, timeout, max_retries
-        self.retry_base_s, self.long_side, self.force, self.bar = retry_base_s, long_side, force, bar
-        self.semaphore = asyncio.Semaphore(concurrency)
-        self.in_flight = 0
-        self.changed = asyncio.Event()
-        self.images: OrderedDict[str, bytes] = OrderedDict()
-        self.secrets = all_secrets()
-
-    # the database work runs in threads so the event loop keeps requests moving
-    async def _db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-
-    def _tick(self) -> None:
-        r = self.report
-        self.bar.set_postfix(
-            req=r.requests, hits=r.cache_hits, fail=len(r.failed), usd=f"{r.spend_usd:.4f}", refresh=False
-        )
-        self.bar.update(1)
-
-    async def run(self, jobs: list[Job]) -> None:
-        await asyncio.gather(*(self._job(job) for job in jobs))
-
-    async def _jpeg(self, job: Job) -> bytes:
-        if job.sha256 not in self.images:
-            path = self.ws.store.path_for(job.sha256, job.ext)
-            rgb = await asyncio.to_thread(
-                load_rgb, path, self.long_side, size_hint=max(job.width, job.height)
-            )
-            self.images[job.sha256] = await asyncio.to_thread(encode_jpeg, rgb)
-            while len(self.images) > 64:
-                self.images.popitem(last=False)
-        return self.images[job.sha256]
-
-    async def _reserve(self, job: Job, amount: float, call_id: int | None = None) -> int | None:
-        """Reserve ``amount``; wait for in-flight calls to settle when the budget is tight."""
-        call = None
-        if call_id is None:
-            call = {
-                "cache_key": job.cache_key,
-                "provider": self.provider.name,
-                "model": self.provider.model,
-                "prompt_hash": self.prompt.hash,
-                "prompt_version": self.prompt.version,
-                "image_id": job.image_id,
-                "image_sha256": job.sha256,
-                "codebook_id": self.codebook.id,
-                "parameters": self.params,
-                "repeat_index": job.repeat_index,
-            }
-        while True:
-            if self.report.stopped:
-                return None
-            self.changed.clear()
-            try:
-                return int(
-                    await self._db(
-                        ledger.reserve,
-                        self.ws,
-                        amount,
-                        run_id=self.run_id,
-                        run_budget=self.budget_usd,
-                        call=call,
-                        call_id=call_id,
-                    )
-                )
-            except KillSwitchError as exc:
-                self.report.stopped = str(exc)
-                return None
-            except BudgetExceededError as exc:
-                if self.in_flight - (call_id is not None) <= 0:
-                    self.report.stopped = str(exc)
-                    return None
-                await self.changed.wait()
-
-    async def _job(self, job: Job) -> None:
-        async with self.semaphore:
-            if self.report.stopped:
-                self.report.skipped += 1
-                self._tick()
-                return
-            call_id = await self._reserve(job, self.max_cost)
-            if call_id is None:
-                self.report.skipped += 1
-                self._tick()
-                return
-            self.in_flight += 1
-            try:
-                await self._ask(job, call_id)
-            finally:
-                self.in_flight -= 1
-                self.changed.set()
-                self._tick()
-
-    async def _send(self, job: Job, call_id: int, request: VLMRequest, charged: list[float]) -> VLMResponse:
-        for attempt in range(self.max_retries + 1):
-            self.report.requests += 1
-            try:
-                return await asyncio.wait_for(self.provider.complete(request), timeout=self.timeout + 5)
-            except (RetryableError, TimeoutError) as exc:
-                error = exc if isinstance(exc, RetryableError) else RetryableError("timed out", timeout=True)
-                if attempt == self.max_retries:
-                    raise error from None
-                if error.timeout:
-                    # A request that timed out may still be billed: keep its reservation as cost,
-                    # and reserve again before asking once more.
-                    charged.append(self.max_cost)
-                    if await self._reserve(job, self.max_cost, call_id) is None:
-                        raise error from None
-                if error.retry_after is not None:
-                    delay = error.retry_after
-                else:
-                    cap = min(30.0, self.retry_base_s * 2**attempt)
-                    delay = cap / 2 + random.uniform(0, cap / 2)
-                await asyncio.sleep(min(delay, 120.0))
-        raise AssertionError("unreachable")
-
-    async def _ask(self, job: Job, call_id: int) -> None:
-        started = time.perf_counter()
-        jpeg = await self._jpeg(job)
-        request = VLMRequest(
-            system=self.prompt.system,
-            prompt=self.prompt.text,
-            schema=self.prompt.schema,
-            image_jpeg=jpeg,
-            temperature=self.params["temperature"],
-            seed=self.params["seed"],
-            max_tokens=self.params["max_tokens"],
-            timeout=self.timeout,
-            repeat_index=job.repeat_index,
-        )
-        tokens = [0, 0]
-        raws: list[str] = []
-        charged: list[float] = []
-        attempts = 0
-        outcome: dict[str, Any] = {}
-        for repair in (False, True):
-            try:
-                response = await self._send(job, call_id, request, charged)
-            except (RetryableError, ProviderError) as exc:
-                outcome = {"status": "failed", "error": str(exc)}
-                break
-            attempts += 1
-            tokens[0] += response.input_tokens
-            tokens[1] += response.output_tokens
-            raws.append(response.raw)
-            if response.refusal:
-                outcome = {"status": "refused", "error": f"the model refused: {response.refusal}"}
-                break
-            try:
-                values, rationale = parse_answer(response.text, self.codebook, self.prompt.attributes)
-            except VLMResponseError as exc:
-                outcome = {
-                    "status": "failed",
-                    "error": f"invalid answer{' after repair' if repair else ''}: {exc}",
-                }
-                if repair or await self._reserve(job, self.max_cost, call_id) is None:
-                    break
-                request = replace(request, prompt=repair_prompt(self.prompt, response.text, [str(exc)]))
-                continue
-            outcome = {"status": "ok", "values": values, "rationale": rationale}
-            break
-        cost = self.price.cost(*tokens) + sum(charged)
-        self.report.spend_usd += cost
-        if outcome["status"] == "ok":
-            self.report.succeeded += 1
-        else:
-            self.report.failed.append((job.label, redact(outcome["error"], *self.secrets) or ""))
-        await self._db(
-            self._finish,
-            job,
-            call_id,
-            outcome,
-            tokens,
-            cost,
-            raws,
-            attempts,
-            int((time.perf_counter() - started) * 1000),
-        )
-
-    def _finish(
-        self,
-        job: Job,
-        call_id: int,
-        outcome: dict[str, Any],
-        tokens: list[int],
-        cost: float,
-        raws: list[str],
-        attempts: int,
-        latency_ms: int,
-    ) -> None:
-        raw = raws[0] if len(raws) == 1 else ("[" + ",".join(raws) + "]" if raws else None)
-        with self.ws.engine.begin() as connection:
-            connection.execute(
-                sa.update(VLMCall)
-                .where(VLMCall.id == call_id)
-                .values(
-                    status=outcome["status"],
-                    input_tokens=tokens[0],
-                    output_tokens=tokens[1],
-                    cost_usd=cost,
-                    latency_ms=latency_ms,
-                    attempts=attempts,
-                    error=redact(outcome.get("error"), *self.secrets),
-                    raw_response=redact(raw, *self.secrets),
-                    rationale=redact(outcome.get("rationale"), *self.secrets),
-                    finished_at=utcnow(),
-                )
-            )
-            if outcome["status"] != "ok":
-                record_failures(
-                    connection,
-                    self.run_id,
-                    [(job.label, job.image_id, redact(outcome["error"], *self.secrets) or "")],
-                )
-                return
-            rater = f"vlm:{self.provider.name}/{self.provider.model}"
-            if self.force:
-                connection.execute(
-                    sa.delete(Rating).where(
-                        Rating.image_id == job.image_id,
-                        Rating.rater == rater,
-                        Rating.repeat_index == job.repeat_index,
-                        Rating.codebook_id == self.codebook.id,
-                        Rating.attribute.in_(list(outcome["values"])),
-                    )
-                )
-            now = utcnow()
-            rows = []
-            for key, value in outcome["values"].items():
-                number, text = self.codebook.attribute(key).to_columns(value)
-                rows.append(
-                    {
-                        "image_id": job.image_id,
-                        "attribute": key,
-                        "codebook_id": self.codebook.id,
-                        "rater": rater,
-                        "source": "vlm",
-                        "value": number,
-                        "value_text": text,
-                        "mode": "blind",
-                        "repeat_index": job.repeat_index,
-                        "run_id": self.run_id,
-                        "vlm_call_id": call_id,
-                        "rated_at": now,
-                    }
-                )
-            connection.execute(sa.insert(Rating), rows)
+    The size sent is predicted (rounded up) from the stored size and ``long_side``; the
+    reservation itself is computed from the JPEG actually encoded.
+    """
+    scale = min(1.0, long_side / max(width, height))
+    request = VLMRequest(
+        system=prompt.system,
+        prompt=prompt.text,
+        schema=prompt.schema,
+        image_jpeg=b"",
+        max_tokens=max_tokens,
+        image_width=max(1, math.ceil(width * scale)),
+        image_height=max(1, math.ceil(height * scale)),
+    )
+    return input_token_bound(provider, model, request)
 
 
 def _run_coroutine(coroutine: Any, on_interrupt: Any = None) -> Any:
@@ -473,13 +185,15 @@ def rate_with_vlm(
             raise
         price, report.price_note = None, str(exc)
     if price is not None:
+        bounds: dict[tuple[int, int], int] = {}
         for job in pending:
-            scale = min(1.0, long_side / max(job.width, job.height))
-            tokens_in = ledger.estimate_input_tokens(
-                len(prompt.text) + len(prompt.system) + len(str(prompt.schema)),
-                max(1, round(job.width * scale)),
-                max(1, round(job.height * scale)),
-            )
+            size = (job.width, job.height)
+            if size not in bounds:
+                bounds[size] = planned_input_tokens(
+                    provider_name, model_name, prompt, *size, long_side, max_tokens
+                )
+            tokens_in = bounds[size]
+            # expected: half the input bound (text runs ~4 bytes a token), ~10 output tokens an attribute
             max_costs.append(
                 (price.cost(tokens_in, max_tokens), price.cost(tokens_in // 2, 10 * len(prompt.attributes)))
             )
@@ -522,17 +236,16 @@ def rate_with_vlm(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(jobs), desc=rater, unit="call", disable=not progress, initial=report.cache_hits)
-    per_call = max((m for m, _ in max_costs), default=0.0)
-    runner = _Runner(
+    runner = Runner(
         ws,
         client,
+        provider_name=provider_name,
         codebook=book,
         prompt=prompt,
         price=price,
         report=report,
         run_id=run_id,
         params=params,
-        max_cost=per_call,
         budget_usd=budget_usd,
         concurrency=concurrency,
         timeout=timeout,

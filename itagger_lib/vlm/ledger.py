@@ -1,12 +1,13 @@
 """The ledger (``vlm_calls``), the price table (``vlm_prices``), the cache and the budget.
 
-Every request is reserved before it is sent: a ``vlm_calls`` row holding the estimated
-*maximum* cost (input estimate + ``max_tokens`` of output at the table's prices). The
-check "spent + reserved + this ≤ budget" and the insert happen in one transaction that
-first takes the ledger lock — a row of ``settings`` locked with ``SELECT … FOR UPDATE`` on
-PostgreSQL, and written first on SQLite (which takes SQLite's single write lock at once, as
-``BEGIN IMMEDIATE`` does) — so concurrent tasks and processes cannot overrun a budget.
-After the response the row is reconciled to the cost of the tokens actually used.
+Every request is reserved before it is sent: a ``vlm_calls`` row holding its *maximum*
+cost (an upper bound on its input tokens, :mod:`itagger_lib.vlm.tokens`, + ``max_tokens`` of
+output at the table's prices). The check "spent + reserved + this ≤ budget" and the insert
+happen in one transaction (one per batch of reservations) that first takes the ledger
+lock — a row of ``settings`` locked with ``SELECT … FOR UPDATE`` on PostgreSQL, and written
+first on SQLite (which takes SQLite's single write lock at once, as ``BEGIN IMMEDIATE``
+does) — so concurrent tasks and processes cannot overrun a budget. After the response the
+row is reconciled to the cost of the tokens actually used.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from itagger_lib.db.dml import insert_ignore, inserted_id
+from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Run, Setting, VLMCall, VLMPrice, utcnow
 from itagger_lib.errors import BudgetExceededError, ConfigError, KillSwitchError, PriceUnknownError
 from itagger_lib.runs import canonical_json
@@ -120,19 +121,6 @@ def cache_key(
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def estimate_input_tokens(prompt_chars: int, width: int, height: int) -> int:
-    """An upper estimate of a request's input tokens.
-
-    Text at 2 characters per token (real tokenisers give about 4), plus the larger of the
-    published image formulas: Anthropic's ``w·h/750`` and OpenAI's high-detail
-    ``85 + 170·tiles`` (512-px tiles after fitting into 2048 and a 768-px short side).
-    """
-    scale = min(1.0, 768 / min(width, height), 2048 / max(width, height))
-    tiles = math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
-    image = max(math.ceil(width * height / 750), 85 + 170 * tiles)
-    return prompt_chars // 2 + image + 50
-
-
 def _lock(connection: sa.Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(sa.select(Setting.key).where(Setting.key == LOCK_KEY).with_for_update())
@@ -163,8 +151,107 @@ def spent(ws: Workspace, run_id: int | None = None) -> float:
         return _committed(connection, run_id)
 
 
-def _setting(connection: sa.Connection, key: str) -> Any:
-    return connection.execute(sa.select(Setting.value).where(Setting.key == key)).scalar()
+# built once: a reservation batch runs these many times a second
+_LEDGER_SETTINGS = sa.select(Setting.key, Setting.value).where(Setting.key.in_([BUDGET_KEY, KILL_SWITCH_KEY]))
+_INSERT_CALLS = sa.insert(VLMCall).returning(VLMCall.id, sort_by_parameter_order=True)
+
+
+def _ledger_settings(connection: sa.Connection) -> tuple[Any, Any]:
+    """``(vlm.budget_usd, vlm.kill_switch)`` in one query."""
+    values: dict[str, Any] = {key: value for key, value in connection.execute(_LEDGER_SETTINGS)}
+    return values.get(BUDGET_KEY), values.get(KILL_SWITCH_KEY)
+
+
+@dataclass
+class Reservation:
+    """One reservation of ``amount`` USD: a new call (``call``, its row) or more for ``call_id``.
+
+    :func:`reserve_many` sets ``result`` to the call's id, or to the
+    :class:`BudgetExceededError` / :class:`KillSwitchError` that refused it.
+    """
+
+    amount: float
+    call: Mapping[str, Any] | None = None
+    call_id: int | None = None
+    result: int | Exception | None = None
+
+
+def reserve_many(
+    connection: sa.Connection,
+    reservations: list[Reservation],
+    *,
+    run_id: int | None,
+    run_budget: float | None,
+) -> None:
+    """Check and record ``reservations`` in order, in the caller's transaction.
+
+    The ledger lock is taken once (when a budget applies) and the committed sums are read
+    once; each reservation that fits under the run budget and ``vlm.budget_usd`` is
+    written, the others are refused. When ``vlm.kill_switch`` is on, all are refused.
+    """
+    workspace_budget, kill_switch = _ledger_settings(connection)
+    budgeted = any(r.amount > 0 for r in reservations) and (
+        run_budget is not None or workspace_budget is not None
+    )
+    if budgeted:
+        _lock(connection)  # without a budget there is nothing to serialise
+        workspace_budget, kill_switch = _ledger_settings(connection)
+    if kill_switch:
+        for r in reservations:
+            r.result = KillSwitchError(
+                "the VLM kill switch is on (setting vlm.kill_switch); no new calls are made — "
+                "turn it off with ws.set_setting('vlm.kill_switch', False)"
+            )
+        return
+    workspace_committed = _committed(connection) if budgeted and workspace_budget is not None else 0.0
+    run_committed = (
+        _committed(connection, run_id) if budgeted and run_budget is not None and run_id is not None else 0.0
+    )
+    new_calls = []
+    for r in reservations:
+        if budgeted and r.amount > 0:
+            if (
+                workspace_budget is not None
+                and workspace_committed + r.amount > float(workspace_budget) + 1e-12
+            ):
+                r.result = BudgetExceededError(
+                    f"workspace budget vlm.budget_usd = ${float(workspace_budget):.4f} reached: "
+                    f"${workspace_committed:.4f} spent or reserved, the next request may cost up to "
+                    f"${r.amount:.4f}; raise the setting to go on"
+                )
+                continue
+            if (
+                run_budget is not None
+                and run_id is not None
+                and run_committed + r.amount > run_budget + 1e-12
+            ):
+                r.result = BudgetExceededError(
+                    f"run budget ${run_budget:.4f} reached: ${run_committed:.4f} spent or reserved, "
+                    f"the next request may cost up to ${r.amount:.4f}; pass a larger budget_usd"
+                )
+                continue
+            workspace_committed += r.amount
+            run_committed += r.amount
+        if r.call_id is not None:
+            connection.execute(
+                sa.update(VLMCall)
+                .where(VLMCall.id == r.call_id)
+                .values(reserved_usd=VLMCall.reserved_usd + r.amount, status=OPEN)
+            )
+            r.result = r.call_id
+        else:
+            assert r.call is not None
+            new_calls.append(r)
+    if new_calls:
+        now = utcnow()
+        rows = [
+            {**r.call, "run_id": run_id, "reserved_usd": r.amount, "status": OPEN, "created_at": now}
+            for r in new_calls
+            if r.call is not None
+        ]
+        ids = connection.execute(_INSERT_CALLS, rows).scalars().all()
+        for r, call_id in zip(new_calls, ids, strict=True):
+            r.result = int(call_id)
 
 
 def reserve(
@@ -181,46 +268,13 @@ def reserve(
     Raises :class:`KillSwitchError` when ``vlm.kill_switch`` is on and
     :class:`BudgetExceededError` when the run or workspace budget would be passed.
     """
+    reservation = Reservation(amount, call, call_id)
     with ws.engine.begin() as connection:
-        budgeted = amount > 0 and (run_budget is not None or _setting(connection, BUDGET_KEY) is not None)
-        if budgeted:
-            _lock(connection)  # without a budget there is nothing to serialise
-        if _setting(connection, KILL_SWITCH_KEY):
-            raise KillSwitchError(
-                "the VLM kill switch is on (setting vlm.kill_switch); no new calls are made — "
-                "turn it off with ws.set_setting('vlm.kill_switch', False)"
-            )
-        workspace_budget = _setting(connection, BUDGET_KEY)
-        if budgeted:
-            if workspace_budget is not None:
-                committed = _committed(connection)
-                if committed + amount > float(workspace_budget) + 1e-12:
-                    raise BudgetExceededError(
-                        f"workspace budget vlm.budget_usd = ${float(workspace_budget):.4f} reached: "
-                        f"${committed:.4f} spent or reserved, the next request may cost up to "
-                        f"${amount:.4f}; raise the setting to go on"
-                    )
-            if run_budget is not None and run_id is not None:
-                committed = _committed(connection, run_id)
-                if committed + amount > run_budget + 1e-12:
-                    raise BudgetExceededError(
-                        f"run budget ${run_budget:.4f} reached: ${committed:.4f} spent or reserved, "
-                        f"the next request may cost up to ${amount:.4f}; pass a larger budget_usd"
-                    )
-        if call_id is not None:
-            connection.execute(
-                sa.update(VLMCall)
-                .where(VLMCall.id == call_id)
-                .values(reserved_usd=VLMCall.reserved_usd + amount, status=OPEN)
-            )
-            return call_id
-        assert call is not None
-        result = connection.execute(
-            sa.insert(VLMCall).values(
-                **call, run_id=run_id, reserved_usd=amount, status=OPEN, created_at=utcnow()
-            )
-        )
-        return inserted_id(result)
+        reserve_many(connection, [reservation], run_id=run_id, run_budget=run_budget)
+    if isinstance(reservation.result, Exception):
+        raise reservation.result
+    assert reservation.result is not None
+    return reservation.result
 
 
 def cached_calls(ws: Workspace, keys: list[str]) -> dict[str, int]:

@@ -7,6 +7,7 @@ anchors, or to the template, is a new prompt (and a cache miss).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -39,7 +40,7 @@ class Prompt:
     attributes: tuple[str, ...]
     version: str = PROMPT_VERSION
 
-    @property
+    @functools.cached_property  # asked for every call's cache key and ledger row
     def hash(self) -> str:
         payload = json.dumps(
             {"v": self.version, "system": self.system, "text": self.text, "schema": self.schema},

@@ -9,6 +9,8 @@ caching are the engine's job, so every client is built with ``max_retries=0``.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 from collections.abc import Callable
@@ -27,7 +29,12 @@ KEY_VARIABLES: dict[str, str] = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHR
 
 @dataclass(frozen=True)
 class VLMRequest:
-    """One question to a model: system and user text, the answer's schema, one image."""
+    """One question to a model: system and user text, the answer's schema, one image.
+
+    ``image_width``/``image_height`` are the size of the JPEG (for the token bound);
+    ``image_base64`` is its base64 text, encoded once per image by the engine (empty: the
+    provider encodes ``image_jpeg`` itself).
+    """
 
     system: str
     prompt: str
@@ -38,11 +45,22 @@ class VLMRequest:
     max_tokens: int = 400
     timeout: float = 60.0
     repeat_index: int = 0  # not sent; lets the stub vary across repeats like a sampled model
+    image_width: int = 0
+    image_height: int = 0
+    image_base64: str = ""
+
+    @property
+    def base64(self) -> str:
+        return self.image_base64 or base64.b64encode(self.image_jpeg).decode("ascii")
 
 
 @dataclass
 class VLMResponse:
-    """What came back: the answer as JSON text (or a refusal), token usage, the raw body."""
+    """What came back: the answer as JSON text (or a refusal), token usage, the raw body.
+
+    ``usage_reported`` is false when the response carried no usage: the engine then charges
+    the request's reservation (its maximum cost) rather than nothing.
+    """
 
     text: str | None
     input_tokens: int = 0
@@ -50,6 +68,7 @@ class VLMResponse:
     raw: str = ""
     refusal: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    usage_reported: bool = True
 
 
 class RetryableError(VLMError):
@@ -71,15 +90,44 @@ class Provider(Protocol):
 
 
 ProviderFactory = Callable[..., Provider]
+TokenBound = Callable[[str, VLMRequest], int]
 _REGISTRY: dict[str, ProviderFactory] = {}
 _DEFAULT_MODELS: dict[str, str] = {}
+_TOKEN_BOUNDS: dict[str, TokenBound] = {}
 
 
-def register_provider(name: str, factory: ProviderFactory, *, default_model: str | None = None) -> None:
-    """Make ``factory(model=..., **options)`` available as provider ``name``."""
+def register_provider(
+    name: str,
+    factory: ProviderFactory,
+    *,
+    default_model: str | None = None,
+    input_token_bound: TokenBound | None = None,
+) -> None:
+    """Make ``factory(model=..., **options)`` available as provider ``name``.
+
+    ``input_token_bound(model, request)`` gives an upper bound on the input tokens the
+    provider bills for ``request`` (see :mod:`itagger_lib.vlm.tokens`); without it the
+    engine reserves the generic bound (text bytes + the largest published image formula).
+    """
     _REGISTRY[name] = factory
     if default_model:
         _DEFAULT_MODELS[name] = default_model
+    if input_token_bound is not None:
+        _TOKEN_BOUNDS[name] = input_token_bound
+    else:
+        _TOKEN_BOUNDS.pop(name, None)
+
+
+def input_token_bound(name: str, model: str, request: VLMRequest) -> int:
+    """An upper bound on the input tokens provider ``name`` bills for ``request``."""
+    _load_builtins(name)
+    bound = _TOKEN_BOUNDS.get(name)
+    if bound is not None:
+        return bound(model, request)
+    from itagger_lib.vlm.tokens import generic_input_token_bound, text_token_bound
+
+    text = text_token_bound(request.system, request.prompt, json.dumps(request.schema))
+    return generic_input_token_bound(text, request.image_width, request.image_height)
 
 
 # Built-in providers, imported on first use so that `import itagger_lib` (and a run with one

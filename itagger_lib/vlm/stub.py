@@ -31,6 +31,11 @@ def fake_answer(schema: dict[str, Any], seed_bytes: bytes) -> dict[str, Any]:
     return answer
 
 
+def input_token_bound(model: str, request: VLMRequest) -> int:
+    """The stub's own usage formula never exceeds this (and it is free anyway)."""
+    return len(request.prompt.encode("utf-8")) + 765
+
+
 class StubProvider:
     """``stub`` provider: no network, valid answers, zero cost."""
 
@@ -55,4 +60,4 @@ class StubProvider:
         return None
 
 
-register_provider("stub", StubProvider, default_model="stub")
+register_provider("stub", StubProvider, default_model="stub", input_token_bound=input_token_bound)

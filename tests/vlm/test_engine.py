@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -146,6 +147,34 @@ def test_failures_are_retried_repaired_or_recorded(ws: Any, case: str, provider:
             assert "refused" in call["error"]
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("http", ["httpx", "aiohttp"])
+def test_both_http_transports_answer_time_out_and_retry(ws: Any, provider: str, http: str) -> None:
+    model = "test-model" if provider == "openai" else "test-claude"
+    with FakeVLMServer(script=["hang", ("429", 0), "500", "401"], hang_s=2.0) as server:
+        url = server.openai_url if provider == "openai" else server.url
+        report = rate_with_vlm(
+            ws,
+            images=[1, 2],
+            attributes=ATTRS,
+            provider=provider,
+            model=model,
+            concurrency=1,
+            provider_options={"base_url": url, "http": http},
+            progress=False,
+            timeout=0.5,
+            retry_base_s=0.05,
+        )
+    # image 1: timed out, rate limited, server error, then refused the key; image 2: answered
+    assert report.requests == len(server.requests) == 5
+    assert report.succeeded == 1 and len(report.failed) == 1 and "401" in report.failed[0][1]
+    failed, ok = sorted(_rows(ws, VLMCall), key=lambda c: c["image_id"])
+    assert failed["status"] == "failed" and failed["reserved_usd"] == pytest.approx(2 * ok["reserved_usd"])
+    assert failed["cost_usd"] == pytest.approx(ok["reserved_usd"])  # the timed-out request is charged
+    assert (ok["input_tokens"], ok["output_tokens"]) == (INPUT_TOKENS, OUTPUT_TOKENS)
+    assert json.loads(ok["raw_response"])["usage"]  # the provider's own body is the raw response
+
+
 def test_unknown_price_stops_before_any_request(ws: Any, server: FakeVLMServer) -> None:
     with pytest.raises(PriceUnknownError, match="openai/other-model"):
         rate_with_vlm(
@@ -168,17 +197,36 @@ def test_dry_run_sends_nothing(ws: Any, server: FakeVLMServer) -> None:
     assert _rows(ws, VLMCall) == []
 
 
+def _reservation(ws: Any, server: FakeVLMServer, model: str = "test-model") -> float:
+    """What one request reserves (from a dry run: no request is sent)."""
+    dry = rate_with_vlm(
+        ws,
+        provider="openai",
+        model=model,
+        attributes=ATTRS,
+        images=[1],
+        provider_options={"base_url": server.openai_url},
+        progress=False,
+        dry_run=True,
+    )
+    return float(dry.max_cost_usd)
+
+
 def test_budget_is_never_exceeded_with_many_in_flight(ws: Any) -> None:
     from itagger_lib.vlm.ledger import set_price
 
-    set_price(ws, "openai", "test-model", 100.0, 100.0)  # about $0.5 reserved, $0.105 spent per call
+    set_price(ws, "openai", "test-model", 100.0, 100.0)  # $0.105 spent per call
     with FakeVLMServer(latency=0.05) as server:
-        report = _openai(ws, server, repeats=4, concurrency=16, budget_usd=1.2)
+        reserved = _reservation(ws, server)
+        budget = 2.5 * reserved  # two requests in flight at most, then one more per $0.105 spent
+        report = _openai(ws, server, repeats=4, concurrency=16, budget_usd=budget)
     calls = _rows(ws, VLMCall)
     spent = sum(c["cost_usd"] for c in calls)
-    assert spent <= 1.2
-    assert all(c["reserved_usd"] >= c["cost_usd"] > 0 for c in calls)
+    assert spent <= budget
+    assert all(c["reserved_usd"] == pytest.approx(reserved) and c["cost_usd"] == 0.105 for c in calls)
     assert 2 <= report.succeeded == len(server.requests) < 48
+    # the last request is reserved when spent + reservation <= budget: the budget is used, not passed
+    assert (budget - 2 * reserved) / 0.105 <= report.succeeded <= (budget - reserved) / 0.105 + 1
     assert report.skipped == 48 - report.succeeded and "budget" in (report.stopped or "")
     assert {c["status"] for c in calls} == {"ok"}
     with ws.engine.connect() as connection:
@@ -196,11 +244,14 @@ def test_workspace_budget_holds_across_concurrent_runs(ws: Any) -> None:
 
     from itagger_lib.vlm.ledger import set_price
 
-    set_price(ws, "openai", "test-model-2", 100.0, 100.0)
-    set_price(ws, "openai", "test-model", 100.0, 100.0)
-    ws.set_setting("vlm.budget_usd", 1.5)
+    # gpt-4o's image formula reserves about 3.5× what the fake server bills: 3 in flight at most
+    models = ("gpt-4o", "gpt-4o-2024-08-06")
+    for model in models:
+        set_price(ws, "openai", model, 100.0, 100.0)
     reports: list[Any] = []
     with FakeVLMServer(latency=0.05) as server:
+        budget = 3.5 * _reservation(ws, server, "gpt-4o")
+        ws.set_setting("vlm.budget_usd", budget)
 
         def run(model: str) -> None:
             reports.append(
@@ -216,13 +267,15 @@ def test_workspace_budget_holds_across_concurrent_runs(ws: Any) -> None:
                 )
             )
 
-        threads = [threading.Thread(target=run, args=(m,)) for m in ("test-model", "test-model-2")]
+        threads = [threading.Thread(target=run, args=(m,)) for m in models]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
     assert len(reports) == 2
-    assert sum(c["cost_usd"] for c in _rows(ws, VLMCall)) <= 1.5
+    calls = _rows(ws, VLMCall)
+    assert sum(c["cost_usd"] for c in calls) <= budget
+    assert len(calls) >= 3  # the budget was used: 3 reservations fit at once, more as calls settle
     assert all("vlm.budget_usd" in (r.stopped or "") for r in reports)
 
 
