@@ -8,6 +8,7 @@ changed content under a version that already exists (bump ``version`` instead).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -565,8 +566,14 @@ def _source_text(source: Any) -> tuple[str, str]:
     raise CodebookError(f"cannot load a codebook from {type(source).__name__}; give a path or YAML text")
 
 
+@functools.lru_cache(maxsize=64)
+def _parse_stored(text: str, source: str) -> Codebook:
+    # stored versions never change, and a Codebook is immutable: parse each one once per process
+    return parse_codebook(text, source=source)
+
+
 def _from_row(row: Any) -> Codebook:
-    codebook = parse_codebook(row["source_text"], source=f"codebook {row['name']} {row['version']}")
+    codebook = _parse_stored(row["source_text"], f"codebook {row['name']} {row['version']}")
     return replace(codebook, id=int(row["id"]))
 
 
