@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from itagger_lib.science._hsv import saturation_value_mask
 from itagger_lib.science._stats import shannon_entropy
 from itagger_lib.science.working import WorkingImage
 
@@ -12,16 +13,19 @@ __all__ = [
     "VERSION",
     "chromatic_mask",
     "colourfulness",
+    "colourfulness_from_planes",
     "compute",
+    "degree_counts",
     "hue_entropy",
     "hue_histogram",
     "lightness",
+    "lightness_from_planes",
     "lightness_stats",
     "srgb_to_lab",
     "warmth",
 ]
 
-VERSION = "1"
+VERSION = "2"
 KEYS = (
     "colour.lightness_mean",
     "colour.lightness_contrast",
@@ -66,35 +70,57 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 # Per-level contributions of R, G, B to the luminance Y.
 _Y_WEIGHTS = [(SRGB_TO_XYZ[1, k] * SRGB_TO_LINEAR).astype(np.float32) for k in range(3)]
+_DELTA = 6.0 / 29.0
+
+
+def lightness_from_planes(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """CIELAB lightness L* (D65) from the ``uint8`` R, G, B planes, float32, in [0, 100].
+
+    ``Y = 0.212671 R_lin + 0.715160 G_lin + 0.072169 B_lin`` with each term read from a
+    256-entry table of the exact sRGB decoding, and ``L* = 116 f(Y) - 16`` (see
+    :func:`srgb_to_lab`). The cube root is ``exp(log(Y) / 3)`` with OpenCV's float ``log`` and
+    ``exp``: within 2e-7 of the exact root over [(6/29)^3, 1], i.e. 2e-5 L*, well inside
+    the 1e-3 tolerance against ``skimage.color.rgb2lab`` (docs/metrics.md).
+    """
+    luminance = cv2.add(
+        cv2.add(cv2.LUT(r, _Y_WEIGHTS[0]), cv2.LUT(g, _Y_WEIGHTS[1])), cv2.LUT(b, _Y_WEIGHTS[2])
+    )
+    # f(t) = t^(1/3) above t0 = (6/29)^3 and its tangent there below, without a branch:
+    # f(t) = max(t, t0)^(1/3) + (min(t, t0) - t0) / (3 (6/29)^2), max and min taken as
+    # threshold selections (exact).
+    t0 = float(np.float32(_DELTA**3))
+    above = cv2.add(
+        cv2.threshold(luminance, t0, 0.0, cv2.THRESH_TOZERO)[1],
+        cv2.threshold(luminance, t0, t0, cv2.THRESH_BINARY_INV)[1],
+    )
+    below = cv2.threshold(luminance, t0, 0.0, cv2.THRESH_TRUNC)[1]
+    log: np.ndarray = cv2.log(above)
+    log *= np.float32(1.0 / 3.0)
+    root = cv2.exp(log)
+    slope = 116.0 / (3 * _DELTA**2)
+    return cv2.addWeighted(root, 116.0, below, slope, -16.0 - slope * t0)
 
 
 def lightness(rgb: np.ndarray) -> np.ndarray:
     """CIELAB lightness L* (D65) of an sRGB ``uint8`` image, float32, in [0, 100].
 
     ``Y = 0.212671 R_lin + 0.715160 G_lin + 0.072169 B_lin`` and ``L* = 116 f(Y) - 16``
-    (see :func:`srgb_to_lab`).
+    (see :func:`srgb_to_lab` and :func:`lightness_from_planes`).
     """
-    luminance = _Y_WEIGHTS[0][rgb[..., 0]]
-    luminance += _Y_WEIGHTS[1][rgb[..., 1]]
-    luminance += _Y_WEIGHTS[2][rgb[..., 2]]
-    f = np.cbrt(luminance)
-    linear = luminance <= np.float32((6.0 / 29.0) ** 3)
-    if linear.any():
-        f[linear] = luminance[linear] * np.float32(1 / (3 * (6.0 / 29.0) ** 2)) + np.float32(4 / 29)
-    f *= np.float32(116.0)
-    f -= np.float32(16.0)
-    return f
+    return lightness_from_planes(*cv2.split(np.ascontiguousarray(rgb)))
 
 
 def lightness_stats(lightness: np.ndarray) -> tuple[float, float]:
     """Mean and standard deviation of CIELAB lightness L*.
 
-    ``mean = (1/N) sum L*``, ``contrast = sqrt((1/N) sum (L* - mean)^2)`` (RMS contrast).
+    ``mean = (1/N) sum L*``, ``contrast = sqrt((1/N) sum (L* - mean)^2)`` (RMS contrast),
+    accumulated in double precision; the deviations are taken from the mean (two passes),
+    so a uniform image has a contrast of exactly 0.
 
     Parameters
     ----------
     lightness : ndarray, shape (H, W)
-        CIELAB L*, in [0, 100].
+        CIELAB L*, in [0, 100], float32.
 
     Returns
     -------
@@ -105,8 +131,10 @@ def lightness_stats(lightness: np.ndarray) -> tuple[float, float]:
     ----------
     CIE 15:2004 Colorimetry; Peli (1990), "Contrast in complex images", JOSA A 7(10).
     """
-    values = lightness.astype(np.float64)
-    return float(values.mean()), float(values.std())
+    values = np.ascontiguousarray(lightness, dtype=np.float32)
+    mean = cv2.mean(values)[0]
+    deviations = values - np.float32(mean)
+    return float(mean), float(cv2.norm(deviations, cv2.NORM_L2)) / float(np.sqrt(values.size))
 
 
 def colourfulness(rgb: np.ndarray) -> float:
@@ -126,20 +154,37 @@ def colourfulness(rgb: np.ndarray) -> float:
     Hasler, D. & Süsstrunk, S. (2003). Measuring colourfulness in natural images.
     Proc. SPIE 5007, Human Vision and Electronic Imaging VIII, 87-95.
     """
-    r, g, b = (rgb[..., k].astype(np.int16) for k in range(3))
-    # Exact moments from integer histograms of rg in [-255, 255] and 2·yb in [-510, 510].
-    rg_mean, rg_var = _moments(np.bincount((r - g + 255).ravel(), minlength=511), -255, 1.0)
-    yb_mean, yb_var = _moments(np.bincount((r + g - 2 * b + 510).ravel(), minlength=1021), -510, 0.5)
+    return colourfulness_from_planes(*cv2.split(np.ascontiguousarray(rgb)))
+
+
+def _sum_of_squares(a: np.ndarray, b: np.ndarray) -> int:
+    """``sum (a - b)^2`` over two ``uint8`` planes, exactly.
+
+    OpenCV accumulates the integer squares in double; the result is an integer below 2^53
+    with a rounding error far below 0.5, so rounding recovers it exactly.
+    """
+    return round(cv2.norm(a, b, cv2.NORM_L2SQR))
+
+
+def colourfulness_from_planes(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> float:
+    """Colourfulness M (see :func:`colourfulness`) from the ``uint8`` R, G, B planes.
+
+    The moments of ``rg = R - G`` and ``2 yb = (R - B) + (G - B)`` come from exact integer
+    sums: the channel sums and ``sum (R-G)^2``, ``sum (R-B)^2``, ``sum (G-B)^2``
+    (``sum (2 yb)^2 = 2 sum (R-B)^2 + 2 sum (G-B)^2 - sum (R-G)^2``); mean and variance are
+    then single correctly rounded divisions of integers.
+    """
+    n = int(r.size)
+    sum_r, sum_g, sum_b = (round(cv2.sumElems(plane)[0]) for plane in (r, g, b))
+    square_rg = _sum_of_squares(r, g)
+    square_yb2 = 2 * _sum_of_squares(r, b) + 2 * _sum_of_squares(g, b) - square_rg
+    sum_rg = sum_r - sum_g
+    sum_yb2 = sum_r + sum_g - 2 * sum_b
+    rg_mean, rg_var = sum_rg / n, (n * square_rg - sum_rg * sum_rg) / (n * n)
+    yb_mean, yb_var = sum_yb2 / (2 * n), (n * square_yb2 - sum_yb2 * sum_yb2) / (4 * n * n)
     spread = np.sqrt(rg_var + yb_var)
     centre = np.sqrt(rg_mean**2 + yb_mean**2)
     return float(spread + 0.3 * centre)
-
-
-def _moments(counts: np.ndarray, offset: int, scale: float) -> tuple[float, float]:
-    values = (np.arange(counts.size, dtype=np.float64) + offset) * scale
-    weights = counts / counts.sum()
-    mean = float(weights @ values)
-    return mean, float(weights @ (values - mean) ** 2)
 
 
 def chromatic_mask(hsv: np.ndarray, min_saturation: float, min_value: float) -> np.ndarray:
@@ -154,6 +199,22 @@ def hue_histogram(hsv: np.ndarray, mask: np.ndarray, bins: int) -> np.ndarray:
     """Counts of the hues of the ``mask`` pixels in ``bins`` equal sectors of [0°, 360°)."""
     counts = cv2.calcHist([hsv], [0], mask, [bins], [0.0, 360.0])
     return counts.ravel().astype(np.float64)
+
+
+def degree_counts(degrees: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Hue histogram in 1° sectors of the ``mask`` pixels, from whole degrees.
+
+    ``degrees`` is ``floor(H)`` as ``uint16`` (:attr:`WorkingImage.hue_degrees`); the counts
+    equal ``hue_histogram(hsv, mask, 360)``. Pixels outside ``mask`` get the code 361 and a
+    hue of exactly 360° has the code 360, both outside the 360 counted sectors (as in the
+    float histogram of [0°, 360°)).
+    """
+    codes = cv2.copyTo(degrees, mask, np.full(degrees.shape, 361, np.uint16))
+    if codes.size < 1 << 24:  # float32 counts are exact below 2^24
+        counts = cv2.calcHist([codes], [0], None, [362], [0, 362]).ravel()
+    else:
+        counts = np.bincount(codes.ravel(), minlength=362)
+    return counts[:360].astype(np.float64)
 
 
 def hue_entropy(counts: np.ndarray) -> float:
@@ -206,21 +267,21 @@ def compute(image: WorkingImage) -> dict[str, float]:
     """All colour metrics of a working image."""
     params = image.params
     mean, contrast = lightness_stats(image.lightness)
-    hsv = image.hsv
-    chromatic = chromatic_mask(
-        hsv, float(params["chromatic_min_saturation"]), float(params["chromatic_min_value"])
+    # The same pixels as chromatic_mask(image.hsv, ...), from the uint8 channel extremes.
+    chromatic = saturation_value_mask(
+        *image.extremes, float(params["chromatic_min_saturation"]), float(params["chromatic_min_value"])
     )
-    degrees = hue_histogram(hsv, chromatic, 360)
+    degrees = degree_counts(image.hue_degrees, chromatic)
     bins = int(params["hue_bins"])
     if 360 % bins == 0:  # the same counts as a direct histogram, without a second pass
         sectors = degrees.reshape(bins, 360 // bins).sum(axis=1)
     else:
-        sectors = hue_histogram(hsv, chromatic, bins)
+        sectors = hue_histogram(image.hue, chromatic, bins)
     return {
         "colour.lightness_mean": mean,
         "colour.lightness_contrast": contrast,
-        "colour.colourfulness": colourfulness(image.rgb),
-        "colour.saturation_mean": float(hsv[..., 1].mean(dtype=np.float64)),
+        "colour.colourfulness": colourfulness_from_planes(*image.channels),
+        "colour.saturation_mean": image.saturation_mean,
         "colour.hue_entropy": hue_entropy(sectors),
-        "colour.warmth": warmth(degrees, image.width * image.height),
+        "colour.warmth": warmth(degrees, image.size),
     }

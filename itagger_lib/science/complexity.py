@@ -94,24 +94,33 @@ def compression_ratio(grey: np.ndarray, quality: int) -> float:
 
 
 @lru_cache(maxsize=8)
-def _radial_bins(
+def _spectral_plan(
     height: int, width: int, low: float, high: float, n_bins: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    fy = scipy.fft.fftfreq(height)[:, None]
-    fx = scipy.fft.rfftfreq(width)[None, :]
-    radius = np.sqrt(fy * fy + fx * fx)
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Which part of the half spectrum (``rfft2`` layout) the rings use, and their bins.
+
+    Only frequencies with ``|f_x|, |f_y| < high`` can lie in a ring, so the transform keeps
+    the first ``columns`` columns of the row transforms and, of the column transforms, the
+    ``rows``; ``positions`` are the in-ring entries of that block in row-major order (the
+    order a full-spectrum ``np.bincount`` visits them) and ``index`` their ring.
+    """
+    fy = scipy.fft.fftfreq(height)
+    fx = scipy.fft.rfftfreq(width)
+    columns = int(np.count_nonzero(fx < high))
+    rows = np.flatnonzero(np.abs(fy) < high)
+    radius = np.sqrt(fy[rows, None] ** 2 + fx[None, :columns] ** 2)
     edges = np.geomspace(low, high, n_bins + 1)
-    index = np.searchsorted(edges, radius, side="right") - 1
-    inside = (radius >= low) & (radius < high)
-    index = np.where(inside, index, n_bins).ravel()
-    counts = np.bincount(index, minlength=n_bins + 1)[:n_bins]
-    sums = np.bincount(index, weights=radius.ravel(), minlength=n_bins + 1)[:n_bins]
+    inside = ((radius >= low) & (radius < high)).ravel()
+    positions = np.flatnonzero(inside)
+    index = np.searchsorted(edges, radius.ravel()[positions], side="right") - 1
+    counts = np.bincount(index, minlength=n_bins)[:n_bins]
+    sums = np.bincount(index, weights=radius.ravel()[positions], minlength=n_bins)[:n_bins]
     with np.errstate(invalid="ignore", divide="ignore"):
         centres = sums / counts
     window = np.outer(np.hanning(height), np.hanning(width)).astype(np.float32)
-    for array in (index, counts, centres, window):
+    for array in (rows, positions, index, counts, centres, window):
         array.setflags(write=False)
-    return index, counts, centres, window
+    return columns, rows, positions, index, counts, centres, window
 
 
 def spectral_slope(grey: np.ndarray, min_cycles: float, max_frequency: float, n_bins: int = 24) -> float:
@@ -121,6 +130,8 @@ def spectral_slope(grey: np.ndarray, min_cycles: float, max_frequency: float, n_
     ``|F(f)|`` averaged in ``n_bins`` log-spaced rings between ``f_lo = min_cycles /
     min(H, W)`` and ``f_hi = max_frequency`` cycles per pixel. The slope α of
     ``log10 mean|F| = α log10 f + c`` is fitted by least squares over the non-empty rings.
+    The transform is computed only where the rings are (rows, then the low-frequency
+    columns); the values are those of the full ``scipy.fft.rfft2``.
 
     Returns
     -------
@@ -139,11 +150,16 @@ def spectral_slope(grey: np.ndarray, min_cycles: float, max_frequency: float, n_
     high = float(max_frequency)
     if not 0 < low < high <= 0.5:
         return 0.0
+    columns, rows, positions, index, counts, centres, window = _spectral_plan(
+        height, width, low, high, n_bins
+    )
     signal = grey.astype(np.float32)
-    signal -= signal.mean(dtype=np.float64)
-    index, counts, centres, window = _radial_bins(height, width, low, high, n_bins)
-    amplitude = np.abs(scipy.fft.rfft2(signal * window, workers=1))
-    sums = np.bincount(index, weights=amplitude.ravel(), minlength=n_bins + 1)[:n_bins]
+    signal -= np.float64(cv2.sumElems(grey)[0] / grey.size)  # exact: an integer sum over N
+    signal *= window
+    spectrum = scipy.fft.rfft(signal, axis=1, workers=1)[:, :columns]
+    spectrum = scipy.fft.fft(spectrum, axis=0, workers=1)[rows]
+    amplitude = np.abs(spectrum.ravel()[positions])
+    sums = np.bincount(index, weights=amplitude, minlength=n_bins)[:n_bins]
     valid = counts > 0
     means = sums[valid] / counts[valid]
     if np.any(means <= 0):
@@ -152,16 +168,46 @@ def spectral_slope(grey: np.ndarray, min_cycles: float, max_frequency: float, n_
     return slope
 
 
+@lru_cache(maxsize=16)
+def _quantise_table(levels: int) -> np.ndarray:
+    table = ((np.arange(256, dtype=np.uint16) * levels) >> 8).astype(np.uint8)
+    table.setflags(write=False)
+    return table
+
+
 def quantise(grey: np.ndarray, levels: int) -> np.ndarray:
     """Grey levels 0-255 mapped to ``levels`` equal bins: ``q = floor(g · levels / 256)``."""
-    return ((grey.astype(np.uint16) * levels) >> 8).astype(np.uint8)
+    return cv2.LUT(grey, _quantise_table(int(levels)))
+
+
+@lru_cache(maxsize=32)
+def _pair_tables(levels: int, from_grey: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``uint16`` lookups giving ``i · levels`` and ``j`` for the pair code ``i · levels + j``,
+    indexed by the quantised level or, with ``from_grey``, straight by the grey level."""
+    level = np.arange(256, dtype=np.uint16)
+    if from_grey:
+        level = _quantise_table(levels).astype(np.uint16)
+    first = np.where(level < levels, level * levels, 0).astype(np.uint16)
+    second = np.where(level < levels, level, 0).astype(np.uint16)
+    first.setflags(write=False)
+    second.setflags(write=False)
+    return first, second
+
+
+def _pair_counts(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    # calcHist counts in float32, exact below 2^24 pairs; np.bincount beyond.
+    if codes.size < 1 << 24:
+        return cv2.calcHist([codes], [0], None, [n_codes], [0, n_codes]).ravel().astype(np.float64)
+    return np.bincount(codes.ravel(), minlength=n_codes)[:n_codes].astype(np.float64)
 
 
 def glcm(quantised: np.ndarray, levels: int, distance: int) -> np.ndarray:
     """Symmetric, normalised grey-level co-occurrence matrices for 4 angles.
 
     Identical to ``skimage.feature.graycomatrix(q, [distance], [0, π/4, π/2, 3π/4], levels,
-    symmetric=True, normed=True)[:, :, 0, :]``.
+    symmetric=True, normed=True)[:, :, 0, :]``. Each pixel pair (i at p, j at p + offset) is
+    counted once as the code ``i · levels + j`` (``uint16``), so one 1-D histogram of
+    ``levels²`` bins gives the matrix of an angle.
 
     Returns
     -------
@@ -169,7 +215,15 @@ def glcm(quantised: np.ndarray, levels: int, distance: int) -> np.ndarray:
         ``P[i, j, a]`` the probability that a pixel of level i has level j at the offset of
         angle a (counted both ways).
     """
-    height, width = quantised.shape
+    return _glcm(quantised, int(levels), int(distance), from_grey=False)
+
+
+def _glcm(image: np.ndarray, levels: int, distance: int, *, from_grey: bool) -> np.ndarray:
+    """:func:`glcm` of ``image`` (quantised levels, or grey levels quantised on the fly)."""
+    height, width = image.shape
+    first_table, second_table = _pair_tables(levels, from_grey)
+    first_codes = cv2.LUT(image, first_table)
+    second_codes = cv2.LUT(image, second_table)
     out = np.zeros((levels, levels, len(GLCM_ANGLES)), dtype=np.float64)
     for a, angle in enumerate(GLCM_ANGLES):
         dr = round(np.sin(angle) * distance)
@@ -178,11 +232,8 @@ def glcm(quantised: np.ndarray, levels: int, distance: int) -> np.ndarray:
         c0, c1 = max(0, -dc), width - max(0, dc)
         if r1 <= r0 or c1 <= c0:
             continue
-        first = quantised[r0:r1, c0:c1]
-        second = quantised[r0 + dr : r1 + dr, c0 + dc : c1 + dc]
-        # Counts are exact in float32 below 2^24 pixels (a 1024 px working image has < 2^20).
-        counts = cv2.calcHist([first, second], [0, 1], None, [levels, levels], [0, levels] * 2)
-        matrix = counts.astype(np.float64)
+        codes = cv2.add(first_codes[r0:r1, c0:c1], second_codes[r0 + dr : r1 + dr, c0 + dc : c1 + dc])
+        matrix = _pair_counts(codes, levels * levels).reshape(levels, levels)
         matrix += matrix.T
         total = matrix.sum()
         out[:, :, a] = matrix / total if total else matrix
@@ -233,10 +284,11 @@ def compute(image: WorkingImage) -> dict[str, float]:
     params = image.params
     grey = image.grey
     levels = int(params["glcm_levels"])
-    props = glcm_properties(glcm(quantise(grey, levels), levels, int(params["glcm_distance"])))
+    # glcm(quantise(grey, levels), ...), quantising inside the pair-code lookups.
+    props = glcm_properties(_glcm(grey, levels, int(params["glcm_distance"]), from_grey=True))
     return {
         "complexity.luminance_entropy": luminance_entropy(grey),
-        "complexity.edge_density": edge_density(image.edges),
+        "complexity.edge_density": cv2.countNonZero(image.edge_map) / image.size,
         "complexity.compression_ratio": compression_ratio(grey, int(params["jpeg_quality"])),
         "complexity.spectral_slope": spectral_slope(
             grey, float(params["spectral_min_cycles"]), float(params["spectral_max_frequency"])

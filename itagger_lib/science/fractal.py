@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from itagger_lib.errors import ScienceError
 from itagger_lib.science._stats import linear_fit
-from itagger_lib.science.working import WorkingImage
+from itagger_lib.science.working import WorkingImage, as_uint8_mask
 
 __all__ = ["VERSION", "box_counting_dimension", "box_counting_fit", "box_counts", "compute"]
 
 VERSION = "1"
 KEYS = ("fractal.dimension", "fractal.r2")
+
+
+def _as_mask(mask: np.ndarray) -> np.ndarray:
+    """A ``uint8`` copy of ``mask``: 255 where it is non-zero, 0 elsewhere."""
+    return cv2.threshold(as_uint8_mask(mask), 0, 255, cv2.THRESH_BINARY)[1]
 
 
 def box_counts(mask: np.ndarray, max_box: int) -> tuple[np.ndarray, np.ndarray]:
@@ -24,16 +30,18 @@ def box_counts(mask: np.ndarray, max_box: int) -> tuple[np.ndarray, np.ndarray]:
     -------
     sizes, counts : ndarray of int
     """
-    level: np.ndarray = np.asarray(mask, dtype=bool)
-    sizes, counts = [1], [int(np.count_nonzero(level))]
+    level = _as_mask(mask)
+    sizes, counts = [1], [cv2.countNonZero(level)]
     size = 2
     while size <= max_box and max(level.shape) > 1:
         height, width = level.shape
         if height % 2 or width % 2:
-            level = np.pad(level, ((0, height % 2), (0, width % 2)))
-        level = level[0::2, 0::2] | level[1::2, 0::2] | level[0::2, 1::2] | level[1::2, 1::2]
+            level = cv2.copyMakeBorder(level, 0, height % 2, 0, width % 2, cv2.BORDER_CONSTANT, value=0)
+        # An exact 2x area reduction is a rounded integer mean: non-zero iff any of the four is.
+        level = cv2.resize(level, (level.shape[1] // 2, level.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        level = cv2.threshold(level, 0, 255, cv2.THRESH_BINARY)[1]
         sizes.append(size)
-        counts.append(int(np.count_nonzero(level)))
+        counts.append(cv2.countNonZero(level))
         size *= 2
     return np.array(sizes), np.array(counts)
 
@@ -70,13 +78,13 @@ def box_counting_fit(mask: np.ndarray, min_box: int = 4, max_box_divisor: int = 
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ScienceError(f"box counting needs a 2-D mask, got an array of shape {mask.shape}")
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    mask = _as_mask(mask)
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0 or h == 0:
         return 0.0, 0.0
-    cols = np.flatnonzero(mask.any(axis=0))
     # Anchoring the grid at the foreground's bounding box removes the dependence on where the
     # shape sits in the frame; the largest box is relative to the shape, not the canvas.
-    mask = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    mask = mask[y : y + h, x : x + w]
     max_box = max(mask.shape) // max(1, int(max_box_divisor))
     sizes, counts = box_counts(mask, max_box)
     keep = (sizes >= min_box) & (counts > 0)
@@ -95,6 +103,6 @@ def compute(image: WorkingImage) -> dict[str, float]:
     """Box-counting dimension of the Canny edge map and its R²."""
     params = image.params
     dimension, r2 = box_counting_fit(
-        image.edges, int(params["fractal_min_box"]), int(params["fractal_max_box_divisor"])
+        image.edge_map, int(params["fractal_min_box"]), int(params["fractal_max_box_divisor"])
     )
     return {"fractal.dimension": dimension, "fractal.r2": r2}

@@ -19,13 +19,16 @@ KEYS = (
 
 
 def edge_orientations(edges: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-    """Orientation of the edge line at every edge pixel, in degrees [0, 180).
+    """Orientation of the edge line at every edge pixel (non-zero in ``edges``), in degrees [0, 180).
 
     The edge runs perpendicular to the intensity gradient:
     ``θ = (atan2(g_y, g_x) + 90°) mod 180°``; 0° is horizontal, 90° vertical.
     """
-    angle = np.degrees(np.arctan2(gy[edges], gx[edges]).astype(np.float64)) + 90.0
-    return np.mod(angle, 180.0)
+    selected = np.flatnonzero(edges)
+    angle = np.arctan2(gy.ravel()[selected], gx.ravel()[selected]).astype(np.float64)
+    angle = np.degrees(angle, out=angle)
+    angle += 90.0
+    return np.mod(angle, 180.0, out=angle)
 
 
 def orientation_shares(theta: np.ndarray, tolerance: float, bins: int) -> dict[str, float]:

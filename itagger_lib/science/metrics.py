@@ -63,7 +63,7 @@ FAMILIES: dict[str, Family] = {
         Family("lines", lines.VERSION, lines.KEYS, lines.compute),
         Family("nature", nature.VERSION, nature.KEYS, nature.compute),
         Family("space", space.VERSION, space.KEYS, space.compute),
-        Family("meta", "1", ("meta.working_width", "meta.working_height"), _meta),
+        Family("meta", "2", ("meta.working_width", "meta.working_height"), _meta),
     )
 }
 METRIC_VERSIONS: dict[str, str] = {name: family.version for name, family in FAMILIES.items()}

@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 
 from itagger_lib.science._stats import shannon_entropy
-from itagger_lib.science.working import WorkingImage
+from itagger_lib.science.working import WorkingImage, as_uint8_mask
 
 __all__ = ["VERSION", "central_openness", "clutter", "compute"]
 
-VERSION = "1"
+VERSION = "2"
 KEYS = ("space.clutter", "space.central_openness")
 
 
@@ -27,10 +27,12 @@ def clutter(edges: np.ndarray, grid: int) -> float:
     (edge-based clutter); Shannon (1948).
     """
     height, width = edges.shape
-    rows = np.linspace(0, height, grid + 1).astype(np.intp)[:-1]
-    cols = np.linspace(0, width, grid + 1).astype(np.intp)[:-1]
-    per_row = np.add.reduceat(edges.astype(np.int32), cols, axis=1)
-    cells = np.add.reduceat(per_row, rows, axis=0)
+    rows = np.linspace(0, height, grid + 1).astype(np.intp)
+    cols = np.linspace(0, width, grid + 1).astype(np.intp)
+    # Cell counts from the integral image of the 0/1 map: exact integer sums.
+    ones = cv2.threshold(as_uint8_mask(edges), 0, 1, cv2.THRESH_BINARY)[1]
+    total = cv2.integral(ones, sdepth=cv2.CV_32S)[np.ix_(rows, cols)].astype(np.int64)
+    cells = total[1:, 1:] - total[:-1, 1:] - total[1:, :-1] + total[:-1, :-1]
     if grid < 2 or cells.sum() == 0:
         return 0.0
     return shannon_entropy(cells) / np.log2(grid * grid)
@@ -64,7 +66,8 @@ def central_openness(edges: np.ndarray, central_fraction: float, radius: float) 
     pad = int(np.ceil(limit)) + 1
     y0, x0 = max(0, margin_y - pad), max(0, margin_x - pad)
     y1, x1 = min(height, height - margin_y + pad), min(width, width - margin_x + pad)
-    region = (~edges[y0:y1, x0:x1]).astype(np.uint8)
+    # Non-zero off the edges: the distance transform measures to the nearest zero (edge).
+    region = cv2.threshold(as_uint8_mask(edges[y0:y1, x0:x1]), 0, 255, cv2.THRESH_BINARY_INV)[1]
     distance = cv2.distanceTransform(region, cv2.DIST_L2, cv2.DIST_MASK_5)
     centre = distance[margin_y - y0 : height - margin_y - y0, margin_x - x0 : width - margin_x - x0]
     if centre.size == 0:
@@ -77,9 +80,9 @@ def compute(image: WorkingImage) -> dict[str, float]:
     """Clutter and central openness of the Canny edges of a working image."""
     params = image.params
     return {
-        "space.clutter": clutter(image.edges, int(params["clutter_grid"])),
+        "space.clutter": clutter(image.edge_map, int(params["clutter_grid"])),
         "space.central_openness": central_openness(
-            image.edges,
+            image.edge_map,
             float(params["openness_central_fraction"]),
             float(params["openness_radius"]),
         ),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import multiprocessing
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,8 +13,9 @@ from PIL import Image
 
 from itagger_lib.errors import CorruptImageError, UnreadableFileError
 from itagger_lib.samples import facade
-from itagger_lib.science import analyse_file, compute_metrics, map_images
+from itagger_lib.science import analyse_file, compute_metrics, map_images, worker
 from itagger_lib.science.worker import decode_for_science
+from itagger_lib.science.working import working_size
 
 
 def _jpeg(path, rgb, quality=92):
@@ -119,3 +122,65 @@ def test_dask_cluster_is_bit_identical_to_serial_twice(batch):
     ) as client:
         for _ in range(2):
             _check(map_images(items, None, executor=client, max_in_flight=3), serial)
+        # By default tasks carry several images (DASK_BATCH); a broken file fails alone.
+        outcomes = list(map_images(items * 3, None, executor=client))
+        assert sorted(image_id for image_id, _, _ in outcomes) == sorted(i for i, *_ in items * 3)
+        _check(outcomes, serial)
+
+
+def test_rgb_decode_equals_bgr_decode_and_channel_swap(tmp_path):
+    rgb = facade(2400, 1800, seed=4)
+    jpeg = _jpeg(tmp_path / "f.jpg", rgb)
+    png = tmp_path / "f.png"
+    cv2.imwrite(str(png), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    for path, flag in (
+        (jpeg, cv2.IMREAD_COLOR),
+        (jpeg, cv2.IMREAD_REDUCED_COLOR_2),
+        (str(png), cv2.IMREAD_COLOR),
+    ):
+        expected = cv2.cvtColor(cv2.imread(path, flag), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(worker._imread_rgb(Path(path), flag), expected)
+
+
+@pytest.mark.parametrize("size", [(2048, 1365), (2111, 1409), (4033, 3025), (1200, 2401), (4096, 3072)])
+def test_reduced_decode_gives_the_working_size_of_the_stored_size(tmp_path, size):
+    width, height = size
+    path = _jpeg(
+        tmp_path / "odd.jpg", cv2.resize(facade(1024, 768, seed=5), size, interpolation=cv2.INTER_LINEAR)
+    )
+    reduced = decode_for_science(path, 1024, width, height)
+    assert max(reduced.shape[:2]) < max(size)  # decoded at 1/2 or less
+    expected = working_size(width, height, 1024)
+    for values in (analyse_file(path, None, width, height), analyse_file(path, None)):
+        assert (values["meta.working_width"], values["meta.working_height"]) == expected
+
+
+def _threads_after_analysis(path):
+    analyse_file(path, None, 1600, 1200)
+    return cv2.getNumThreads()
+
+
+def test_workers_of_any_pool_run_opencv_on_one_thread(batch):
+    items, _ = batch
+    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(_threads_after_analysis, items[0][1]).result() == 1
+    if multiprocessing.parent_process() is None:  # the caller's own process is left alone
+        before = cv2.getNumThreads()
+        analyse_file(items[0][1], None, 1600, 1200)
+        assert cv2.getNumThreads() == before
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_forked_workers_of_a_threaded_parent_do_not_hang(batch):
+    # A forked child must not reconfigure OpenCV's threads: the parent's pool threads were
+    # not copied, and cv2.setNumThreads would wait for them for ever.
+    items, serial = batch
+    cv2.GaussianBlur(facade(1600, 1200, seed=1), (0, 0), 3)  # starts OpenCV's threads here
+    pool = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    try:
+        future = pool.submit(analyse_file, items[0][1], None, 1600, 1200)
+        assert future.result(timeout=120) == serial[items[0][0]]
+    finally:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
