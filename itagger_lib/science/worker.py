@@ -14,14 +14,16 @@ import ctypes
 import multiprocessing
 import os
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from itagger_lib.errors import CorruptImageError
+from itagger_lib.errors import CorruptImageError, ScienceError
 from itagger_lib.imaging import check_readable, reduced_decode_flag
 from itagger_lib.science.metrics import compute_metrics, resolve_params
 from itagger_lib.science.working import working_size
@@ -251,47 +253,110 @@ def map_images(
     """
     resolved = resolve_params(params)
     owned = executor is None
-    if owned:
-        executor = default_executor()
-    workers = _worker_count(executor)
-    dask = _is_dask_client(executor)
+    pool = _Pool(default_executor if owned else None, executor)
+    workers = _worker_count(pool.executor)
+    dask = _is_dask_client(pool.executor)
     limit = max(1, int(max_in_flight or (2 * DASK_BATCH if dask else 4) * workers))
     try:
         if dask:
             batch = max(1, min(DASK_BATCH, limit // (2 * workers)))
-            yield from _map_dask(items, resolved, executor, limit, batch)
+            yield from _map_dask(items, resolved, pool.executor, limit, batch)
         else:
-            yield from _map_futures(items, resolved, executor, limit)
+            yield from _map_futures(items, resolved, pool, limit)
     finally:
         if owned:
-            executor.shutdown(wait=True, cancel_futures=True)
+            pool.executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _map_futures(
-    items: Iterable[Item], params: dict[str, Any], executor: cf.Executor, limit: int
-) -> Iterator[Outcome]:
-    pending: dict[cf.Future[dict[str, float]], Any] = {}
+class _Pool:
+    """The executor :func:`_map_futures` submits to, and how to replace it when it breaks.
+
+    ``make`` is set only for a pool made here (:func:`default_executor`): a pool the caller
+    passed is theirs, and is never replaced.
+    """
+
+    def __init__(self, make: Any, executor: Any = None) -> None:
+        self.make = make
+        self.executor = executor if executor is not None else make()
+
+    def rebuild(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor = self.make()
+
+
+def _died_message(path: str) -> str:
+    return (
+        f"WorkerDiedError: the worker process died while analysing {path} (a crash in the "
+        "image decoder or a metric, or the system ended it for lack of memory); this image "
+        "was left out and the run went on — check the file (itagger check) or re-ingest it"
+    )
+
+
+def _map_futures(items: Iterable[Item], params: dict[str, Any], pool: _Pool, limit: int) -> Iterator[Outcome]:
+    """Images over a ``concurrent.futures`` executor, at most ``limit`` in flight.
+
+    When a worker process dies (``BrokenProcessPool``), every image in flight is a suspect:
+    the pool is rebuilt and the suspects are run again one at a time, so the image that
+    kills a worker again is the one recorded as failed, and the others are computed. A pool
+    the caller passed cannot be rebuilt here: :class:`~itagger_lib.errors.ScienceError`
+    says so (a rerun resumes with what is missing).
+    """
+    pending: dict[cf.Future[dict[str, float]], Item] = {}
+    suspects: deque[Item] = deque()
+    isolating: Item | None = None  # the one suspect in flight, alone
     source = iter(items)
     exhausted = False
     try:
         while True:
-            while not exhausted and len(pending) < limit:
-                item = next(source, None)
-                if item is None:
+            while len(pending) < (1 if suspects or isolating else limit):
+                if suspects:
+                    item = isolating = suspects.popleft()
+                elif exhausted or isolating:
+                    break
+                elif (item := next(source, None)) is None:  # type: ignore[assignment]
                     exhausted = True
                     break
-                image_id, path, width, height = item
-                future = executor.submit(analyse_file, str(path), params, width, height)
-                pending[future] = image_id
+                _, path, width, height = item
+                try:
+                    future = pool.executor.submit(analyse_file, str(path), params, width, height)
+                except BrokenProcessPool:  # broke since the last wait: the item never ran
+                    future = cf.Future()
+                    future.set_exception(BrokenProcessPool("broken before submit"))
+                pending[future] = item
             if not pending:
                 return
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            broken = False
             for future in done:
-                image_id = pending.pop(future)
+                item = pending[future]
+                values: dict[str, float] | None = None
+                error: str | None = None
                 try:
-                    yield image_id, future.result(), None
+                    values = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
                 except Exception as exc:
-                    yield image_id, None, _describe(exc)
+                    error = _describe(exc)
+                del pending[future]
+                if item is isolating:
+                    isolating = None
+                yield item[0], values, error
+            if broken:
+                if pool.make is None:
+                    raise ScienceError(
+                        "a worker process of the executor you passed died (a crash in the image "
+                        f"decoder or a metric, or out of memory) while analysing one of "
+                        f"{sorted(str(i[1]) for i in pending.values())[:4]}; the pool cannot be "
+                        "used any more: pass a new executor (or none) and rerun, which resumes"
+                    )
+                if isolating is not None:  # it was alone: it is the one that kills workers
+                    yield isolating[0], None, _died_message(str(isolating[1]))
+                    pending = {f: i for f, i in pending.items() if i is not isolating}
+                    isolating = None
+                suspects.extend(pending.values())
+                pending.clear()
+                pool.rebuild()
     finally:
         for future in pending:
             future.cancel()

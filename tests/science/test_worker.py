@@ -184,3 +184,108 @@ def test_forked_workers_of_a_threaded_parent_do_not_hang(batch):
         for process in list(getattr(pool, "_processes", {}).values()):
             process.kill()
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _WorkerKiller:
+    """SIGKILLs every process that opens ``fifo`` for reading: a worker dying mid-image.
+
+    Reading the FIFO blocks until a writer opens it; this thread opens it (non-blocking, so
+    it never waits itself), finds the processes holding it open and kills them, as the
+    kernel's OOM killer or a crashing decoder would end a worker.
+    """
+
+    def __init__(self, fifo: Path) -> None:
+        import threading
+
+        self.fifo = fifo
+        self.kills = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+    def _readers(self) -> list[int]:
+        import os
+
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+            except OSError:
+                continue
+            if str(self.fifo) in links:
+                found.append(int(proc.name))
+        return found
+
+    def _run(self) -> None:
+        import os
+        import signal
+        import time
+
+        while not self._stop.is_set():
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader yet (ENXIO)
+                time.sleep(0.02)
+                continue
+            try:
+                deadline = time.monotonic() + 5
+                while not (readers := self._readers()) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                for pid in readers:
+                    os.kill(pid, signal.SIGKILL)
+                    self.kills += 1
+            finally:
+                os.close(fd)
+            time.sleep(0.05)
+
+
+def test_a_worker_that_dies_fails_its_image_and_the_run_goes_on(batch, tmp_path):
+    import os
+
+    items, serial = batch
+    fifo = tmp_path / "kills-its-worker.jpg"
+    os.mkfifo(fifo)
+    killer_item = ("killer", str(fifo), 1600, 1200)
+    # the killer in the middle, with images in flight beside it and more after it
+    stream = [*items[:2], killer_item, *items[2:], *items[:2]]
+    stream = [(f"{image_id}#{n}", path, w, h) for n, (image_id, path, w, h) in enumerate(stream)]
+    with _WorkerKiller(fifo) as killer:
+        outcomes = {i: (v, e) for i, v, e in map_images(stream, None, max_in_flight=4)}
+    assert len(outcomes) == len(stream)
+    values, error = outcomes["killer#2"]
+    assert values is None and "WorkerDiedError" in error and str(fifo) in error
+    assert "left out and the run went on" in error
+    # killed once among others, then once more when run alone: only then is it the culprit
+    assert killer.kills == 2
+    for key, (values, error) in outcomes.items():
+        name = key.split("#")[0]
+        if name in serial:
+            assert error is None and values == serial[name], key  # bit-identical after the rebuild
+        elif name == "broken":
+            assert values is None and "CorruptImageError" in error
+
+
+def test_a_callers_pool_whose_worker_dies_is_reported_not_replaced(batch, tmp_path):
+    import os
+
+    from itagger_lib.errors import ScienceError
+
+    items, _ = batch
+    fifo = tmp_path / "kills-its-worker.jpg"
+    os.mkfifo(fifo)
+    stream = [items[0], ("killer", str(fifo), 1600, 1200), items[1]]
+    with (
+        _WorkerKiller(fifo),
+        cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool,
+    ):
+        with pytest.raises(ScienceError, match="executor you passed died.*rerun, which resumes"):
+            list(map_images(stream, None, executor=pool))
