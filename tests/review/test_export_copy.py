@@ -94,16 +94,16 @@ def test_a_failing_psql_falls_back_to_psycopg(pg_url: str, tmp_path, caplog) -> 
     import psycopg
 
     from itagger_lib import Workspace
-    from itagger_lib.export import _copy_csv
+    from itagger_lib.db.arrow import copy_csv
 
     # a password in the URL (trust auth ignores it) must reach neither the log nor an error
     url = sa.make_url(pg_url).set(password="s3cret-pw").render_as_string(hide_password=False)
     ws = Workspace(database_url=url, store=tmp_path / "s", home=tmp_path)
     with pytest.raises(psycopg.errors.UndefinedColumn, match="no_such_column") as raised:
-        _copy_csv(ws, "SELECT no_such_column FROM ratings", {})
+        copy_csv(ws.engine, "SELECT no_such_column FROM ratings", {})
     assert "reading over psycopg instead" in caplog.text and "no_such_column" in caplog.text
     assert "s3cret-pw" not in caplog.text and "s3cret-pw" not in str(raised.value)
-    assert _copy_csv(ws, "SELECT count(*) AS rating_id FROM ratings", {}, via="psql").num_rows == 1
+    assert copy_csv(ws.engine, "SELECT count(*) AS rating_id FROM ratings", {}, via="psql").num_rows == 1
     with pytest.raises(ConfigError, match="via"):
-        _copy_csv(ws, "SELECT 1", {}, via="odbc")
+        copy_csv(ws.engine, "SELECT 1", {}, via="odbc")
     ws.close()

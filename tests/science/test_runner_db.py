@@ -122,3 +122,32 @@ def test_cli_science_and_metrics(tmp_path: Path, sample_dir: Path) -> None:
     header = csv.stdout.splitlines()[0].split(",")
     assert "fractal.dimension" in header and "bin.fractal.dimension" in header
     assert len(csv.stdout.splitlines()) == 13
+
+
+def test_wide_metrics_reads_the_same_values_on_every_path(workspace, sample_dir: Path) -> None:
+    """On Postgres the wide table comes through COPY (psql or psycopg); it equals read_sql's."""
+    import numpy as np
+    import pandas as pd
+
+    from itagger_lib.science.runner import wide_metrics
+
+    workspace.ingest(sample_dir, progress=False)
+    with ThreadPoolExecutor(2) as pool:
+        report = workspace.run_science(executor=pool, progress=False)
+    with workspace.engine.begin() as connection:  # a missing value, stored as NULL
+        connection.execute(
+            sa.update(Metric).where(Metric.key == "colour.warmth", Metric.image_id == 1).values(value=None)
+        )
+        long = pd.read_sql(
+            sa.select(Metric.image_id, Metric.key, Metric.value).where(
+                Metric.params_hash == report.params_hash
+            ),
+            connection,
+        )
+    expected = long.pivot(index="image_id", columns="key", values="value").sort_index()
+    expected.columns.name = None
+    wide = wide_metrics(workspace, report.params_hash)
+    assert np.isnan(wide.loc[1, "colour.warmth"])
+    pd.testing.assert_frame_equal(wide, expected, check_exact=True)
+    some = wide_metrics(workspace, report.params_hash, keys=["colour.warmth"], image_ids=[1, 2])
+    assert list(some.columns) == ["colour.warmth"] and list(some.index) == [1, 2]

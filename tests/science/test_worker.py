@@ -286,6 +286,6 @@ def test_a_callers_pool_whose_worker_dies_is_reported_not_replaced(batch, tmp_pa
     with (
         _WorkerKiller(fifo),
         cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool,
+        pytest.raises(ScienceError, match=r"executor you passed died.*rerun, which resumes"),
     ):
-        with pytest.raises(ScienceError, match="executor you passed died.*rerun, which resumes"):
-            list(map_images(stream, None, executor=pool))
+        list(map_images(stream, None, executor=pool))
