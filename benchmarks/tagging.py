@@ -26,18 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CODEBOOK = """\
-name: benchmark
-version: "1"
-attributes:
-  - key: people
-    label: People
-    question: Are people visible?
-    type: binary
-    levels:
-      - {value: 0, label: "No", hotkey: "0"}
-      - {value: 1, label: "Yes", hotkey: "1"}
-"""
+from tests.fakes.codebooks import people_codebook  # noqa: E402 (after the path insert)
+
+CODEBOOK = people_codebook("benchmark")
 
 INSTALL = """() => {
     window.__keys = []; window.__paints = []; window.__srcs = [];

@@ -11,21 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from tests.browser._lab import CHROMIUM, chromium, jupyter_lab, run_all_cells
+from tests.fakes.codebooks import people_codebook
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / ".test-artifacts" / "screenshots"
-CODEBOOK = """\
-name: browsertest
-version: "1"
-attributes:
-  - key: people
-    label: People
-    question: Are people visible?
-    type: binary
-    levels:
-      - {value: 0, label: "No", hotkey: "0"}
-      - {value: 1, label: "Yes", hotkey: "1"}
-"""
+CODEBOOK = people_codebook("browsertest")
 IGNORED_CONSOLE = ("favicon", "Failed to load resource: the server responded with a status of 404")
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebooks]

@@ -28,24 +28,14 @@ import requests
 import sqlalchemy as sa
 
 from itagger_lib.ops import hubconfig
+from tests.fakes.codebooks import people_codebook
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 CHP = DEPLOY / "node_modules" / ".bin" / "configurable-http-proxy"
 CHROMIUM = "/usr/bin/chromium"
-CODEBOOK = """\
-name: hubtest
-version: "1"
-attributes:
-  - key: people
-    label: People
-    question: Are people visible?
-    type: binary
-    levels:
-      - {value: 0, label: "No", hotkey: "0"}
-      - {value: 1, label: "Yes", hotkey: "1"}
-"""
+CODEBOOK = people_codebook("hubtest")
 #: single-user server options for the test: the lab app exposed for driving, no network calls
 SINGLEUSER_ARGS = (
     "--LabApp.expose_app_in_browser=True --LabApp.news_url= "

@@ -10,19 +10,9 @@ import sqlalchemy as sa
 from itagger_lib.errors import OperationsError
 from itagger_lib.ops.backup import backup, restore, row_counts
 from itagger_lib.store import sha256_file
+from tests.fakes.codebooks import people_codebook
 
-CODEBOOK = """\
-name: backuptest
-version: "1"
-attributes:
-  - key: people
-    label: People
-    question: Are people visible?
-    type: binary
-    levels:
-      - {value: 0, label: "No", hotkey: "0"}
-      - {value: 1, label: "Yes", hotkey: "1"}
-"""
+CODEBOOK = people_codebook("backuptest")
 
 
 def _store_hashes(ws) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import shutil
 import socket
 import subprocess
 import threading
@@ -14,9 +13,8 @@ import pytest
 import requests
 
 from itagger_lib.ops.doctor import check_https
+from tests.deploy._hubstack import NGINX, render_nginx, self_signed_cert
 
-CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "itagger.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytestmark = [
     pytest.mark.hub,
     pytest.mark.skipif(
@@ -49,43 +47,9 @@ def proxy(tmp_path):
     hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
     threading.Thread(target=hub.serve_forever, daemon=True).start()
     http_port, https_port = _port(), _port()
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-keyout",
-            str(tmp_path / "privkey.pem"),
-            "-out",
-            str(tmp_path / "fullchain.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    site = CONF.read_text()
-    site = site.replace("/etc/nginx/certs", str(tmp_path)).replace("hub:8000", f"127.0.0.1:{hub.server_port}")
-    site = site.replace("listen 80;", f"listen 127.0.0.1:{http_port};").replace("listen [::]:80;", "")
-    site = site.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;")
-    site = site.replace("listen [::]:443 ssl http2;", "")
-    (tmp_path / "site.conf").write_text(site)
-    (tmp_path / "nginx.conf").write_text(
-        f"daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;\n"
-        f"events {{}}\nhttp {{ access_log off; client_body_temp_path {tmp_path};\n"
-        f"proxy_temp_path {tmp_path};\n"
-        f"include {tmp_path}/site.conf; }}\n"
-    )
-    proc = subprocess.Popen(
-        [NGINX, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)], stderr=subprocess.DEVNULL
-    )
+    self_signed_cert(tmp_path)
+    conf = render_nginx(tmp_path, tmp_path, hub.server_port, http_port, https_port)
+    proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path)], stderr=subprocess.DEVNULL)
     for _ in range(50):
         try:
             socket.create_connection(("127.0.0.1", https_port), timeout=0.2).close()

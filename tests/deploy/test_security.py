@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -221,22 +223,23 @@ def test_tagger_claims_queue_slots_only_for_themselves(stack: dict) -> None:
     assert rows == {open_id: u["alice"], bobs_id: u["bob"]}
 
 
-def test_db_upgrade_reapplies_grants_on_a_secured_database(stack: dict, pg_url: str) -> None:
-    import subprocess
-    import sys
+def _db_upgrade(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "itagger_lib.cli", "--database-url", url, "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
+
+def test_db_upgrade_reapplies_grants_on_a_secured_database(stack: dict, pg_url: str) -> None:
     owner = stack["owner"]
     with owner.begin() as conn:  # drift, as a new table from a migration would have: no grants
         conn.exec_driver_sql("REVOKE ALL ON images FROM itagger_researcher")
     probe = sa.text("SELECT has_table_privilege('itagger_researcher', 'images', 'SELECT')")
     with owner.connect() as conn:
         assert conn.execute(probe).scalar_one() is False
-    done = subprocess.run(
-        [sys.executable, "-m", "itagger_lib.cli", "--database-url", pg_url, "db", "upgrade"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _db_upgrade(pg_url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "row-level security and group grants re-applied" in done.stdout
     with owner.connect() as conn:
@@ -246,17 +249,9 @@ def test_db_upgrade_reapplies_grants_on_a_secured_database(stack: dict, pg_url: 
 
 
 def test_db_upgrade_leaves_an_unsecured_database_alone(pg_url: str) -> None:
-    import subprocess
-    import sys
-
     from itagger_lib.ops.security import is_secured
 
-    done = subprocess.run(
-        [sys.executable, "-m", "itagger_lib.cli", "--database-url", pg_url, "db", "upgrade"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _db_upgrade(pg_url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "re-applied" not in done.stdout
     engine = sa.create_engine(pg_url)
