@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from itagger_lib import adjudication, explore
-from itagger_lib.db.models import Rating, utcnow
+from itagger_lib.db.models import Image, Rating, utcnow
 from itagger_lib.errors import ConfigError
 
 
@@ -187,3 +187,50 @@ def test_inspector_and_adjudication(scienced) -> None:
 
     with pytest.raises(RatingError, match="order"):
         adjudication.adjudicate(ws, 2, "order", 9.0)
+
+
+def test_counts_match_pandas_for_every_kind_of_filter_and_sort(scienced) -> None:
+    """The count (counted without the images table when no image column is filtered) equals
+    the listed images, including images that lack the sort key's metric or rating."""
+    ws = scienced
+    metrics = ws.metrics()
+    ids = list(metrics.index)
+    rated = ids[: len(ids) // 2]  # only half the images have ratings of "order"
+    _add_ratings(
+        ws, [(i, "order", r, "human", float((i + k) % 7 + 1)) for i in rated for k, r in enumerate("ab")]
+    )
+    with ws.engine.begin() as connection:  # one image loses its fractal dimension
+        connection.exec_driver_sql(
+            f"DELETE FROM metrics WHERE image_id = {ids[-1]} AND key = 'fractal.dimension'"
+        )
+    metrics = ws.metrics()
+    means = explore.mean_ratings(ws, "order")
+    a, b = "colour.colourfulness", "complexity.edge_density"
+    cut_a, cut_b = float(metrics[a].median()), float(metrics[b].quantile(0.75))
+    collection = "facades"
+    with ws.engine.begin() as connection:  # a third of the images in a collection
+        connection.execute(sa.update(Image).where(Image.id % 3 == 0).values(collection="facades"))
+    explore.save_set(ws, "evens", ids[::2])
+    cases = {
+        "sort by a metric": (explore.Query(sort="fractal.dimension"), metrics["fractal.dimension"].notna()),
+        "sort by a rating": (explore.Query(sort="rating:order"), metrics.index.isin(means.dropna().index)),
+        "two ranges": (
+            explore.Query(metric_ranges={a: (cut_a, None), b: (None, cut_b)}, sort="fractal.dimension"),
+            (metrics[a] >= cut_a) & (metrics[b] <= cut_b) & metrics["fractal.dimension"].notna(),
+        ),
+        "range + rating range": (
+            explore.Query(metric_ranges={a: (cut_a, None)}, rating_ranges={"order": (2.0, 6.0)}),
+            (metrics[a] >= cut_a) & metrics.index.isin(means[(means >= 2.0) & (means <= 6.0)].index),
+        ),
+        "range + image set": (
+            explore.Query(metric_ranges={a: (cut_a, None)}, sort="rating:order", image_set="evens"),
+            (metrics[a] >= cut_a) & metrics.index.isin(ids[::2]) & metrics.index.isin(means.dropna().index),
+        ),
+        "range + collection": (
+            explore.Query(metric_ranges={a: (cut_a, None)}, collection=collection),
+            (metrics[a] >= cut_a) & (metrics.index.to_series() % 3 == 0),
+        ),
+    }
+    for name, (query, expected) in cases.items():
+        frame, total = explore.page(ws, query.__class__(**{**query.__dict__, "page_size": 100}))
+        assert total == int(np.sum(expected)) == len(frame), name
