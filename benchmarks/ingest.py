@@ -24,10 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import sqlalchemy as sa
+from _pg import drop_pg, fresh_pg  # benchmarks/ is on sys.path when run as a script
 
 POOL = 24
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -85,22 +84,6 @@ def run_child(*args: str) -> dict[str, float]:
         [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def fresh_pg(server: str) -> tuple[str, str]:
-    name = f"itagger_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return sa.make_url(server).set(database=name).render_as_string(hide_password=False), name
-
-
-def drop_pg(server: str, name: str) -> None:
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def main() -> int:

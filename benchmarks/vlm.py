@@ -35,11 +35,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _pg import drop_pg, fresh_pg
 
 ATTRIBUTES = ["coherence", "complexity", "setting"]
 
@@ -118,26 +118,6 @@ async def bare_sdk(url: str, calls: int, concurrency: int, image: bytes, fast: b
     seconds = time.perf_counter() - start
     await client.close()
     return seconds
-
-
-def fresh_pg(server: str) -> tuple[str, str]:
-    import sqlalchemy as sa
-
-    name = f"itagger_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return sa.make_url(server).set(database=name).render_as_string(hide_password=False), name
-
-
-def drop_pg(server: str, name: str) -> None:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def measure(server: ServerProcess, calls: int, fn: Any) -> tuple[Any, float, float, int]:
