@@ -204,32 +204,82 @@ def reduced_decode_flag(long_side: int, target_long_side: int | None) -> int:
     return cv2.IMREAD_COLOR
 
 
-def load_rgb(path: str | Path, long_side: int | None = None, *, size_hint: int | None = None) -> np.ndarray:
-    """Decode an image to an RGB ``uint8`` array with EXIF orientation applied.
+_JPEG_MAGIC = b"\xff\xd8\xff"
+# OpenCV >= 4.11 decodes straight to RGB (libjpeg-turbo writes RGB; other formats are
+# converted once): the same pixels as a BGR decode and a channel swap, without the swap.
+_IMREAD_COLOR_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)
 
-    With ``long_side``, the result is resized (area interpolation, never upscaled) so its
-    long side is at most ``long_side``; JPEGs are decoded at reduced size when
-    ``size_hint`` (the stored long side) shows that this loses nothing.
+
+def imread_rgb(path: Path, flag: int) -> np.ndarray | None:
+    """``cv2.imread`` with an ``IMREAD_COLOR``/``IMREAD_REDUCED_COLOR_*`` flag, as RGB."""
+    if _IMREAD_COLOR_RGB is not None:
+        return cv2.imread(str(path), (flag & ~cv2.IMREAD_COLOR) | _IMREAD_COLOR_RGB)
+    bgr = cv2.imread(str(path), flag)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _is_jpeg(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(3) == _JPEG_MAGIC
+    except OSError:
+        return False
+
+
+def decode_rgb(path: str | Path, long_side: int | None = None, size_hint: int | None = None) -> np.ndarray:
+    """Decode ``path`` to RGB ``uint8`` with EXIF orientation applied, at reduced size if lossless.
+
+    For a JPEG whose stored long side ``size_hint`` is known, OpenCV's DCT-domain reduction
+    (``IMREAD_REDUCED_COLOR_2/4/8``) is used with the largest factor that keeps the decoded
+    long side >= ``long_side``; other formats are decoded at full size (OpenCV would reduce
+    them with bilinear resampling, not area averaging). OpenCV applies the EXIF orientation
+    for the reduced flags as for ``IMREAD_COLOR`` (checked in ``tests/science``).
+
+    Raises
+    ------
+    CorruptImageError, UnreadableFileError
+        Naming ``path`` when it cannot be read or decoded.
     """
     path = Path(path)
-    flag = reduced_decode_flag(size_hint or 0, long_side)
-    bgr = cv2.imread(str(path), flag)
-    if bgr is None:
+    flag = cv2.IMREAD_COLOR
+    if size_hint and long_side and _is_jpeg(path):
+        flag = reduced_decode_flag(int(size_hint), long_side)
+    rgb = imread_rgb(path, flag)
+    if rgb is None:
         check_readable(path)
-        raise CorruptImageError(path, "cannot be decoded; the file is damaged or not an image")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        raise CorruptImageError(
+            path,
+            "cannot be decoded; the file is damaged or not an image (re-copy it, or re-ingest the original)",
+        )
+    return rgb
+
+
+def load_rgb(path: str | Path, long_side: int | None = None, *, size_hint: int | None = None) -> np.ndarray:
+    """:func:`decode_rgb`, then resized (area interpolation, never upscaled) to ``long_side``."""
+    rgb = decode_rgb(path, long_side, size_hint)
     if long_side:
         rgb = fit_long_side(rgb, long_side)
     return rgb
 
 
+def fitted_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """``(width, height)`` scaled to a long side of at most ``long_side`` (never up).
+
+    The scale is ``min(1, long_side / max(width, height))``; sides are rounded to the
+    nearest integer and are at least 1.
+    """
+    scale = long_side / max(width, height)
+    if scale >= 1:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def fit_long_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
     """Resize with area interpolation so the long side is at most ``long_side`` (no upscaling)."""
     height, width = rgb.shape[:2]
-    scale = long_side / max(height, width)
-    if scale >= 1:
+    size = fitted_size(width, height, long_side)
+    if size == (width, height):
         return rgb
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 

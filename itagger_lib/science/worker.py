@@ -23,8 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from itagger_lib.errors import CorruptImageError, ScienceError
-from itagger_lib.imaging import check_readable, reduced_decode_flag
+from itagger_lib.errors import ScienceError
+from itagger_lib.imaging import decode_rgb
 from itagger_lib.science.metrics import compute_metrics, resolve_params
 from itagger_lib.science.working import working_size
 
@@ -35,38 +35,13 @@ Item = tuple[Any, str, int | None, int | None]
 # sizeable share of one image's suite, so tasks of a few images amortise it.
 DASK_BATCH = 4
 Outcome = tuple[Any, dict[str, float] | None, str | None]
-_JPEG_MAGIC = b"\xff\xd8\xff"
-# OpenCV >= 4.11 decodes straight to RGB (libjpeg-turbo writes RGB; other formats are
-# converted once): the same pixels as a BGR decode and a channel swap, without the swap.
-_IMREAD_COLOR_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)
-
-
-def _imread_rgb(path: Path, flag: int) -> np.ndarray | None:
-    """``cv2.imread`` with an ``IMREAD_COLOR``/``IMREAD_REDUCED_COLOR_*`` flag, as RGB."""
-    if _IMREAD_COLOR_RGB is not None:
-        return cv2.imread(str(path), (flag & ~cv2.IMREAD_COLOR) | _IMREAD_COLOR_RGB)
-    bgr = cv2.imread(str(path), flag)
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _is_jpeg(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(3) == _JPEG_MAGIC
-    except OSError:
-        return False
 
 
 def decode_for_science(
     path: str | Path, long_side: int, width: int | None = None, height: int | None = None
 ) -> np.ndarray:
-    """Decode ``path`` to RGB ``uint8`` with EXIF orientation applied, at reduced size if lossless.
-
-    For JPEGs with a known stored size, OpenCV's DCT-domain reduction
-    (``IMREAD_REDUCED_COLOR_2/4/8``) is used with the largest factor that keeps the decoded
-    long side >= ``long_side``; other formats are decoded at full size (OpenCV would reduce
-    them with bilinear resampling, not area averaging). OpenCV applies the EXIF orientation
-    for the reduced flags as for ``IMREAD_COLOR`` (checked in ``tests/science``).
+    """:func:`itagger_lib.imaging.decode_rgb` for a stored ``width`` x ``height`` (reduced
+    JPEG decode when the working ``long_side`` allows it, full size otherwise).
 
     Raises
     ------
@@ -74,19 +49,7 @@ def decode_for_science(
         :class:`~itagger_lib.errors.CorruptImageError` or
         :class:`~itagger_lib.errors.UnreadableFileError` naming the path.
     """
-    path = Path(path)
-    flag = cv2.IMREAD_COLOR
-    if width and height and _is_jpeg(path):
-        flag = reduced_decode_flag(max(int(width), int(height)), long_side)
-    rgb = _imread_rgb(path, flag)
-    if rgb is None:
-        check_readable(path)
-        raise CorruptImageError(
-            path,
-            "cannot be decoded for the science metrics; the file is damaged or not an "
-            "image (re-copy it, or re-ingest the original)",
-        )
-    return rgb
+    return decode_rgb(path, long_side, max(int(width), int(height)) if width and height else None)
 
 
 def analyse_file(

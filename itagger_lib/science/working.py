@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from itagger_lib.imaging import fit_long_side
+from itagger_lib.imaging import fit_long_side, fitted_size
 
 __all__ = ["STRIP_ROWS", "WorkingImage", "as_uint8_mask", "to_working_resolution", "working_size"]
 
@@ -42,12 +42,10 @@ def working_size(width: int, height: int, long_side: int) -> tuple[int, int]:
     """``(width, height)`` of the working image for a source of ``width`` x ``height``.
 
     The scale is ``min(1, long_side / max(width, height))``; sides are rounded to the
-    nearest integer and at least 1 (the rule :func:`itagger_lib.imaging.fit_long_side` uses).
+    nearest integer and at least 1 (:func:`itagger_lib.imaging.fitted_size`, the rule
+    :func:`~itagger_lib.imaging.fit_long_side` resizes by).
     """
-    scale = long_side / max(width, height)
-    if scale >= 1:
-        return width, height
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    return fitted_size(width, height, long_side)
 
 
 def to_working_resolution(rgb: np.ndarray, long_side: int) -> np.ndarray:

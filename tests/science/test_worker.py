@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from itagger_lib.errors import CorruptImageError, UnreadableFileError
+from itagger_lib.imaging import imread_rgb
 from itagger_lib.samples import facade
-from itagger_lib.science import analyse_file, compute_metrics, map_images, worker
+from itagger_lib.science import analyse_file, compute_metrics, map_images
 from itagger_lib.science.worker import decode_for_science
 from itagger_lib.science.working import working_size
 
@@ -45,6 +46,10 @@ def test_png_is_decoded_at_full_size(tmp_path):
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert decode_for_science(path, 1024, 2048, 1536).shape == (1536, 2048, 3)
     assert analyse_file(str(path), None, 2048, 1536) == compute_metrics(rgb)
+    # thumbnails and VLM images share the decode: a PNG is area-resized, never reduce-decoded
+    from itagger_lib.imaging import fit_long_side, load_rgb
+
+    assert np.array_equal(load_rgb(path, 512, size_hint=2048), fit_long_side(rgb, 512))
 
 
 def test_undecodable_and_missing_files_name_the_path(tmp_path):
@@ -139,7 +144,7 @@ def test_rgb_decode_equals_bgr_decode_and_channel_swap(tmp_path):
         (str(png), cv2.IMREAD_COLOR),
     ):
         expected = cv2.cvtColor(cv2.imread(path, flag), cv2.COLOR_BGR2RGB)
-        assert np.array_equal(worker._imread_rgb(Path(path), flag), expected)
+        assert np.array_equal(imread_rgb(Path(path), flag), expected)
 
 
 @pytest.mark.parametrize("size", [(2048, 1365), (2111, 1409), (4033, 3025), (1200, 2401), (4096, 3072)])
