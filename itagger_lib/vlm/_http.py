@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import json
 import uuid
 from collections.abc import Callable
@@ -133,3 +134,20 @@ class BodyTemplate:
     def encode(self, model: str, request: VLMRequest) -> bytes:
         head, tail = self.parts(model, request)
         return (head + request.base64 + tail).encode("ascii")
+
+    async def post(self, client: Any, path: str, model: str, request: VLMRequest) -> str:
+        """POST the body for ``request`` with the SDK ``client``'s own ``post``; the raw text.
+
+        SDKs whose ``post`` takes no ``content=`` get the body as a mapping instead.
+        """
+        options: Any = {"timeout": request.timeout}
+        if _takes_content(type(client)):
+            content = self.encode(model, request)
+            return str(await client.post(path, cast_to=str, content=content, options=options))
+        body = self.build(model, request, request.base64)  # pragma: no cover - older SDKs
+        return str(await client.post(path, cast_to=str, body=body, options=options))  # pragma: no cover
+
+
+@functools.cache
+def _takes_content(client_class: Any) -> bool:
+    return "content" in inspect.signature(client_class.post).parameters

@@ -7,7 +7,6 @@ transform and pydantic parsing cost milliseconds of CPU per request.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from typing import Any
@@ -20,7 +19,6 @@ from itagger_lib.vlm.registry import VLMRequest, VLMResponse, read_secret, redac
 from itagger_lib.vlm.tokens import ANTHROPIC_FRAMING_TOKENS, anthropic_image_tokens
 
 TOOL = "record_ratings"
-_RAW_BODY = "content" in inspect.signature(anthropic.AsyncAnthropic.post).parameters
 
 
 def messages_body(model: str, request: VLMRequest, image: str) -> dict[str, Any]:
@@ -92,14 +90,8 @@ class AnthropicProvider:
         )
 
     async def complete(self, request: VLMRequest) -> VLMResponse:
-        options: Any = {"timeout": request.timeout}
         try:
-            if _RAW_BODY:
-                content = BODY.encode(self.model, request)
-                raw = await self._client.post("/v1/messages", cast_to=str, content=content, options=options)
-            else:  # pragma: no cover - older SDKs
-                body = messages_body(self.model, request, request.base64)
-                raw = await self._client.post("/v1/messages", cast_to=str, body=body, options=options)
+            raw = await BODY.post(self._client, "/v1/messages", self.model, request)
         except Exception as exc:  # every failure becomes a retryable or a provider error
             raise translate(exc, self.name, self._key, anthropic) from None
         try:

@@ -12,7 +12,6 @@ the image's base64 text (encoded once per image) spliced in (:class:`BodyTemplat
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from typing import Any
@@ -23,9 +22,6 @@ from itagger_lib.errors import ProviderError
 from itagger_lib.vlm._http import BodyTemplate, http_client, translate
 from itagger_lib.vlm.registry import VLMRequest, VLMResponse, read_secret, redact, register_provider
 from itagger_lib.vlm.tokens import OPENAI_FRAMING_TOKENS, openai_image_tokens
-
-# Older SDKs have no `content=` on `post`; they get the body as a mapping.
-_RAW_BODY = "content" in inspect.signature(openai.AsyncOpenAI.post).parameters
 
 
 def chat_body(model: str, request: VLMRequest, image: str) -> dict[str, Any]:
@@ -97,16 +93,8 @@ class OpenAIProvider:
         )
 
     async def complete(self, request: VLMRequest) -> VLMResponse:
-        options: Any = {"timeout": request.timeout}
         try:
-            if _RAW_BODY:
-                content = BODY.encode(self.model, request)
-                text = await self._client.post(
-                    "/chat/completions", cast_to=str, content=content, options=options
-                )
-            else:  # pragma: no cover - older SDKs
-                body = chat_body(self.model, request, request.base64)
-                text = await self._client.post("/chat/completions", cast_to=str, body=body, options=options)
+            text = await BODY.post(self._client, "/chat/completions", self.model, request)
         except Exception as exc:  # every failure becomes a retryable or a provider error
             raise translate(exc, self.name, self._key, openai) from None
         try:
