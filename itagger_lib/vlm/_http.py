@@ -148,6 +148,10 @@ class BodyTemplate:
         return str(await client.post(path, cast_to=str, body=body, options=options))  # pragma: no cover
 
 
-@functools.cache
+_TAKES_CONTENT: dict[Any, bool] = {}
+
+
 def _takes_content(client_class: Any) -> bool:
-    return "content" in inspect.signature(client_class.post).parameters
+    if client_class not in _TAKES_CONTENT:
+        _TAKES_CONTENT[client_class] = "content" in inspect.signature(client_class.post).parameters
+    return _TAKES_CONTENT[client_class]
