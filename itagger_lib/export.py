@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from itagger_lib._version import __version__
 from itagger_lib.db.arrow import copy_csv
 from itagger_lib.errors import ConfigError
-from itagger_lib.review.agreement import first_presentations
+from itagger_lib.review.agreement import first_presentations, vlm_raters
 
 __all__ = [
     "FORMATS",
@@ -279,7 +279,7 @@ def _rating_means(ratings: pd.DataFrame) -> pd.DataFrame:
     if ratings.empty:
         return pd.DataFrame()
     first = first_presentations(ratings)
-    vlm = (first["source"] == "vlm") | first["rater"].astype(str).str.startswith("vlm:")  # is_vlm
+    vlm = (first["source"] == "vlm") | vlm_raters(first["rater"])
     adjudicated = first[first["source"] == "adjudication"]
     people = first[~vlm & (first["source"] != "adjudication")]
     human = people.pivot_table(index="image_id", columns="attribute", values="value", aggfunc="mean")

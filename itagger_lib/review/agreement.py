@@ -46,6 +46,7 @@ __all__ = [
     "load_ratings",
     "test_retest",
     "vlm_agreement",
+    "vlm_raters",
     "vlm_vs_human",
 ]
 
@@ -78,6 +79,11 @@ TABLE_COLUMNS = [
 def is_vlm(rater: str) -> bool:
     """A VLM rater is named ``vlm:<provider/model[@prompt version]>``."""
     return str(rater).startswith("vlm:")
+
+
+def vlm_raters(raters: pd.Series) -> pd.Series:
+    """:func:`is_vlm` of every rater name in ``raters``, vectorised (a boolean Series)."""
+    return raters.astype(str).str.startswith("vlm:")
 
 
 def first_presentations(ratings: pd.DataFrame) -> pd.DataFrame:
@@ -377,12 +383,9 @@ def label_vlm_raters(ratings: pd.DataFrame) -> pd.DataFrame:
     """
     if ratings.empty or "source" not in ratings:
         return ratings
-    vlm = (ratings["source"] == "vlm") | ratings["rater"].map(is_vlm)
-    names = (
-        ratings["rater"]
-        .astype(str)
-        .where(ratings["rater"].map(is_vlm), "vlm:" + ratings["rater"].astype(str))
-    )
+    named = vlm_raters(ratings["rater"])
+    vlm = (ratings["source"] == "vlm") | named
+    names = ratings["rater"].astype(str).where(named, "vlm:" + ratings["rater"].astype(str))
     if "vlm_prompt_version" in ratings:
         version = ratings["vlm_prompt_version"]
         add = version.notna() & ~pd.Series(
@@ -443,7 +446,7 @@ def agreement(
     if raters is not None:
         ratings = ratings[ratings["rater"].isin(list(raters))]
     else:
-        ratings = ratings[~ratings["rater"].map(is_vlm)]
+        ratings = ratings[~vlm_raters(ratings["rater"])]
     group = by
     if isinstance(by, str):
         group = ratings.drop_duplicates("image_id").set_index("image_id")[by]
