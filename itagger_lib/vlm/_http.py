@@ -33,9 +33,30 @@ def retry_after_seconds(headers: Any) -> float | None:
     return None
 
 
+def _connect_failure(exc: BaseException) -> BaseException | None:
+    """The transport's "could not connect" error behind ``exc``, if that is what it was."""
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    while seen is not None:
+        if type(seen).__name__ in ("ConnectTimeout", "ConnectError"):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def translate(exc: Exception, provider: str, key: str | None, sdk: Any) -> Exception:
-    """The engine's view of an SDK exception: :class:`RetryableError` or :class:`ProviderError`."""
+    """The engine's view of an SDK exception: :class:`RetryableError` or :class:`ProviderError`.
+
+    A connection that was never made is a connection error even when the SDK calls it a
+    timeout (its aiohttp transport reports a refused connection as ``ConnectTimeout``): the
+    request never left, so it is not charged as a timed-out one may be.
+    """
     message = redact(f"{provider}: {type(exc).__name__}: {exc}", key) or ""
+    if isinstance(exc, sdk.APIConnectionError) and (failure := _connect_failure(exc)) is not None:
+        detail = redact(str(failure), key) or type(failure).__name__
+        return RetryableError(
+            f"{provider}: cannot connect ({detail}); check the base URL "
+            f"({provider.upper()}_BASE_URL or base_url=) and that the server is running"
+        )
     if isinstance(exc, sdk.APITimeoutError):
         return RetryableError(message, timeout=True)
     if isinstance(exc, sdk.APIConnectionError):

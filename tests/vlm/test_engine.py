@@ -300,3 +300,37 @@ def test_stub_is_labelled_and_free(ws: Any) -> None:
     report = rate_with_vlm(ws, provider="stub", progress=False)
     assert report.rater == "vlm:stub/stub" and report.spend_usd == 0
     assert {r["rater"] for r in _rows(ws, Rating)} == {"vlm:stub/stub"}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("http", ["httpx", "aiohttp"])
+def test_a_server_that_is_not_there_is_a_connection_error_not_a_billed_timeout(
+    ws: Any, provider: str, http: str
+) -> None:
+    import socket
+
+    from itagger_lib.vlm import ledger
+
+    model = "test-model" if provider == "openai" else "test-claude"
+    ledger.set_price(ws, provider, model, 1.0, 1.0)
+    with socket.socket() as sock:  # a port nothing listens on (bound, never listening)
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}" + ("/v1" if provider == "openai" else "")
+        report = rate_with_vlm(
+            ws,
+            images=[1],
+            attributes=ATTRS,
+            provider=provider,
+            model=model,
+            provider_options={"base_url": url, "http": http},
+            progress=False,
+            max_retries=1,
+            retry_base_s=0.01,
+        )
+    assert report.succeeded == 0 and len(report.failed) == 1
+    reason = report.failed[0][1]
+    assert "cannot connect" in reason and "check the base URL" in reason and "timed out" not in reason
+    (call,) = _rows(ws, VLMCall)
+    # never sent, so never billed: no cost, and no second reservation for a "timed-out" retry
+    assert call["status"] == "failed" and call["cost_usd"] == 0
+    assert call["reserved_usd"] == pytest.approx(report.max_cost_usd)
