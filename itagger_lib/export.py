@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from itagger_lib._version import __version__
-from itagger_lib.db.arrow import copy_csv
+from itagger_lib.db.arrow import read_arrow
 from itagger_lib.errors import ConfigError
 from itagger_lib.review.agreement import first_presentations, vlm_raters
 
@@ -105,6 +105,7 @@ def iter_ratings_arrow(
     parallel: int = 2,
     batch_rows: int = 250_000,
     via: str | None = None,
+    dictionary: bool = False,
 ) -> Iterator[pa.Table]:
     """The long-format ratings as Arrow tables of about ``batch_rows`` rows, in rating order.
 
@@ -113,11 +114,14 @@ def iter_ratings_arrow(
     consumes earlier batches, so memory holds a few batches, not the whole table. The image,
     codebook and VLM columns are attached in Arrow from the small tables they come from.
     ``via`` picks how the COPY rows are read (``"psql"`` or ``"psycopg"``, see
-    :func:`itagger_lib.db.arrow.copy_csv`). On SQLite one batch converted from :func:`ratings_frame`.
+    :func:`itagger_lib.db.arrow.read_arrow`). On SQLite one batch converted from :func:`ratings_frame`.
+    Tables follow :data:`_SCHEMA`; ``dictionary=True`` gives the attached text columns as
+    dictionary arrays instead (:data:`_FILE_SCHEMA`, what the Parquet export writes).
     """
     if ws.engine.dialect.name != "postgresql":
         frame = ratings_frame(ws, attributes, raters, sources)
-        yield pa.Table.from_pandas(frame, schema=_SCHEMA, preserve_index=False)
+        table = pa.Table.from_pandas(frame, schema=_SCHEMA, preserve_index=False)
+        yield table.cast(_FILE_SCHEMA) if dictionary else table
         return
     where, params = _filters(attributes, raters, sources, prefix="")
     with ws.engine.connect() as connection:
@@ -132,16 +136,17 @@ def iter_ratings_arrow(
         f"SELECT {select} FROM ratings WHERE id >= {a} AND id < {b}" + (f" AND {where}" if where else "")
         for a, b in itertools.pairwise(edges)
     ]
-    dimensions = _dimensions(ws)
+    threads = parallel < 2  # several streams at once: each parses on its own thread
     with ThreadPoolExecutor(max(1, parallel)) as pool:
-        pending = [pool.submit(_copy_ratings, ws, q, params, via) for q in queries[:parallel]]
+        pending = [pool.submit(_copy_ratings, ws, q, params, via, threads) for q in queries[:parallel]]
+        dimensions = _dimensions(ws, via)  # while the first ranges are read
         following = iter(queries[parallel:])
         while pending:
             part = pending.pop(0).result()
             query = next(following, None)
             if query is not None:
-                pending.append(pool.submit(_copy_ratings, ws, query, params, via))
-            yield _attach_dimensions(part, dimensions)
+                pending.append(pool.submit(_copy_ratings, ws, query, params, via, threads))
+            yield _attach_dimensions(part, dimensions, dictionary)
 
 
 # Columns read from ``ratings`` itself; the rest are attached from small tables in Arrow.
@@ -183,6 +188,19 @@ _SCHEMA = pa.schema(
         ("rated_at", pa.timestamp("us", tz="UTC")),
     ]
 )
+# The columns attached from small tables, in :func:`_attach_dimensions`' order.
+_DIMENSION_COLUMNS = (
+    "sha256", "collection", "codebook_name", "codebook_version",
+    "vlm_provider", "vlm_model", "vlm_prompt_version",
+)  # fmt: skip
+# What the Parquet writer is given: the attached columns as dictionaries. The file does not
+# store this Arrow schema, so readers get plain strings, as in :data:`_SCHEMA`.
+_FILE_SCHEMA = pa.schema(
+    [
+        pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in _DIMENSION_COLUMNS else f
+        for f in _SCHEMA
+    ]
+)
 _NULLABLE_INTS = ("study_id", "assignment_id", "position", "dwell_ms", "run_id", "vlm_call_id")
 # Row-group min/max statistics for the columns a reader filters on; skipping them for long
 # or repeated strings (sha256, notes, names) saves a third of the Parquet write time.
@@ -191,6 +209,19 @@ _UNSTATED = {
     "codebook_name", "codebook_version", "vlm_provider", "vlm_model", "vlm_prompt_version",
 }  # fmt: skip
 _RATING_STATISTICS = [f.name for f in _SCHEMA if f.name not in _UNSTATED]
+# Dictionary-encoded columns: the strings and the numbers with few distinct values. Hashing
+# unique ids and times only to give up on their dictionary cost a fifth of the write, and the
+# file is no larger.
+_DICTIONARY = [f.name for f in _SCHEMA if pa.types.is_string(f.type)] + [
+    "image_id", "value", "study_id", "run_id", "codebook_id",
+]  # fmt: skip
+# store_schema=False: no Arrow schema in the file, whose Parquet types read back as
+# :data:`_SCHEMA` (strings, int64, bool, UTC microseconds) however the writer was fed.
+_RATING_WRITE: dict[str, Any] = {
+    "write_statistics": _RATING_STATISTICS,
+    "use_dictionary": _DICTIONARY,
+    "store_schema": False,
+}
 
 
 def _filters(
@@ -215,55 +246,89 @@ def _ratings_query(
     return RATINGS_QUERY + (f" WHERE {where}" if where else "") + " ORDER BY r.id", params
 
 
-def _copy_ratings(ws: Any, query: str, params: Mapping[str, Any], via: str | None) -> pa.Table:
+def _copy_ratings(ws: Any, query: str, params: Mapping[str, Any], via: str | None, threads: bool) -> pa.Table:
     """One block of the ratings query, as a table of :data:`_SCHEMA` (runs in a worker thread)."""
-    return copy_csv(ws.engine, query, params, via, column_types={f.name: f.type for f in _SCHEMA})
+    types = {f.name: f.type for f in _SCHEMA}
+    return read_arrow(ws.engine, query, params, via, column_types=types, threads=threads)
 
 
-def _lookup(keys: pa.ChunkedArray, table: pa.Table, key: str, columns: Sequence[str]) -> list[pa.Array]:
-    """``table[columns]`` aligned to ``keys`` (a left join on ``key`` that keeps row order)."""
+def _lookup(
+    keys: pa.ChunkedArray, table: pa.Table, key: str, columns: Sequence[str], dictionary: bool = False
+) -> list[pa.Array | pa.ChunkedArray]:
+    """``table[columns]`` aligned to ``keys`` (a left join on ``key`` that keeps row order).
+
+    ``dictionary=True``: each column as a dictionary array over the rows of ``table`` that
+    ``keys`` reach (no strings copied; a Parquet writer stores it as its dictionary page).
+    """
     import pyarrow.compute as pc
 
     index = pc.index_in(keys, value_set=table[key])
-    return [table[column].take(index) for column in columns]
+    if not dictionary:
+        return [table[column].take(index) for column in columns]
+    index = index.combine_chunks()
+    low, high = pc.min_max(index).values()
+    low_value = 0 if low.as_py() is None else low.as_py()
+    high_value = low_value if high.as_py() is None else high.as_py() + 1
+    indices = pc.subtract(index, low_value).cast(pa.int32())
+    arrays = []
+    for column in columns:
+        values = table[column].combine_chunks().slice(low_value, high_value - low_value)
+        these = indices
+        if values.null_count:  # Parquet takes no null inside a dictionary: null the index
+            these = pc.if_else(pc.is_null(values.take(indices)), pa.scalar(None, pa.int32()), indices)
+            values = values.fill_null("")
+        arrays.append(pa.DictionaryArray.from_arrays(these, values))
+    return arrays
 
 
-def _dimensions(ws: Any) -> dict[str, pa.Table]:
-    """The small tables whose columns the long format repeats on every rating."""
-    with ws.engine.connect() as connection:
-        return {
-            "images": _arrow_query(connection, "SELECT id, sha256, collection FROM images"),
-            "codebooks": _arrow_query(connection, "SELECT id, name, version FROM codebooks"),
-            "calls": _arrow_query(
-                connection,
-                "SELECT id, provider, model, prompt_version FROM vlm_calls "
-                "WHERE id IN (SELECT DISTINCT vlm_call_id FROM ratings WHERE vlm_call_id IS NOT NULL)",
-            ),
-        }
+def _dimensions(ws: Any, via: str | None = None) -> dict[str, pa.Table]:
+    """The small tables whose columns the long format repeats on every rating.
 
-
-def _attach_dimensions(core: pa.Table, dimensions: Mapping[str, pa.Table]) -> pa.Table:
-    """Add sha256/collection, codebook name/version and VLM provider/model/prompt in Arrow."""
-    sha, collection = _lookup(core["image_id"], dimensions["images"], "id", ("sha256", "collection"))
-    name, version = _lookup(core["codebook_id"], dimensions["codebooks"], "id", ("name", "version"))
-    vlm = ("provider", "model", "prompt_version")
-    provider, model, prompt = _lookup(core["vlm_call_id"], dimensions["calls"], "id", vlm)
-    extra = {
-        "sha256": sha,
-        "collection": collection,
-        "codebook_name": name,
-        "codebook_version": version,
-        "vlm_provider": provider,
-        "vlm_model": model,
-        "vlm_prompt_version": prompt,
+    Each is one chunk with ``string`` (32-bit offsets) text: taking 64-character hashes row
+    by row from chunked or ``large_string`` columns is 10-20x slower.
+    """
+    ids = {"id": pa.int64()}
+    text = pa.string()
+    tables = {
+        "images": read_arrow(
+            ws.engine,
+            "SELECT id, sha256, collection FROM images",
+            via=via,
+            column_types={**ids, "sha256": text, "collection": text},
+        ),
+        "codebooks": read_arrow(
+            ws.engine,
+            "SELECT id, name, version FROM codebooks",
+            via=via,
+            column_types={**ids, "name": text, "version": text},
+        ),
+        "calls": read_arrow(
+            ws.engine,
+            "SELECT id, provider, model, prompt_version FROM vlm_calls "
+            "WHERE id IN (SELECT DISTINCT vlm_call_id FROM ratings WHERE vlm_call_id IS NOT NULL)",
+            via=via,
+            column_types={**ids, "provider": text, "model": text, "prompt_version": text},
+        ),
     }
-    columns = [extra[f.name] if f.name in extra else core[f.name] for f in _SCHEMA]
-    return pa.Table.from_arrays([c.cast(f.type) for c, f in zip(columns, _SCHEMA)], schema=_SCHEMA)
+    return {name: table.combine_chunks() for name, table in tables.items()}
 
 
-def _arrow_query(connection: Any, query: str) -> pa.Table:
-    frame = pd.read_sql(sa.text(query), connection)
-    return pa.Table.from_pandas(frame, preserve_index=False)
+def _attach_dimensions(
+    core: pa.Table, dimensions: Mapping[str, pa.Table], dictionary: bool = False
+) -> pa.Table:
+    """Add sha256/collection, codebook name/version and VLM provider/model/prompt in Arrow.
+
+    A table of :data:`_SCHEMA`, or with ``dictionary=True`` of :data:`_FILE_SCHEMA` (those
+    seven columns dictionary-encoded, see :func:`_lookup`).
+    """
+    images = _lookup(core["image_id"], dimensions["images"], "id", ("sha256", "collection"), dictionary)
+    books = _lookup(core["codebook_id"], dimensions["codebooks"], "id", ("name", "version"), dictionary)
+    vlm = ("provider", "model", "prompt_version")
+    calls = _lookup(core["vlm_call_id"], dimensions["calls"], "id", vlm, dictionary)
+    extra = dict(zip(_DIMENSION_COLUMNS, [*images, *books, *calls], strict=True))
+    schema = _FILE_SCHEMA if dictionary else _SCHEMA
+    columns = [extra[f.name] if f.name in extra else core[f.name] for f in schema]
+    return pa.Table.from_arrays([c.cast(f.type) for c, f in zip(columns, schema)], schema=schema)
 
 
 def _arrow_to_frame(table: pa.Table) -> pd.DataFrame:
@@ -408,8 +473,11 @@ def _write(frame: pd.DataFrame | pa.Table, path: Path, kind: str, provenance: Ma
             else pa.Table.from_pandas(frame, preserve_index=frame.index.name is not None)
         )
         metadata = {**(arrow.schema.metadata or {}), b"itagger": text.encode()}
-        statistics = _RATING_STATISTICS if arrow.schema.equals(_SCHEMA, check_metadata=False) else True
-        pq.write_table(arrow.replace_schema_metadata(metadata), path, write_statistics=statistics)
+        options = _RATING_WRITE if arrow.schema.equals(_SCHEMA, check_metadata=False) else {}
+        arrow = arrow.replace_schema_metadata(metadata)
+        with pq.ParquetWriter(path, arrow.schema, **options) as writer:
+            writer.write_table(arrow)
+            writer.add_key_value_metadata({"itagger": text})  # also where no Arrow schema is stored
     else:
         if isinstance(frame, pa.Table):
             frame = _arrow_to_frame(frame)
@@ -445,8 +513,8 @@ def export_ratings(
     runs: set[int] = set()
     partial = path.with_name(f".{path.name}.partial")
     try:
-        with pq.ParquetWriter(partial, _SCHEMA, write_statistics=_RATING_STATISTICS) as writer:
-            for batch in iter_ratings_arrow(ws, via=via):
+        with pq.ParquetWriter(partial, _FILE_SCHEMA, **_RATING_WRITE) as writer:
+            for batch in iter_ratings_arrow(ws, via=via, dictionary=True):
                 writer.write_table(batch)
                 codebooks.update(v for v in pc.unique(batch["codebook_id"]).to_pylist() if v is not None)
                 runs.update(v for v in pc.unique(batch["run_id"]).to_pylist() if v is not None)

@@ -303,11 +303,11 @@ def _copy_long(ws: Workspace, query: Any) -> pd.DataFrame:
     """``query``'s (image_id, key, value) rows through COPY into Arrow (4x ``read_sql`` at 100k images)."""
     import pyarrow as pa
 
-    from itagger_lib.db.arrow import copy_csv
+    from itagger_lib.db.arrow import read_arrow
 
     sql = str(query.compile(dialect=ws.engine.dialect, compile_kwargs={"literal_binds": True}))
     types = {"image_id": pa.int64(), "key": pa.string(), "value": pa.float64()}
-    return copy_csv(ws.engine, sql, column_types=types).to_pandas()
+    return read_arrow(ws.engine, sql, column_types=types).to_pandas()
 
 
 def metrics_frame(

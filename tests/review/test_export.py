@@ -198,14 +198,26 @@ def test_vlm_agreement_labels_models_by_prompt_version(workspace) -> None:  # ty
 def test_export_ratings_streams_batches_with_provenance(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import pyarrow.parquet as pq
 
-    from itagger_lib.export import export_ratings, iter_ratings_arrow
+    from itagger_lib.export import _SCHEMA, export_ratings, iter_ratings_arrow
 
     ids = fill(workspace)
+    with workspace.engine.begin() as connection:  # an image outside any collection
+        connection.exec_driver_sql(
+            "UPDATE images SET collection = NULL WHERE id = (SELECT min(id) FROM images)"
+        )
     expected = ratings_frame(workspace)
+    assert expected["collection"].isna().any() and expected["collection"].notna().any()
     batches = list(iter_ratings_arrow(workspace, batch_rows=7, parallel=2))
     if workspace.engine.dialect.name == "postgresql":
         assert len(batches) > 2  # several COPY ranges, yielded in rating order
     path = export_ratings(workspace, tmp_path / "ratings.parquet")
+    # the writer is fed dictionary columns; the file reads back as the documented types
+    assert pq.read_schema(path).remove_metadata().equals(_SCHEMA)
+
+    def plain(frame: pd.DataFrame) -> pd.DataFrame:  # one missing value, Python objects
+        return frame.astype(object).where(frame.notna(), None)
+
+    pd.testing.assert_frame_equal(plain(pd.read_parquet(path)), plain(expected))
     written = pq.read_table(path).to_pandas()
     assert written["rating_id"].tolist() == expected["rating_id"].tolist()
     assert written["rater"].tolist() == expected["rater"].tolist()

@@ -94,16 +94,46 @@ def test_a_failing_psql_falls_back_to_psycopg(pg_url: str, tmp_path, caplog) -> 
     import psycopg
 
     from itagger_lib import Workspace
-    from itagger_lib.db.arrow import copy_csv
+    from itagger_lib.db.arrow import read_arrow
 
     # a password in the URL (trust auth ignores it) must reach neither the log nor an error
     url = sa.make_url(pg_url).set(password="s3cret-pw").render_as_string(hide_password=False)
     ws = Workspace(database_url=url, store=tmp_path / "s", home=tmp_path)
     with pytest.raises(psycopg.errors.UndefinedColumn, match="no_such_column") as raised:
-        copy_csv(ws.engine, "SELECT no_such_column FROM ratings", {})
+        read_arrow(ws.engine, "SELECT no_such_column FROM ratings", {})
     assert "reading over psycopg instead" in caplog.text and "no_such_column" in caplog.text
     assert "s3cret-pw" not in caplog.text and "s3cret-pw" not in str(raised.value)
-    assert copy_csv(ws.engine, "SELECT count(*) AS rating_id FROM ratings", {}, via="psql").num_rows == 1
+    assert read_arrow(ws.engine, "SELECT count(*) AS rating_id FROM ratings", {}, via="psql").num_rows == 1
+    # SQL with % and a parameter holding one reach the server as written, on both readers
+    for via in ("psql", "psycopg"):
+        for threads in (True, False):
+            table = read_arrow(
+                ws.engine, "SELECT 7 % 4 AS r, :p AS s, 'a%b' LIKE 'a%' AS l", {"p": "50%"},
+                via=via, threads=threads,
+            )  # fmt: skip
+            assert table.to_pylist() == [{"r": 3, "s": "50%", "l": True}], (via, threads)
     with pytest.raises(ConfigError, match="via"):
-        copy_csv(ws.engine, "SELECT 1", {}, via="odbc")
+        read_arrow(ws.engine, "SELECT 1", {}, via="odbc")
     ws.close()
+
+
+@pytest.mark.postgres
+def test_values_with_newlines_survive_block_boundaries(pg_url: str) -> None:
+    """Multi-line text (raters' notes) over many parser blocks reads back whole, both ways."""
+    from itagger_lib.db.arrow import read_arrow
+
+    engine = sa.create_engine(pg_url)
+    # ≈ 12 MB of CSV: several 4 MiB parser blocks, each boundary likely inside a quoted value
+    query = (
+        "SELECT g AS id, repeat('first line, \"quoted\"' || chr(10) || 'second; ', 16) || g AS note "
+        "FROM generate_series(1, 30000) AS g"
+    )
+    expected = ['first line, "quoted"\nsecond; ' * 16 + str(i) for i in range(1, 30001)]
+    try:
+        for via in ("psql", "psycopg"):
+            for threads in (True, False):
+                table = read_arrow(engine, query, via=via, threads=threads)
+                assert table["id"].to_pylist() == list(range(1, 30001)), (via, threads)
+                assert table["note"].to_pylist() == expected, (via, threads)
+    finally:
+        engine.dispose()
