@@ -368,17 +368,27 @@ def table(
     """
     from itagger_lib.science.runner import metrics_frame
 
-    with ws.engine.connect() as connection:
-        images = pd.read_sql(
-            sa.text("SELECT id AS image_id, sha256, source_name, collection, width, height FROM images"),
-            connection,
-        ).set_index("image_id")
     metrics = metrics_frame(ws, run=run, bins=bins)
-    if ratings is None:
-        ratings = ratings_arrow(ws)
+    return _table(ws, metrics, ratings_arrow(ws) if ratings is None else ratings)
+
+
+# The ratings' columns the per-image means need.
+_MEANS_COLUMNS = ("image_id", "attribute", "rater", "source", "value", "is_repeat", "repeat_index")
+
+
+def _table(ws: Any, metrics: pd.DataFrame, ratings: pa.Table | pd.DataFrame) -> pd.DataFrame:
+    """:func:`table` from the metrics frame and the ratings (at least :data:`_MEANS_COLUMNS`)."""
+    query = "SELECT id AS image_id, sha256, source_name, collection, width, height FROM images"
+    if ws.engine.dialect.name == "postgresql":
+        text = pa.string()
+        types = {"image_id": pa.int64(), "width": pa.int64(), "height": pa.int64()}
+        types |= {"sha256": text, "source_name": text, "collection": text}
+        images = read_arrow(ws.engine, query, column_types=types).to_pandas().set_index("image_id")
+    else:
+        with ws.engine.connect() as connection:
+            images = pd.read_sql(sa.text(query), connection).set_index("image_id")
     if isinstance(ratings, pa.Table):
-        needed = ["image_id", "attribute", "rater", "source", "value", "is_repeat", "repeat_index"]
-        ratings = ratings.select(needed).to_pandas()
+        ratings = ratings.select(list(_MEANS_COLUMNS)).to_pandas()
     joined = images.join(metrics, how="left").join(_rating_means(ratings), how="left")
     joined.attrs.update(metrics.attrs)
     return joined.sort_index()
@@ -507,10 +517,23 @@ def export_ratings(
     if format == "csv" or ratings is not None:
         ratings = ratings_arrow(ws) if ratings is None else ratings
         return _write(ratings, path, format, _provenance(ws, ratings, _latest_science_run_id(ws)))
+    return _stream_ratings(ws, path, via, _latest_science_run_id(ws))[0]
+
+
+def _stream_ratings(
+    ws: Any, path: Path, via: str | None, science_run: Any, keep: Sequence[str] = ()
+) -> tuple[Path, dict[str, Any], pa.Table | None]:
+    """Write the long ratings to Parquet ``path`` batch by batch (:func:`iter_ratings_arrow`).
+
+    Returns the path, the provenance written into the file, and the ``keep`` columns of
+    every batch as one table (``None`` when ``keep`` is empty): what a caller needs from the
+    ratings besides the file, without reading them twice or holding all 28 columns.
+    """
     import pyarrow.compute as pc
 
     codebooks: set[int] = set()
     runs: set[int] = set()
+    kept: list[pa.Table] = []
     partial = path.with_name(f".{path.name}.partial")
     try:
         with pq.ParquetWriter(partial, _FILE_SCHEMA, **_RATING_WRITE) as writer:
@@ -518,14 +541,20 @@ def export_ratings(
                 writer.write_table(batch)
                 codebooks.update(v for v in pc.unique(batch["codebook_id"]).to_pylist() if v is not None)
                 runs.update(v for v in pc.unique(batch["run_id"]).to_pylist() if v is not None)
-            provenance = _provenance_of(ws, codebooks, runs, _latest_science_run_id(ws))
+                if keep:
+                    kept.append(batch.select(list(keep)))
+            provenance = _provenance_of(ws, codebooks, runs, science_run)
             text = json.dumps({**provenance, "file": path.name}, sort_keys=True)
             writer.add_key_value_metadata({"itagger": text})
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     partial.replace(path)
-    return path
+    if not keep:
+        return path, provenance, None
+    schema = pa.schema([_SCHEMA.field(name) for name in keep])
+    table = pa.concat_tables(kept).cast(schema) if kept else schema.empty_table()
+    return path, provenance, table
 
 
 def _latest_science_run_id(ws: Any) -> int | None:
@@ -557,12 +586,21 @@ def export(
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}")
+    from itagger_lib.science.runner import metrics_frame
+
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
+    metrics = metrics_frame(ws, run=run, bins=True)
+    if format == "parquet":  # the ratings read once, streamed to the file; the means kept
+        path, provenance, kept = _stream_ratings(
+            ws, folder / "ratings.parquet", None, metrics.attrs.get("run_id"), keep=_MEANS_COLUMNS
+        )
+        assert kept is not None
+        return [path, _write(_table(ws, metrics, kept), folder / "table.parquet", format, provenance)]
     ratings = ratings_arrow(ws)
-    per_image = table(ws, run=run, ratings=ratings)
+    per_image = _table(ws, metrics, ratings)
     provenance = _provenance(ws, ratings, per_image.attrs.get("run_id"))
-    if format in ("parquet", "csv"):
+    if format == "csv":
         return [
             _write(ratings, folder / f"ratings.{format}", format, provenance),
             _write(per_image, folder / f"table.{format}", format, provenance),

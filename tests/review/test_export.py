@@ -105,9 +105,14 @@ def test_export_tables_carry_provenance(workspace, tmp_path: Path, fmt: str) -> 
     assert provenance["package_version"] == __version__
     assert provenance["run_ids"] == sorted([ids["science"], ids["vlm"]])
     assert provenance["codebooks"][0]["version"] == "1.0"
+    assert read_provenance(paths[1])["run_ids"] == provenance["run_ids"]
     if fmt == "parquet":
         ratings = pd.read_parquet(paths[0])
         assert b"itagger" in pq.read_schema(paths[1]).metadata
+        # the per-image file (ratings streamed once, means kept on the way) is ws.table()'s frame
+        expected = table(workspace)
+        pd.testing.assert_frame_equal(pd.read_parquet(paths[1]), expected, check_dtype=False)
+        assert expected.filter(like="rating.").notna().any().all()
     else:
         ratings = pd.read_csv(paths[0])
     assert len(ratings) == 41 + 12  # 41 human values (40 pairable + 1 lone) and 12 VLM

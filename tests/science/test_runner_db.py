@@ -138,6 +138,8 @@ def test_wide_metrics_reads_the_same_values_on_every_path(workspace, sample_dir:
         connection.execute(
             sa.update(Metric).where(Metric.key == "colour.warmth", Metric.image_id == 1).values(value=None)
         )
+        # and an absent row: that cell is missing in the wide table too
+        connection.execute(sa.delete(Metric).where(Metric.key == "colour.hue_entropy", Metric.image_id == 2))
         long = pd.read_sql(
             sa.select(Metric.image_id, Metric.key, Metric.value).where(
                 Metric.params_hash == report.params_hash
@@ -147,7 +149,7 @@ def test_wide_metrics_reads_the_same_values_on_every_path(workspace, sample_dir:
     expected = long.pivot(index="image_id", columns="key", values="value").sort_index()
     expected.columns.name = None
     wide = wide_metrics(workspace, report.params_hash)
-    assert np.isnan(wide.loc[1, "colour.warmth"])
+    assert np.isnan(wide.loc[1, "colour.warmth"]) and np.isnan(wide.loc[2, "colour.hue_entropy"])
     pd.testing.assert_frame_equal(wide, expected, check_exact=True)
     some = wide_metrics(workspace, report.params_hash, keys=["colour.warmth"], image_ids=[1, 2])
     assert list(some.columns) == ["colour.warmth"] and list(some.index) == [1, 2]
