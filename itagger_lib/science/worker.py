@@ -143,6 +143,31 @@ def _worker_init() -> None:
     _worker_configured = True
     cv2.setNumThreads(1)
     _keep_large_blocks_on_the_heap()
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """End this pool worker as soon as the process that made the pool dies, however it died.
+
+    A pool's workers leave only when told to; if the parent is killed (a notebook kernel
+    killed or out of memory, ``kill -9`` on a run) they wait on their queue for ever, each
+    holding a few hundred MB, with the fork server and resource tracker kept alive by them
+    (CPython issue 111873). A daemon thread waits on the parent sentinel multiprocessing
+    hands every child and exits when it fires; the fork server then sees its last child go
+    and exits too. Not ``PR_SET_PDEATHSIG``: that follows the parent *thread*, and a pool
+    may be started from a short-lived one.
+    """
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="itagger-exit-with-parent", daemon=True).start()
 
 
 def default_executor(workers: int | None = None) -> cf.ProcessPoolExecutor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 from pathlib import Path
 
 import cv2
@@ -294,3 +295,55 @@ def test_a_callers_pool_whose_worker_dies_is_reported_not_replaced(batch, tmp_pa
         pytest.raises(ScienceError, match=r"executor you passed died.*rerun, which resumes"),
     ):
         list(map_images(stream, None, executor=pool))
+
+
+_KILLED_PARENT = """
+import os, signal, sys
+from itagger_lib.science.worker import default_executor
+
+def pid(_):
+    return os.getpid(), os.getppid()
+
+if __name__ == "__main__":
+    pool = default_executor(2)
+    pids = set(pool.map(pid, range(8)))
+    workers = sorted({p for p, _ in pids})
+    servers = sorted({q for _, q in pids})
+    print(" ".join(map(str, workers)), "|", " ".join(map(str, servers)), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no shutdown, no atexit: as a killed kernel
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_pool_workers_and_fork_server_exit_when_the_parent_is_killed(tmp_path):
+    """SIGKILL of the process that made the default pool leaves no worker or fork server."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "killed_parent.py"
+    script.write_text(_KILLED_PARENT)
+    # output to files, not pipes: an orphaned worker would hold a pipe open, and this wait
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        done = subprocess.run([sys.executable, str(script)], stdout=stdout, stderr=stderr, timeout=120)
+    assert done.returncode == -9, err.read_text()
+    worker_text, server_text = out.read_text().split("|")
+    workers = [int(p) for p in worker_text.split()]
+    servers = [int(p) for p in server_text.split()]
+    assert workers and servers and not set(workers) & set(servers)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in workers + servers):
+        time.sleep(0.1)
+    left = [p for p in workers + servers if _alive(p)]
+    for pid in left:  # do not leak them into the rest of the run, then fail
+        os.kill(pid, 9)
+    assert not left, f"still running after their parent was killed: {left}"
