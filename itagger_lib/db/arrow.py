@@ -74,6 +74,9 @@ def _parse(source: Any, column_types: Mapping[str, pa.DataType], threads: bool =
 
     options = pcsv.ConvertOptions(
         column_types=dict(column_types),
+        # PostgreSQL writes NULL as an unquoted empty field and nothing else: Arrow's default
+        # null spellings would turn a note "n/a", a label "NA" or a float NaN into NULL
+        null_values=[""],
         strings_can_be_null=True,
         quoted_strings_can_be_null=False,  # "" is an empty string, an unquoted empty field NULL
         true_values=["t"],

@@ -137,3 +137,28 @@ def test_values_with_newlines_survive_block_boundaries(pg_url: str) -> None:
                 assert table["note"].to_pylist() == expected, (via, threads)
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_text_that_spells_null_is_kept_and_nan_stays_a_number(pg_url: str) -> None:
+    """Only PostgreSQL's NULL is missing: "n/a", "NULL", "NA" are text, NaN is a float."""
+    import math
+
+    import pyarrow as pa
+
+    from itagger_lib.db.arrow import read_arrow
+
+    engine = sa.create_engine(pg_url)
+    query = (
+        "SELECT 'n/a'::text AS a, 'NULL'::text AS b, 'NA'::text AS c, '#N/A'::text AS d, "
+        "''::text AS empty, NULL::text AS missing, 'NaN'::float8 AS f, NULL::float8 AS g"
+    )
+    try:
+        for via in ("psql", "psycopg"):
+            row = read_arrow(engine, query, via=via, column_types={"f": pa.float64(), "g": pa.float64()})
+            values = row.to_pylist()[0]
+            assert [values[k] for k in "abcd"] == ["n/a", "NULL", "NA", "#N/A"], via
+            assert values["empty"] == "" and values["missing"] is None, via
+            assert math.isnan(values["f"]) and values["g"] is None, via
+    finally:
+        engine.dispose()
