@@ -38,7 +38,14 @@ RATIONALE_TOKENS = 300
 
 
 def planned_input_tokens(
-    provider: str, model: str, prompt: Prompt, width: int, height: int, long_side: int, max_tokens: int
+    provider: str,
+    model: str,
+    prompt: Prompt,
+    width: int,
+    height: int,
+    long_side: int,
+    max_tokens: int,
+    options: Mapping[str, Any] | None = None,
 ) -> int:
     """The input-token bound of the first request for a stored ``width × height`` image.
 
@@ -55,7 +62,7 @@ def planned_input_tokens(
         image_width=max(1, math.ceil(width * scale)),
         image_height=max(1, math.ceil(height * scale)),
     )
-    return input_token_bound(provider, model, request)
+    return input_token_bound(provider, model, request, options)
 
 
 def _run_coroutine(coroutine: Any, on_interrupt: Any = None) -> Any:
@@ -190,7 +197,7 @@ def rate_with_vlm(
             size = (job.width, job.height)
             if size not in bounds:
                 bounds[size] = planned_input_tokens(
-                    provider_name, model_name, prompt, *size, long_side, max_tokens
+                    provider_name, model_name, prompt, *size, long_side, max_tokens, provider_options
                 )
             tokens_in = bounds[size]
             # expected: half the input bound (text runs ~4 bytes a token), ~10 output tokens an attribute

@@ -2,6 +2,12 @@
 
 Structured output through ``response_format={"type": "json_schema", ...}``.
 
+The answer's length limit goes as ``max_completion_tokens`` to OpenAI's own API (its
+reasoning models, the o-series and gpt-5, refuse the older ``max_tokens``; every current
+chat model takes the new name) and as ``max_tokens`` to a compatible server at another
+``base_url`` (Ollama, vLLM and LM Studio read that one); ``token_limit=`` overrides the
+choice.
+
 The request goes through the SDK client's own ``post`` (its auth, base URL, headers,
 timeouts and errors) with a body built here, rather than ``chat.completions.create``: that
 method walks every message part through the SDK's TypedDict transform and parses the answer
@@ -14,7 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 
@@ -23,9 +31,15 @@ from itagger_lib.vlm._http import BodyTemplate, http_client, translate
 from itagger_lib.vlm.registry import VLMRequest, VLMResponse, read_secret, redact, register_provider
 from itagger_lib.vlm.tokens import OPENAI_FRAMING_TOKENS, openai_image_tokens
 
+TOKEN_LIMITS = ("max_completion_tokens", "max_tokens")
+OPENAI_HOST = "api.openai.com"
 
-def chat_body(model: str, request: VLMRequest, image: str) -> dict[str, Any]:
-    """The Chat Completions request body for ``request``; ``image`` is the JPEG's base64 text."""
+
+def chat_body(model: str, request: VLMRequest, image: str, token_limit: str = "max_tokens") -> dict[str, Any]:
+    """The Chat Completions request body for ``request``; ``image`` is the JPEG's base64 text.
+
+    ``token_limit``: the name the answer's length limit is sent under (see the module).
+    """
     body: dict[str, Any] = {
         "model": model,
         "messages": [
@@ -43,20 +57,55 @@ def chat_body(model: str, request: VLMRequest, image: str) -> dict[str, Any]:
             "json_schema": {"name": "ratings", "schema": request.schema, "strict": True},
         },
         "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
+        token_limit: request.max_tokens,
     }
     if request.seed is not None:
         body["seed"] = request.seed
     return body
 
 
-BODY = BodyTemplate(chat_body)
+def _builder(token_limit: str) -> Callable[[str, VLMRequest, str], dict[str, Any]]:
+    def build(model: str, request: VLMRequest, image: str) -> dict[str, Any]:
+        return chat_body(model, request, image, token_limit)
+
+    return build
 
 
-def input_token_bound(model: str, request: VLMRequest) -> int:
-    """Body bytes without the image + framing + the model's image formula (see ``tokens``)."""
+BODIES = {name: BodyTemplate(_builder(name)) for name in TOKEN_LIMITS}
+
+
+def default_token_limit(base_url: str | None) -> str:
+    """``max_completion_tokens`` for OpenAI's own API, ``max_tokens`` for any other server."""
+    if base_url is None:
+        return "max_completion_tokens"
+    host = (urlsplit(base_url).hostname or "").lower()
+    return "max_completion_tokens" if host == OPENAI_HOST else "max_tokens"
+
+
+def resolve_token_limit(base_url: str | None = None, token_limit: str | None = None) -> str:
+    """The name a provider made with these options sends the limit under (``OPENAI_BASE_URL``
+    stands in for a missing ``base_url``, as for the client)."""
+    if token_limit is not None and token_limit not in TOKEN_LIMITS:
+        raise ProviderError(
+            f"openai: token_limit={token_limit!r}; use 'max_completion_tokens' (OpenAI's API), "
+            "'max_tokens' (older compatible servers) or leave it unset to choose by base URL"
+        )
+    return token_limit or default_token_limit(base_url or os.environ.get("OPENAI_BASE_URL") or None)
+
+
+def input_token_bound(model: str, request: VLMRequest, options: Mapping[str, Any] | None = None) -> int:
+    """Body bytes without the image + framing + the model's image formula (see ``tokens``).
+
+    ``options``: the provider options (``base_url``, ``token_limit``), which decide the body.
+    """
+    options = options or {}
+    name = resolve_token_limit(options.get("base_url"), options.get("token_limit"))
+    return _token_bound(BODIES[name], model, request)
+
+
+def _token_bound(body: BodyTemplate, model: str, request: VLMRequest) -> int:
     image = openai_image_tokens(model, request.image_width, request.image_height)
-    return BODY.text_bytes(model, request) + OPENAI_FRAMING_TOKENS + image
+    return body.text_bytes(model, request) + OPENAI_FRAMING_TOKENS + image
 
 
 class OpenAIProvider:
@@ -72,9 +121,12 @@ class OpenAIProvider:
         api_key: str | None = None,
         timeout: float = 60.0,
         http: str = "auto",
+        token_limit: str | None = None,
     ) -> None:
         self.model = model
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.token_limit = resolve_token_limit(base_url, token_limit)
+        self._body = BODIES[self.token_limit]
         self._key = api_key or read_secret("OPENAI_API_KEY")
         if not self._key:
             if base_url is None:
@@ -92,9 +144,13 @@ class OpenAIProvider:
             http_client=http_client(openai, http),
         )
 
+    def input_token_bound(self, request: VLMRequest) -> int:
+        """The input-token bound of ``request`` as this provider sends it (its body's bytes)."""
+        return _token_bound(self._body, self.model, request)
+
     async def complete(self, request: VLMRequest) -> VLMResponse:
         try:
-            text = await BODY.post(self._client, "/chat/completions", self.model, request)
+            text = await self._body.post(self._client, "/chat/completions", self.model, request)
         except Exception as exc:  # every failure becomes a retryable or a provider error
             raise translate(exc, self.name, self._key, openai) from None
         try:

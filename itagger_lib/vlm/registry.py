@@ -10,10 +10,11 @@ caching are the engine's job, so every client is built with ``max_retries=0``.
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -108,6 +109,9 @@ def register_provider(
     ``input_token_bound(model, request)`` gives an upper bound on the input tokens the
     provider bills for ``request`` (see :mod:`itagger_lib.vlm.tokens`); without it the
     engine reserves the generic bound (text bytes + the largest published image formula).
+    A bound that takes an ``options`` keyword is given the provider options (a body that
+    depends on them, such as the OpenAI provider's ``base_url``); a provider instance with
+    its own ``input_token_bound(request)`` method is asked instead once it exists.
     """
     _REGISTRY[name] = factory
     if default_model:
@@ -118,11 +122,15 @@ def register_provider(
         _TOKEN_BOUNDS.pop(name, None)
 
 
-def input_token_bound(name: str, model: str, request: VLMRequest) -> int:
-    """An upper bound on the input tokens provider ``name`` bills for ``request``."""
+def input_token_bound(
+    name: str, model: str, request: VLMRequest, options: Mapping[str, Any] | None = None
+) -> int:
+    """An upper bound on the input tokens provider ``name`` (made with ``options``) bills for ``request``."""
     _load_builtins(name)
     bound = _TOKEN_BOUNDS.get(name)
     if bound is not None:
+        if "options" in inspect.signature(bound).parameters:
+            return bound(model, request, options=options or {})  # type: ignore[call-arg]
         return bound(model, request)
     from itagger_lib.vlm.tokens import generic_input_token_bound, text_token_bound
 

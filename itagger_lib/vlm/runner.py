@@ -182,7 +182,11 @@ class Runner:
 
     def _max_cost(self, request: VLMRequest) -> float:
         """The request's reservation: the input-token bound and ``max_tokens`` at the prices."""
-        tokens = input_token_bound(self.provider_name, self.provider.model, request)
+        own = getattr(self.provider, "input_token_bound", None)  # counts the body it will send
+        if own is not None:
+            tokens = own(request)
+        else:
+            tokens = input_token_bound(self.provider_name, self.provider.model, request)
         return self.price.cost(tokens, request.max_tokens)
 
     async def _reserve(self, job: Job, amount: float, call_id: int | None = None) -> int | None:

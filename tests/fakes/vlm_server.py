@@ -15,6 +15,10 @@ next action from ``script`` (default ``"ok"``), or asks ``decide(body)``:
 - ``"refusal"``: the model refuses
 - ``"401"``: authentication error echoing the credentials it received (as careless servers do)
 
+``reasoning=True`` checks Chat Completions bodies as OpenAI does for its reasoning models
+(o-series, gpt-5): a 400 ``invalid_request_error`` for ``max_tokens`` ("use
+'max_completion_tokens' instead") or for a ``temperature`` other than 1.
+
 The server is one asyncio event loop in a background thread (HTTP/1.1 keep-alive, each
 response written in one piece, ``TCP_NODELAY`` as asyncio sets it). It must cost the client
 under test next to nothing: a thread per connection and a response written as headers and
@@ -73,7 +77,9 @@ class FakeVLMServer:
             OUTPUT_TOKENS,
         ),
         record: bool = True,
+        reasoning: bool = False,
     ) -> None:
+        self.reasoning = reasoning
         self.latency = latency
         self.script: deque[Any] = deque(script or [])
         self.hang_s = hang_s
@@ -181,6 +187,19 @@ class FakeVLMServer:
         if action == "401":
             seen = headers.get("authorization") or headers.get("x-api-key")
             return 401, {}, _error(anthropic, "authentication_error", f"invalid credentials: {seen}")
+        if self.reasoning and not anthropic:
+            if "max_tokens" in body:
+                message = (
+                    "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                    "Use 'max_completion_tokens' instead."
+                )
+                return 400, {}, _error(False, "invalid_request_error", message)
+            if body.get("temperature", 1) != 1:
+                message = (
+                    f"Unsupported value: 'temperature' does not support {body['temperature']} with this "
+                    "model. Only the default (1) value is supported."
+                )
+                return 400, {}, _error(False, "invalid_request_error", message)
         input_tokens, output_tokens = self.usage(path, body, raw) if callable(self.usage) else self.usage
         if isinstance(action, tuple) and action[0] == "usage":
             input_tokens, output_tokens = action[1], action[2]

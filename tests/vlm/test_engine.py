@@ -334,3 +334,51 @@ def test_a_server_that_is_not_there_is_a_connection_error_not_a_billed_timeout(
     # never sent, so never billed: no cost, and no second reservation for a "timed-out" retry
     assert call["status"] == "failed" and call["cost_usd"] == 0
     assert call["reserved_usd"] == pytest.approx(report.max_cost_usd)
+
+
+def test_token_limit_name_follows_the_server(ws: Any, server: FakeVLMServer) -> None:
+    """OpenAI's API gets max_completion_tokens (its reasoning models refuse max_tokens);
+    a compatible server at another base URL gets max_tokens; token_limit= overrides."""
+    from itagger_lib.errors import ProviderError
+    from itagger_lib.vlm.openai_provider import OpenAIProvider, default_token_limit
+
+    assert default_token_limit(None) == "max_completion_tokens"
+    assert default_token_limit("https://api.openai.com/v1") == "max_completion_tokens"
+    assert default_token_limit("http://127.0.0.1:11434/v1") == "max_tokens"  # Ollama
+    images = list(ws.images().index[:2])
+    _openai(ws, server, images=images[:1])
+    options = {"base_url": server.openai_url, "token_limit": "max_completion_tokens"}
+    rate_with_vlm(
+        ws, provider="openai", model="test-model", provider_options=options, images=images[1:],
+        attributes=ATTRS, progress=False, retry_base_s=0.05,
+    )  # fmt: skip
+    compatible, official = (r["body"] for r in server.requests)
+    assert compatible["max_tokens"] == 400 and "max_completion_tokens" not in compatible
+    assert official["max_completion_tokens"] == 400 and "max_tokens" not in official
+    with pytest.raises(ProviderError, match="token_limit"):
+        OpenAIProvider("m", base_url=server.openai_url, token_limit="max_length")
+
+
+def test_a_reasoning_model_is_rated_with_its_parameters_and_refusals_cost_nothing(ws: Any) -> None:
+    """Against a server that checks bodies as OpenAI's reasoning models do: the default
+    compatible-server body is refused (a recorded failure, nothing spent); with
+    max_completion_tokens and temperature 1 the images are rated."""
+    images = list(ws.images().index[:2])
+    with FakeVLMServer(reasoning=True) as server:
+        refused = _openai(ws, server, images=images[:1], max_retries=0)
+        assert refused.succeeded == 0 and len(refused.failed) == 1
+        assert "max_completion_tokens" in refused.failed[0][1]
+        options = {"base_url": server.openai_url, "token_limit": "max_completion_tokens"}
+        hot = rate_with_vlm(
+            ws, provider="openai", model="test-model", provider_options=options, images=images[:1],
+            attributes=ATTRS, progress=False, retry_base_s=0.05, max_retries=0,
+        )  # fmt: skip
+        assert hot.succeeded == 0 and "temperature" in hot.failed[0][1]
+        rated = rate_with_vlm(
+            ws, provider="openai", model="test-model", provider_options=options, images=images,
+            attributes=ATTRS, progress=False, retry_base_s=0.05, temperature=1.0,
+        )  # fmt: skip
+    assert rated.succeeded == 2 and rated.failed == []
+    assert refused.spend_usd == 0 and hot.spend_usd == 0
+    calls = {c["run_id"]: c for c in _rows(ws, VLMCall)}
+    assert calls[refused.run_id]["cost_usd"] in (0, None) and calls[hot.run_id]["cost_usd"] in (0, None)
