@@ -117,6 +117,27 @@ def workspace_environment(ws: Workspace, run_id: int) -> Iterator[None]:
                 os.environ[name] = old
 
 
+def _ipc_kernel_manager() -> type:
+    """A kernel manager that talks to its kernel over Unix sockets where the OS has them.
+
+    The default is TCP on loopback, which any local user can reach (messages are signed,
+    but not encrypted, and the kernel says so on every start); Unix sockets live beside the
+    connection file in the user's private runtime folder. TCP on Windows.
+    """
+    from jupyter_client.manager import KernelManager
+    from traitlets import default
+
+    if os.name != "posix":
+        return KernelManager
+
+    class IPCKernelManager(KernelManager):
+        @default("transport")
+        def _ipc(self) -> str:
+            return "ipc"
+
+    return IPCKernelManager
+
+
 def describe_failure(exc: BaseException) -> str:
     """One line naming the failed cell's exception (papermill's) or the runner's own error."""
     ename = getattr(exc, "ename", None)
@@ -236,6 +257,7 @@ def run_batch(
                 log_output=log_output,
                 execution_timeout=execution_timeout,
                 report_mode=False,
+                kernel_manager_class=_ipc_kernel_manager(),
             )
     except KeyboardInterrupt:
         finish_run(ws.engine, run_id, status="interrupted", error="interrupted (Ctrl-C)")

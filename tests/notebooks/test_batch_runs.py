@@ -112,3 +112,20 @@ def test_cli_exit_status_and_yaml_parameters(workspace, tmp_path, capsys) -> Non
     assert "AssertionError" in err and "failed" in err
     assert main([*base, "-p", "password", "hunter2"]) == 1
     assert "hunter2" not in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("os").name != "posix", reason="Unix sockets")
+def test_batch_kernels_talk_over_unix_sockets_not_tcp(workspace, tmp_path, capfd) -> None:
+    """No kernel port on loopback for other local users, and no "without encryption" warning."""
+    notebook = write_notebook(
+        tmp_path / "transport.ipynb",
+        "x = 1",
+        "from ipykernel.kernelapp import IPKernelApp\nfrom pathlib import Path\n"
+        "app = IPKernelApp.instance()\n"
+        "Path('transport.txt').write_text(app.transport + ' ' + str(app.ip))",
+    )
+    result = run_batch(workspace, notebook, {})
+    assert result.ok, result.error
+    transport, where = (result.output.parent / "transport.txt").read_text().split(" ", 1)
+    assert transport == "ipc" and "127.0.0.1" not in where
+    assert "without encryption" not in capfd.readouterr().err
