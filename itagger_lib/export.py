@@ -257,8 +257,9 @@ def _lookup(
 ) -> list[pa.Array | pa.ChunkedArray]:
     """``table[columns]`` aligned to ``keys`` (a left join on ``key`` that keeps row order).
 
-    ``dictionary=True``: each column as a dictionary array over the rows of ``table`` that
-    ``keys`` reach (no strings copied; a Parquet writer stores it as its dictionary page).
+    ``dictionary=True``: each column as a dictionary array over just the rows of ``table``
+    that ``keys`` reach, in any order they were stored (no per-row strings copied; a Parquet
+    writer stores the dictionary as its page, so it holds a batch's images, not all of them).
     """
     import pyarrow.compute as pc
 
@@ -266,13 +267,11 @@ def _lookup(
     if not dictionary:
         return [table[column].take(index) for column in columns]
     index = index.combine_chunks()
-    low, high = pc.min_max(index).values()
-    low_value = 0 if low.as_py() is None else low.as_py()
-    high_value = low_value if high.as_py() is None else high.as_py() + 1
-    indices = pc.subtract(index, low_value).cast(pa.int32())
+    reached = pc.unique(index.drop_null())
+    indices = pc.index_in(index, value_set=reached).cast(pa.int32())
     arrays = []
     for column in columns:
-        values = table[column].combine_chunks().slice(low_value, high_value - low_value)
+        values = table[column].combine_chunks().take(reached)
         these = indices
         if values.null_count:  # Parquet takes no null inside a dictionary: null the index
             these = pc.if_else(pc.is_null(values.take(indices)), pa.scalar(None, pa.int32()), indices)

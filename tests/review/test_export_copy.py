@@ -162,3 +162,24 @@ def test_text_that_spells_null_is_kept_and_nan_stays_a_number(pg_url: str) -> No
             assert math.isnan(values["f"]) and values["g"] is None, via
     finally:
         engine.dispose()
+
+
+def test_dictionary_lookup_holds_only_the_rows_a_batch_reaches() -> None:
+    """The Parquet path's dictionaries carry a batch's images, not the whole table, in any
+    stored order, and read as the plain lookup (missing keys and NULL values as nulls)."""
+    import pyarrow as pa
+
+    from itagger_lib.export import _lookup
+
+    table = pa.table(
+        {
+            "id": pa.array([50, 10, 40, 20, 30], pa.int64()),  # stored out of id order
+            "sha256": pa.array(["e", "a", "d", "b", None], pa.string()),
+        }
+    )
+    keys = pa.chunked_array([pa.array([40, 10, 40, None, 99, 30], pa.int64())])
+    (plain,) = _lookup(keys, table, "id", ["sha256"])
+    (encoded,) = _lookup(keys, table, "id", ["sha256"], dictionary=True)
+    assert plain.to_pylist() == ["d", "a", "d", None, None, None]
+    assert encoded.to_pylist() == plain.to_pylist()
+    assert len(encoded.dictionary) == 3 and encoded.dictionary.null_count == 0  # 40, 10, 30
