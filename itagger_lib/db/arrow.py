@@ -35,14 +35,15 @@ VIA = (None, "psql", "psycopg")
 
 def read_arrow(
     engine: sa.Engine,
-    query: str,
+    query: str | sa.sql.expression.ClauseElement,
     params: Mapping[str, Any] | None = None,
     via: str | None = None,
     *,
     column_types: Mapping[str, pa.DataType] | None = None,
     threads: bool = True,
 ) -> pa.Table:
-    """The rows of ``query`` (SQL text with ``:name`` parameters) as an Arrow table.
+    """The rows of ``query`` (SQL text with ``:name`` parameters, or a SQLAlchemy statement
+    with its own bound values) as an Arrow table.
 
     ``via``: ``"psql"``, ``"psycopg"`` or ``None`` (psql where installed). ``column_types``
     fixes the Arrow type of named columns (others are inferred). ``threads=False`` parses on
@@ -51,12 +52,10 @@ def read_arrow(
     """
     if via not in VIA:
         raise ConfigError(f"via={via!r}: use 'psql', 'psycopg' or None (psql where installed)")
-    compiled = str(
-        sa.text(query)
-        .bindparams(**(params or {}))
-        # a dialect with named parameters: psycopg's pyformat style would double every ``%``
-        .compile(dialect=postgresql.dialect(paramstyle="named"), compile_kwargs={"literal_binds": True})
-    )
+    statement = sa.text(query).bindparams(**(params or {})) if isinstance(query, str) else query
+    # values inlined by a dialect with named parameters: psycopg's pyformat would double each %
+    dialect = postgresql.dialect(paramstyle="named")
+    compiled = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
     copy = f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true)"
     psql = pg_bin("psql") if via in (None, "psql") else None
     if via == "psql" and psql is None:

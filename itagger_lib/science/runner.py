@@ -322,7 +322,6 @@ def _copy_long(ws: Workspace, query: Any, streams: int = 2) -> pd.DataFrame:
     from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow as pa
-    from sqlalchemy.dialects import postgresql
 
     from itagger_lib.db.arrow import read_arrow
 
@@ -332,12 +331,9 @@ def _copy_long(ws: Workspace, query: Any, streams: int = 2) -> pd.DataFrame:
     edges = [low + (high - low) * k // streams for k in range(streams + 1)]
     types = {"image_id": pa.int64(), "key": pa.string(), "value": pa.float64()}
 
-    dialect = postgresql.dialect(paramstyle="named")  # psycopg's pyformat would double each %
-
     def part(a: int, b: int) -> pa.Table:
         ranged = query.where(Metric.image_id >= a, Metric.image_id < b)
-        sql = str(ranged.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-        return read_arrow(ws.engine, sql, column_types=types, threads=False)
+        return read_arrow(ws.engine, ranged, column_types=types, threads=False)
 
     with ThreadPoolExecutor(streams) as pool:
         parts = list(pool.map(part, edges[:-1], edges[1:]))

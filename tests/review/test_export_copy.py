@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -117,30 +119,33 @@ def test_a_failing_psql_falls_back_to_psycopg(pg_url: str, tmp_path, caplog) -> 
     ws.close()
 
 
+@pytest.fixture
+def engine(pg_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
 @pytest.mark.postgres
-def test_values_with_newlines_survive_block_boundaries(pg_url: str) -> None:
+def test_values_with_newlines_survive_block_boundaries(engine: sa.Engine) -> None:
     """Multi-line text (raters' notes) over many parser blocks reads back whole, both ways."""
     from itagger_lib.db.arrow import read_arrow
 
-    engine = sa.create_engine(pg_url)
     # ≈ 12 MB of CSV: several 4 MiB parser blocks, each boundary likely inside a quoted value
     query = (
         "SELECT g AS id, repeat('first line, \"quoted\"' || chr(10) || 'second; ', 16) || g AS note "
         "FROM generate_series(1, 30000) AS g"
     )
     expected = ['first line, "quoted"\nsecond; ' * 16 + str(i) for i in range(1, 30001)]
-    try:
-        for via in ("psql", "psycopg"):
-            for threads in (True, False):
-                table = read_arrow(engine, query, via=via, threads=threads)
-                assert table["id"].to_pylist() == list(range(1, 30001)), (via, threads)
-                assert table["note"].to_pylist() == expected, (via, threads)
-    finally:
-        engine.dispose()
+    for via in ("psql", "psycopg"):
+        for threads in (True, False):
+            table = read_arrow(engine, query, via=via, threads=threads)
+            assert table["id"].to_pylist() == list(range(1, 30001)), (via, threads)
+            assert table["note"].to_pylist() == expected, (via, threads)
 
 
 @pytest.mark.postgres
-def test_text_that_spells_null_is_kept_and_nan_stays_a_number(pg_url: str) -> None:
+def test_text_that_spells_null_is_kept_and_nan_stays_a_number(engine: sa.Engine) -> None:
     """Only PostgreSQL's NULL is missing: "n/a", "NULL", "NA" are text, NaN is a float."""
     import math
 
@@ -148,20 +153,16 @@ def test_text_that_spells_null_is_kept_and_nan_stays_a_number(pg_url: str) -> No
 
     from itagger_lib.db.arrow import read_arrow
 
-    engine = sa.create_engine(pg_url)
     query = (
         "SELECT 'n/a'::text AS a, 'NULL'::text AS b, 'NA'::text AS c, '#N/A'::text AS d, "
         "''::text AS empty, NULL::text AS missing, 'NaN'::float8 AS f, NULL::float8 AS g"
     )
-    try:
-        for via in ("psql", "psycopg"):
-            row = read_arrow(engine, query, via=via, column_types={"f": pa.float64(), "g": pa.float64()})
-            values = row.to_pylist()[0]
-            assert [values[k] for k in "abcd"] == ["n/a", "NULL", "NA", "#N/A"], via
-            assert values["empty"] == "" and values["missing"] is None, via
-            assert math.isnan(values["f"]) and values["g"] is None, via
-    finally:
-        engine.dispose()
+    for via in ("psql", "psycopg"):
+        row = read_arrow(engine, query, via=via, column_types={"f": pa.float64(), "g": pa.float64()})
+        values = row.to_pylist()[0]
+        assert [values[k] for k in "abcd"] == ["n/a", "NULL", "NA", "#N/A"], via
+        assert values["empty"] == "" and values["missing"] is None, via
+        assert math.isnan(values["f"]) and values["g"] is None, via
 
 
 def test_dictionary_lookup_holds_only_the_rows_a_batch_reaches() -> None:

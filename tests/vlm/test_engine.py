@@ -21,9 +21,8 @@ def _openai(ws: Any, server: FakeVLMServer, **kw: Any) -> Any:
     kw.setdefault("attributes", ATTRS)
     kw.setdefault("progress", False)
     kw.setdefault("retry_base_s", 0.05)
-    return rate_with_vlm(
-        ws, provider="openai", model="test-model", provider_options={"base_url": server.openai_url}, **kw
-    )
+    kw["provider_options"] = {"base_url": server.openai_url, **kw.get("provider_options", {})}
+    return rate_with_vlm(ws, provider="openai", model="test-model", **kw)
 
 
 def _rows(ws: Any, model: Any) -> list[dict[str, Any]]:
@@ -347,11 +346,7 @@ def test_token_limit_name_follows_the_server(ws: Any, server: FakeVLMServer) -> 
     assert default_token_limit("http://127.0.0.1:11434/v1") == "max_tokens"  # Ollama
     images = list(ws.images().index[:2])
     _openai(ws, server, images=images[:1])
-    options = {"base_url": server.openai_url, "token_limit": "max_completion_tokens"}
-    rate_with_vlm(
-        ws, provider="openai", model="test-model", provider_options=options, images=images[1:],
-        attributes=ATTRS, progress=False, retry_base_s=0.05,
-    )  # fmt: skip
+    _openai(ws, server, images=images[1:], provider_options={"token_limit": "max_completion_tokens"})
     compatible, official = (r["body"] for r in server.requests)
     assert compatible["max_tokens"] == 400 and "max_completion_tokens" not in compatible
     assert official["max_completion_tokens"] == 400 and "max_tokens" not in official
@@ -368,16 +363,10 @@ def test_a_reasoning_model_is_rated_with_its_parameters_and_refusals_cost_nothin
         refused = _openai(ws, server, images=images[:1], max_retries=0)
         assert refused.succeeded == 0 and len(refused.failed) == 1
         assert "max_completion_tokens" in refused.failed[0][1]
-        options = {"base_url": server.openai_url, "token_limit": "max_completion_tokens"}
-        hot = rate_with_vlm(
-            ws, provider="openai", model="test-model", provider_options=options, images=images[:1],
-            attributes=ATTRS, progress=False, retry_base_s=0.05, max_retries=0,
-        )  # fmt: skip
+        options = {"token_limit": "max_completion_tokens"}
+        hot = _openai(ws, server, images=images[:1], provider_options=options, max_retries=0)
         assert hot.succeeded == 0 and "temperature" in hot.failed[0][1]
-        rated = rate_with_vlm(
-            ws, provider="openai", model="test-model", provider_options=options, images=images,
-            attributes=ATTRS, progress=False, retry_base_s=0.05, temperature=1.0,
-        )  # fmt: skip
+        rated = _openai(ws, server, images=images, provider_options=options, temperature=1.0)
     assert rated.succeeded == 2 and rated.failed == []
     assert refused.spend_usd == 0 and hot.spend_usd == 0
     calls = {c["run_id"]: c for c in _rows(ws, VLMCall)}
