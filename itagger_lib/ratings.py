@@ -1,4 +1,4 @@
-"""Human ratings: write-through recording from the workbench and import of external ratings.
+"""Human ratings: write-through recording from the workbench (imports: :mod:`itagger_lib.rating_import`).
 
 Every rating row carries its provenance: codebook id, source (human|vlm|import|
 adjudication), mode (blind|assisted), study, assignment, the rater's position in their
@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 
 from itagger_lib.assignment import Item, create_study, get_study, set_status
 from itagger_lib.codebook import Codebook, get_codebook_by_id, resolve_codebook
-from itagger_lib.db.models import Assignment, Image, Rating, utcnow
-from itagger_lib.errors import CodebookError, ImageNotFoundError, RatingError
+from itagger_lib.db.models import Assignment, Rating, utcnow
+from itagger_lib.errors import RatingError
 
 if TYPE_CHECKING:
     from itagger_lib.workspace import Workspace
 
-__all__ = ["SOURCES", "add_ratings", "create_study", "rater_ratings", "record_rating"]
+__all__ = ["SOURCES", "create_study", "rater_ratings", "record_rating"]
 
 SOURCES = ("human", "vlm", "import", "adjudication")
 
@@ -142,101 +141,3 @@ def rater_ratings(
         return {}
     book = codebook if codebook is not None else get_codebook_by_id(ws, get_study(ws, int(row)).codebook_id)
     return {r.attribute: book.attribute(r.attribute).from_columns(r.value, r.value_text) for r in rows}
-
-
-def _image_ids(ws: Workspace, refs: pd.Series) -> list[int]:
-    with ws.engine.connect() as connection:
-        rows = connection.execute(sa.select(Image.id, Image.sha256)).all()
-    ids = {int(r.id) for r in rows}
-    out: list[int] = []
-    for position, ref in zip(refs.index, refs, strict=True):
-        if hasattr(ref, "item"):
-            ref = ref.item()  # numpy scalar -> Python
-        if isinstance(ref, int | float) and not isinstance(ref, bool) and float(ref).is_integer():
-            if int(ref) in ids:
-                out.append(int(ref))
-                continue
-        else:
-            text = str(ref).strip().lower()
-            if text.isdigit() and len(text) < 8 and int(text) in ids:
-                out.append(int(text))
-                continue
-            matches = [int(r.id) for r in rows if len(text) >= 8 and r.sha256.startswith(text)]
-            if len(matches) == 1:
-                out.append(matches[0])
-                continue
-        raise ImageNotFoundError(
-            f"ratings row {position}: image {ref!r} is not in this workspace (give an image id or "
-            "at least 8 hex digits of its SHA-256; see ws.images())"
-        )
-    return out
-
-
-def add_ratings(
-    ws: Workspace,
-    ratings: pd.DataFrame,
-    codebook: Any = None,
-    source: str = "import",
-    mode: str = "blind",
-) -> int:
-    """Import a long DataFrame of ratings; return how many rows were stored.
-
-    Columns: ``image`` (id or SHA-256 prefix) or ``image_id``, ``rater``, ``attribute``,
-    ``value``; optional ``rated_at``, ``note``. Every row is validated against the codebook
-    before anything is written; the first bad row raises :class:`RatingError` naming the row,
-    image, attribute and the allowed values. All rows are written in one transaction.
-    """
-    if source not in SOURCES:
-        raise RatingError(f"source {source!r} is not one of {SOURCES}")
-    frame = pd.DataFrame(ratings)
-    image_column = "image_id" if "image_id" in frame.columns else "image"
-    missing = [c for c in (image_column, "rater", "attribute", "value") if c not in frame.columns]
-    if missing:
-        raise RatingError(
-            f"ratings table lacks column(s) {missing}; give image (or image_id), rater, attribute, value"
-        )
-    book = resolve_codebook(ws, codebook)
-    image_ids = _image_ids(ws, frame[image_column])
-    now = utcnow()
-    rows = []
-    for (position, record), image_id in zip(frame.iterrows(), image_ids, strict=True):
-        key = str(record["attribute"])
-        try:
-            attr = book.attribute(key)
-        except (CodebookError, RatingError, KeyError) as exc:
-            raise RatingError(
-                f"ratings row {position} (image {record[image_column]!r}): attribute {key!r} is not in "
-                f"codebook {book.name} {book.version}; known: {', '.join(book.keys)}"
-            ) from exc
-        value = record["value"]
-        if hasattr(value, "item"):
-            value = value.item()  # numpy scalar -> Python
-        try:
-            number, text = attr.to_columns(value)
-        except RatingError:
-            raise RatingError(
-                f"ratings row {position} (image {record[image_column]!r}), attribute {key!r}: value "
-                f"{record['value']!r} is not allowed; give {attr.allowed()}"
-            ) from None
-        rater = record["rater"]
-        if rater is None or (isinstance(rater, float) and pd.isna(rater)) or not str(rater).strip():
-            raise RatingError(f"ratings row {position} (image {record[image_column]!r}): rater is empty")
-        rated_at = record.get("rated_at") if "rated_at" in frame.columns else None
-        rows.append(
-            {
-                "image_id": image_id,
-                "attribute": attr.key,
-                "codebook_id": book.id,
-                "rater": str(rater),
-                "source": source,
-                "value": number,
-                "value_text": text,
-                "mode": mode,
-                "note": record.get("note") if "note" in frame.columns else None,
-                "rated_at": pd.Timestamp(rated_at).to_pydatetime() if rated_at is not None else now,
-            }
-        )
-    with ws.engine.begin() as connection:
-        for start in range(0, len(rows), 5000):
-            connection.execute(sa.insert(Rating), rows[start : start + 5000])
-    return len(rows)

@@ -281,8 +281,9 @@ class Workspace:
         return create_study(self, name, **kwargs)
 
     def add_ratings(self, ratings: Any, **kwargs: Any) -> Any:
-        """Import ratings collected elsewhere (long DataFrame), validated against the codebook."""
-        from itagger_lib.ratings import add_ratings
+        """Import ratings collected elsewhere (long DataFrame), validated against the codebook;
+        see :func:`itagger_lib.rating_import.add_ratings`."""
+        from itagger_lib.rating_import import add_ratings
 
         return add_ratings(self, ratings, **kwargs)
 

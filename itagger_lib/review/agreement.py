@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from itagger_lib.errors import ConfigError
 from itagger_lib.review.coefficients import (
     bootstrap_ci,
     cohen_kappa,
@@ -439,7 +440,8 @@ def agreement(
 
     Reads ratings (adjudications left out) and codebook levels through ``ws.engine``.
     ``raters`` defaults to every non-VLM rater (VLMs are compared in :func:`vlm_agreement`);
-    ``by`` is a Series indexed by image id or ``"collection"``.
+    ``by``: a Series indexed by image id, ``"collection"``, or a science bin of the newest
+    science run (``"bin.<metric>"``, or just the metric key: its low/mid/high bin).
     """
     ratings = load_ratings(ws)
     levels, domains = load_levels(ws)
@@ -449,11 +451,28 @@ def agreement(
         ratings = ratings[~vlm_raters(ratings["rater"])]
     group = by
     if isinstance(by, str):
-        group = ratings.drop_duplicates("image_id").set_index("image_id")[by]
+        group = _groups(ws, ratings, by)
     table = agreement_table(
         ratings, _select(levels, attributes), by=group, n_boot=n_boot, seed=seed, domains=domains
     )
     return table
+
+
+def _groups(ws: Any, ratings: pd.DataFrame, by: str) -> pd.Series:
+    """Each image's group for ``by=<name>``: a ratings column (collection) or a science bin."""
+    if by == "collection":
+        return ratings.drop_duplicates("image_id").set_index("image_id")[by]
+    from itagger_lib.science.runner import metrics_frame
+
+    metrics = metrics_frame(ws, bins=True)
+    name = by if by.startswith("bin.") else f"bin.{by}"
+    if name not in metrics.columns:
+        known = sorted(c for c in metrics.columns if str(c).startswith("bin."))
+        raise ConfigError(
+            f"by={by!r}: not 'collection' nor a science bin of the newest science run; "
+            + (f"bins: {', '.join(known)}" if known else "run the science pipeline first (ws.run_science())")
+        )
+    return metrics[name]
 
 
 def vlm_agreement(ws: Any, attributes: Sequence[str] | None = None) -> pd.DataFrame:

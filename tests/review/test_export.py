@@ -76,6 +76,20 @@ def test_agreement_from_workspace_matches_published_alpha(workspace) -> None:  #
     assert list(by_collection["group"]) == ["north", "south"]
 
 
+def test_agreement_by_a_science_bin(workspace) -> None:  # type: ignore[no-untyped-def]
+    fill(workspace)  # edge_density = u / 11 with cut points 0.3, 0.6: 4 low, 3 mid, 5 high images
+    by_bin = agreement(workspace, attributes=["order"], by="bin.edge_density", n_boot=0)
+    assert list(by_bin["group"]) == ["high", "low", "mid"]
+    series = table(workspace)["bin.edge_density"]
+    assert by_bin.equals(agreement(workspace, attributes=["order"], by=series, n_boot=0))
+    assert agreement(workspace, attributes=["order"], by="edge_density", n_boot=0).equals(by_bin)
+    low = by_bin.set_index("group").loc["low"]
+    units = [u for u in range(4) if (~np.isnan(KRIPPENDORFF_2011[u])).sum() >= 2]
+    assert low["n_units"] == len(units)
+    with pytest.raises(ConfigError, match=r"by='colour': .*bins: bin.edge_density"):
+        agreement(workspace, by="colour")
+
+
 def test_ratings_frame_has_provenance_columns(workspace) -> None:  # type: ignore[no-untyped-def]
     ids = fill(workspace)
     frame = ratings_frame(workspace, raters=["ann", "vlm:fake/model@v1"])

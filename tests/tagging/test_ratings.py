@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from itagger_lib.assignment import create_study, next_assignment
 from itagger_lib.db.models import Rating
 from itagger_lib.errors import ImageNotFoundError, RatingError
-from itagger_lib.ratings import add_ratings, rater_ratings, record_rating
+from itagger_lib.rating_import import add_ratings
+from itagger_lib.ratings import rater_ratings, record_rating
 
 
 def _rows(ws: Any) -> list[Any]:
@@ -54,7 +55,7 @@ def test_add_ratings_demo_format_and_image_prefix(tagged_ws: Any) -> None:
             "rater": ["sim:r1"] * 3,
         }
     )
-    assert tagged_ws.add_ratings(frame) == 3
+    assert tagged_ws.add_ratings(frame).stored == 3
     by_sha = pd.DataFrame(
         {
             "image": [images.sha256.iloc[4][:10]],
@@ -63,7 +64,7 @@ def test_add_ratings_demo_format_and_image_prefix(tagged_ws: Any) -> None:
             "rater": ["x"],
         }
     )
-    assert add_ratings(tagged_ws, by_sha) == 1
+    assert add_ratings(tagged_ws, by_sha).stored == 1
     rows = _rows(tagged_ws)
     assert [r["source"] for r in rows] == ["import"] * 4
     assert rows[3]["image_id"] == ids[4] and rows[3]["value_text"] == "interior" and rows[3]["value"] == 0.0

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from itagger_lib.assignment import create_study, progress
 from itagger_lib.db.models import Assignment, Rating
-from itagger_lib.ratings import add_ratings
+from itagger_lib.rating_import import add_ratings
 from itagger_lib.widgets.tagging import TaggingWorkbench
 
 

@@ -1,0 +1,133 @@
+"""``itagger ratings``: import ratings collected elsewhere, and inter-rater agreement."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from itagger_lib.commands import open_workspace
+from itagger_lib.errors import ConfigError
+from itagger_lib.rating_import import ERRORS, IF_IMPORTED
+from itagger_lib.ratings import SOURCES
+
+READERS = {".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".parquet": "parquet", ".json": "json"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("ratings", help="import ratings collected elsewhere; inter-rater agreement")
+    sub = p.add_subparsers(dest="ratings_command", metavar="ACTION", required=True)
+
+    imp = sub.add_parser(
+        "import",
+        help="import a long table (image, rater, attribute, value[, rated_at, note]) of ratings",
+        description=(
+            "Import ratings from paper forms or a survey tool: one row per image x rater x "
+            "attribute. image: an image id, 8+ hex digits of its SHA-256, or the file name it "
+            "was ingested from. Every row is checked against the codebook first."
+        ),
+    )
+    imp.add_argument("file", help="CSV, TSV, Parquet or JSON (records) file")
+    imp.add_argument("--codebook", help="codebook id, stored name, or YAML file (default: the newest)")
+    imp.add_argument("--source", choices=SOURCES, default="import", help="(default: import)")
+    imp.add_argument("--mode", choices=("blind", "assisted"), default="blind", help="(default: blind)")
+    imp.add_argument(
+        "--errors",
+        choices=ERRORS,
+        default="raise",
+        help="raise: store nothing if any row is invalid (default); skip: store the valid rows",
+    )
+    imp.add_argument(
+        "--if-imported",
+        choices=IF_IMPORTED,
+        default="fail",
+        help="when the same rows were imported before: fail (default), skip, or append them again",
+    )
+    imp.set_defaults(func=cmd_import)
+
+    agr = sub.add_parser("agreement", help="inter-rater agreement per attribute, as CSV")
+    agr.add_argument("--attributes", help="comma-separated attribute keys (default: all rated)")
+    agr.add_argument("--raters", help="comma-separated raters (default: all human and imported raters)")
+    agr.add_argument("--by", help="group by 'collection' or a science bin (bin.<metric>)")
+    agr.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for alpha's 95%% CI")
+    agr.add_argument("--out", help="write the CSV here instead of standard output")
+    agr.set_defaults(func=cmd_agreement)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A ratings table from a file, by its extension."""
+    path = Path(path)
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        raise ConfigError(
+            f"{path}: cannot read {path.suffix or 'a file without extension'}; give a .csv, .tsv, "
+            ".parquet or .json file (save a spreadsheet as CSV)"
+        )
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        if kind == "json":
+            return pd.read_json(path, orient="records")
+        # image references stay text: a SHA-256 prefix of digits must not become a number
+        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", dtype={"image": str})
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise ConfigError(f"{path}: not a readable {kind} table ({exc})") from None
+
+
+def _codebook(ws: Any, value: str | None) -> Any:
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    if Path(value).is_file():
+        return value  # a YAML file: stored (or found, if stored before) by add_ratings
+    return ws.codebook(value)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    frame = read_table(args.file)
+    ws = open_workspace(args)
+    try:
+        report = ws.add_ratings(
+            frame,
+            codebook=_codebook(ws, args.codebook),
+            source=args.source,
+            mode=args.mode,
+            errors=args.errors,
+            if_imported=args.if_imported,
+            name=Path(args.file).name,
+        )
+    finally:
+        ws.close()
+    print(report)
+    for problem in report.problems[:20]:
+        print(f"  skipped {problem}", file=sys.stderr)
+    if len(report.problems) > 20:
+        more = len(report.problems) - 20
+        print(f"  ... and {more} more (all in ws.failures({report.run_id}))", file=sys.stderr)
+    return 0
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+def cmd_agreement(args: argparse.Namespace) -> int:
+    ws = open_workspace(args)
+    try:
+        table = ws.agreement(
+            attributes=_split(args.attributes), raters=_split(args.raters), by=args.by, n_boot=args.n_boot
+        )
+    finally:
+        ws.close()
+    if args.out:
+        table.to_csv(args.out, index=False)
+        print(args.out)
+    else:
+        table.to_csv(sys.stdout, index=False)
+    return 0

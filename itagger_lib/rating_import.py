@@ -1,0 +1,348 @@
+"""Import of ratings collected elsewhere (paper forms, survey tools) from a long table.
+
+One import is one run (kind ``import``): its ratings carry the run id, its parameters hold
+the codebook, source, row counts and a SHA-256 of the validated rows, so importing the same
+table twice is refused instead of silently doubling every rater's answers, and the rows it
+could not take are the run's failures (``ws.failures(run_id)``).
+
+Images are found by id, by 8 or more hex digits of their SHA-256, or by the file name they
+were ingested from (``source_name``, where it is unique in the workspace). A blank value
+(missing in the table: ``None``, NaN) is an unanswered item: it is counted and skipped, not
+an error.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from itagger_lib.codebook import resolve_codebook
+from itagger_lib.db.models import Image, Rating, Run, utcnow
+from itagger_lib.errors import CodebookError, ImageNotFoundError, RatingError
+from itagger_lib.ratings import SOURCES
+from itagger_lib.runs import finish_run, hash_parameters, record_failures, start_run
+
+if TYPE_CHECKING:
+    from itagger_lib.workspace import Workspace
+
+__all__ = ["ERRORS", "IF_IMPORTED", "ImportReport", "add_ratings"]
+
+ERRORS = ("raise", "skip")
+IF_IMPORTED = ("fail", "skip", "append")  # as pandas' to_sql(if_exists=...)
+SHOWN = 10  # problems listed in an error message; the rest are counted
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One row of the table that cannot be imported, and why."""
+
+    row: Any
+    image: Any
+    image_id: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row} (image {self.image!r}): {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    """What :func:`add_ratings` did: rows stored, blanks and invalid rows skipped, the run."""
+
+    run_id: int | None
+    rows: int
+    stored: int
+    blank: int
+    problems: list[Problem] = field(default_factory=list)
+    already_imported: bool = False  # the same rows were stored by run ``run_id`` before
+
+    @property
+    def skipped(self) -> int:
+        return self.blank + len(self.problems)
+
+    def __int__(self) -> int:
+        return self.stored
+
+    def __str__(self) -> str:
+        if self.already_imported:
+            return f"already imported as run {self.run_id}: nothing stored"
+        text = f"import run {self.run_id}: {self.stored:,} of {self.rows:,} rows stored"
+        if self.blank:
+            text += f", {self.blank:,} blank (unanswered) skipped"
+        if self.problems:
+            text += f", {len(self.problems):,} invalid skipped (ws.failures({self.run_id}))"
+        return text
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") and not isinstance(value, str | bytes) else value
+
+
+class _Images:
+    """Image references (id, SHA-256 prefix, ingested file name) to ids, without a scan per row."""
+
+    def __init__(self, ws: Workspace) -> None:
+        with ws.engine.connect() as connection:
+            rows = connection.execute(sa.select(Image.id, Image.sha256, Image.source_name)).all()
+        self.ids = {int(r.id) for r in rows}
+        self.hashes = sorted((r.sha256, int(r.id)) for r in rows)
+        self.names: dict[str, list[int]] = {}
+        for r in rows:
+            self.names.setdefault(r.source_name, []).append(int(r.id))
+
+    def find(self, ref: Any) -> tuple[int | None, str]:
+        """The image id, or ``None`` and why."""
+        ref = _scalar(ref)
+        if _missing(ref) or not str(ref).strip():
+            return None, "image is empty; give an image id, SHA-256 prefix or file name"
+        if isinstance(ref, int | float) and not isinstance(ref, bool):
+            if float(ref).is_integer() and int(ref) in self.ids:
+                return int(ref), ""
+            return None, f"image id {ref!r} is not in this workspace (see ws.images())"
+        text = str(ref).strip()
+        if text.isdigit() and len(text) < 8 and int(text) in self.ids:
+            return int(text), ""
+        named = self.names.get(text, [])
+        if len(named) == 1:
+            return named[0], ""
+        if len(named) > 1:
+            return None, (
+                f"image file name {text!r} matches {len(named)} images (ids "
+                f"{', '.join(map(str, named[:5]))}); give the image id or its SHA-256 instead"
+            )
+        prefix = text.lower()
+        if len(prefix) >= 8 and all(c in "0123456789abcdef" for c in prefix):
+            start = bisect.bisect_left(self.hashes, (prefix, -1))
+            matches = []
+            for sha, image_id in self.hashes[start : start + 2]:
+                if sha.startswith(prefix):
+                    matches.append(image_id)
+            if len(matches) == 1:
+                return matches[0], ""
+            if matches:
+                return None, f"SHA-256 prefix {text!r} matches several images; give more digits"
+        return None, (
+            f"image {text!r} is not in this workspace (give an image id, at least 8 hex digits of "
+            "its SHA-256, or the file name it was ingested from; see ws.images())"
+        )
+
+
+def _rated_at(value: Any) -> datetime | None:
+    """A time from the table as an aware UTC datetime (naive times are taken as UTC)."""
+    stamp = pd.Timestamp(value)
+    if stamp is pd.NaT:
+        return None
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return stamp.to_pydatetime()
+
+
+def add_ratings(
+    ws: Workspace,
+    ratings: pd.DataFrame,
+    codebook: Any = None,
+    source: str = "import",
+    mode: str = "blind",
+    *,
+    errors: str = "raise",
+    if_imported: str = "fail",
+    name: str | None = None,
+) -> ImportReport:
+    """Import a long table of ratings; return an :class:`ImportReport` (``int()`` of it is
+    the number of rows stored).
+
+    Columns: ``image`` (image id, 8+ hex digits of its SHA-256, or the file name it was
+    ingested from) or ``image_id``, ``rater``, ``attribute``, ``value``; optional
+    ``rated_at`` (naive times are UTC; default: now) and ``note``. Every row is validated
+    against the codebook (``codebook``: as :func:`itagger_lib.codebook.resolve_codebook`
+    takes it, default the newest) before anything is written.
+
+    ``errors="raise"`` (default): if any row is invalid nothing is stored and
+    :class:`RatingError` lists them (row, image, attribute, the allowed values).
+    ``errors="skip"``: the valid rows are stored and each invalid one is recorded as a
+    failure of the import run. Blank values are skipped and counted either way.
+    ``if_imported``: what to do when the same validated rows (same codebook, source, mode)
+    were imported before: ``"fail"`` (default; :class:`RatingError` naming that run),
+    ``"skip"`` (store nothing, report that run: re-running a notebook is then harmless) or
+    ``"append"`` (store them again). ``name`` (a file name, say) is kept with the run.
+    """
+    if source not in SOURCES:
+        raise RatingError(f"source {source!r} is not one of {SOURCES}")
+    if errors not in ERRORS:
+        raise RatingError(f"errors={errors!r}: use 'raise' (store nothing if a row is bad) or 'skip'")
+    if if_imported not in IF_IMPORTED:
+        raise RatingError(f"if_imported={if_imported!r}: use one of {IF_IMPORTED}")
+    frame = pd.DataFrame(ratings)
+    image_column = "image_id" if "image_id" in frame.columns else "image"
+    missing = [c for c in (image_column, "rater", "attribute", "value") if c not in frame.columns]
+    if missing:
+        raise RatingError(
+            f"ratings table lacks column(s) {missing}; give image (or image_id), rater, attribute, value"
+        )
+    book = resolve_codebook(ws, codebook)
+    images = _Images(ws)
+    has_time, has_note = "rated_at" in frame.columns, "note" in frame.columns
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    blank = 0
+    for position, record in zip(frame.index, frame.to_dict("records"), strict=True):
+        ref = _scalar(record[image_column])
+
+        def problem(reason: str, image_id: int | None = None) -> None:
+            problems.append(Problem(position, ref, image_id, reason))  # noqa: B023
+
+        value = _scalar(record["value"])
+        if _missing(value):
+            blank += 1
+            continue
+        image_id, why = images.find(ref)
+        if image_id is None:
+            problem(why)
+            continue
+        key = str(record["attribute"])
+        try:
+            attr = book.attribute(key)
+        except (CodebookError, RatingError, KeyError):
+            problem(
+                f"attribute {key!r} is not in codebook {book.name} {book.version}; "
+                f"known: {', '.join(book.keys)}",
+                image_id,
+            )
+            continue
+        try:
+            number, text = attr.to_columns(value)
+        except RatingError:
+            shown = int(value) if isinstance(value, float) and value.is_integer() else value  # 9.0 → 9
+            problem(f"attribute {key!r}: value {shown!r} is not allowed; give {attr.allowed()}", image_id)
+            continue
+        rater = _scalar(record["rater"])
+        if _missing(rater) or not str(rater).strip():
+            problem("rater is empty", image_id)
+            continue
+        rated_at = None
+        if has_time and not _missing(_scalar(record["rated_at"])):
+            try:
+                rated_at = _rated_at(record["rated_at"])
+            except (ValueError, TypeError):
+                problem(
+                    f"rated_at {record['rated_at']!r} is not a date and time; give ISO 8601 "
+                    "such as 2026-03-01T14:30:00Z (naive times are UTC)",
+                    image_id,
+                )
+                continue
+        note = _scalar(record["note"]) if has_note else None
+        rows.append(
+            {
+                "image_id": image_id,
+                "attribute": attr.key,
+                "codebook_id": book.id,
+                "rater": str(rater).strip(),
+                "source": source,
+                "value": number,
+                "value_text": text,
+                "mode": mode,
+                "note": None if _missing(note) else str(note),
+                "rated_at": rated_at,
+            }
+        )
+    if problems and errors == "raise":
+        raise _invalid(
+            problems,
+            len(frame),
+            ImageNotFoundError if all(p.image_id is None for p in problems) else RatingError,
+        )
+    parameters = {
+        "codebook": {"id": book.id, "name": book.name, "version": book.version},
+        "source": source,
+        "mode": mode,
+        "rows_sha256": _rows_hash(rows, has_time),
+    }
+    params_hash = hash_parameters(parameters)
+    earlier = _earlier_import(ws, params_hash) if rows and if_imported != "append" else None
+    if earlier is not None and if_imported == "skip":
+        return ImportReport(int(earlier.id), len(frame), 0, blank, problems, already_imported=True)
+    if earlier is not None:
+        when = pd.Timestamp(earlier.started_at).strftime("%Y-%m-%d %H:%M")
+        raise RatingError(
+            f"these ratings were already imported as run {earlier.id} on {when} by "
+            f"{earlier.created_by} ({earlier.n_done} rows); storing them again would count every "
+            "answer twice. Pass if_imported='skip' to do nothing, or 'append' to store them again "
+            "(CLI: --if-imported)"
+        )
+    run_id = start_run(
+        ws.engine,
+        "import",
+        {**parameters, "name": name},
+        ws.user,
+        params_hash=params_hash,
+        n_total=len(frame),
+    )
+    for row in rows:
+        row["run_id"] = run_id
+        row["rated_at"] = row["rated_at"] or now
+    try:
+        with ws.engine.begin() as connection:
+            for start in range(0, len(rows), 5000):
+                connection.execute(sa.insert(Rating), rows[start : start + 5000])
+            record_failures(
+                connection,
+                run_id,
+                ((f"row {p.row}: image {p.image!r}", p.image_id, p.reason) for p in problems),
+            )
+    except BaseException as exc:
+        finish_run(ws.engine, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finish_run(
+        ws.engine,
+        run_id,
+        n_done=len(rows),
+        n_skipped=blank,
+        n_failed=len(problems),
+        details={"stored": len(rows), "blank": blank, "invalid": len(problems)},
+    )
+    return ImportReport(run_id, len(frame), len(rows), blank, problems)
+
+
+def _invalid(problems: list[Problem], total: int, kind: type[Exception]) -> Exception:
+    lines = [str(p) for p in problems[:SHOWN]]
+    if len(problems) > SHOWN:
+        lines.append(f"... and {len(problems) - SHOWN} more")
+    return kind(
+        f"{len(problems)} of {total} ratings rows cannot be imported; nothing was stored "
+        "(fix them, or pass errors='skip' to store the valid rows and record these as the "
+        "import's failures):\n  " + "\n  ".join(lines)
+    )
+
+
+def _rows_hash(rows: list[dict[str, Any]], has_time: bool) -> str:
+    """SHA-256 of the validated rows, order-independent (times only where the table gave them)."""
+    keys = ["image_id", "attribute", "rater", "value", "value_text", "note"]
+    if has_time:
+        keys.append("rated_at")
+    lines = sorted(json.dumps([row[k] for k in keys], default=str) for row in rows)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _earlier_import(ws: Workspace, params_hash: str) -> Any:
+    """The first finished import run that stored the same rows, or ``None``."""
+    query = (
+        sa.select(Run.id, Run.started_at, Run.created_by, Run.n_done)
+        .where(Run.kind == "import", Run.params_hash == params_hash, Run.status.in_(("succeeded", "partial")))
+        .order_by(Run.id)
+    )
+    with ws.engine.connect() as connection:
+        return connection.execute(query).first()
