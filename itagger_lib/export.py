@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from itagger_lib._version import __version__
-from itagger_lib.db.arrow import read_arrow
+from itagger_lib.db.arrow import read_arrow, timestamps_from_hex, timestamptz_hex
 from itagger_lib.errors import ConfigError
 from itagger_lib.review.agreement import first_presentations, vlm_raters
 
@@ -150,10 +150,13 @@ def iter_ratings_arrow(
 
 
 # Columns read from ``ratings`` itself; the rest are attached from small tables in Arrow.
+# ``rated_at`` travels as the hex of its binary form (half the server's formatting time and
+# bytes of a text time), decoded in :func:`_copy_ratings`.
 _RATING_COLUMNS = (
     "id AS rating_id", "image_id", "attribute", "rater", "source", "value", "value_text", "mode",
     "study_id", "assignment_id", "position", "dwell_ms", "session_id", "is_repeat", "is_gold",
-    "repeat_index", "run_id", "vlm_call_id", "codebook_id", "note", "rated_at",
+    "repeat_index", "run_id", "vlm_call_id", "codebook_id", "note",
+    f"{timestamptz_hex('rated_at')} AS rated_at",
 )  # fmt: skip
 
 _SCHEMA = pa.schema(
@@ -248,8 +251,10 @@ def _ratings_query(
 
 def _copy_ratings(ws: Any, query: str, params: Mapping[str, Any], via: str | None, threads: bool) -> pa.Table:
     """One block of the ratings query, as a table of :data:`_SCHEMA` (runs in a worker thread)."""
-    types = {f.name: f.type for f in _SCHEMA}
-    return read_arrow(ws.engine, query, params, via, column_types=types, threads=threads)
+    types = {f.name: f.type for f in _SCHEMA} | {"rated_at": pa.string()}
+    block = read_arrow(ws.engine, query, params, via, column_types=types, threads=threads)
+    times = timestamps_from_hex(block["rated_at"], name="ratings.rated_at")
+    return block.set_column(block.schema.get_field_index("rated_at"), "rated_at", times)
 
 
 def _lookup(

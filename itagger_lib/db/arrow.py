@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -28,9 +29,59 @@ from itagger_lib.db.engine import redact_url
 from itagger_lib.db.libpq import client_env, client_target, pg_bin
 from itagger_lib.errors import ConfigError
 
-__all__ = ["VIA", "read_arrow"]
+__all__ = ["VIA", "read_arrow", "timestamps_from_hex", "timestamptz_hex"]
 
 VIA = (None, "psql", "psycopg")
+
+# PostgreSQL's binary timestamptz (its ``timestamptz_send``): int64 µs since 2000-01-01 UTC.
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in µs since 1970-01-01
+_NIBBLES = np.zeros(256, np.uint8)
+_NIBBLES[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def timestamptz_hex(column: str) -> str:
+    """SQL giving a ``timestamptz`` column as 16 hex digits of its binary form.
+
+    Formatting a time as text (``timestamptz_out``) is the costliest column of a COPY row:
+    ≈ 0.15 µs on the server and 30 bytes on the wire, where this is 16 bytes and about half
+    the server time. :func:`timestamps_from_hex` decodes it. ``encode`` makes it independent
+    of the server's ``bytea_output`` setting.
+    """
+    return f"encode(timestamptz_send({column}), 'hex')"
+
+
+def timestamps_from_hex(values: pa.Array | pa.ChunkedArray, name: str = "time") -> pa.Array:
+    """Decode :func:`timestamptz_hex` strings to ``timestamp[us, UTC]``, vectorised; nulls kept.
+
+    Infinite times (``'infinity'``, ``'-infinity'``) have no Arrow timestamp: they raise
+    :class:`ConfigError` naming ``name``, as a malformed value does.
+    """
+    import pyarrow.compute as pc
+
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    array = array.cast(pa.string())
+    valid = None
+    if array.null_count:
+        valid = pc.is_valid(array).to_numpy(zero_copy_only=False)
+        array = pc.fill_null(array, "0" * 16)
+    offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset : array.offset + len(array) + 1]
+    if len(array) and not (np.diff(offsets) == 16).all():
+        raise ConfigError(f"{name}: expected 16 hex digits per value (timestamptz_send); got other lengths")
+    data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0] : offsets[-1]].reshape(-1, 16)
+    nibbles = _NIBBLES[data]
+    raw = np.ascontiguousarray((nibbles[:, ::2] << 4) | nibbles[:, 1::2])
+    micros = raw.view(">i8").ravel().astype(np.int64)
+    if valid is not None:
+        micros[~valid] = 0
+    infinite = (micros == np.iinfo(np.int64).max) | (micros == np.iinfo(np.int64).min)
+    if infinite.any():
+        raise ConfigError(
+            f"{name}: {int(infinite.sum())} value(s) are 'infinity' or '-infinity', which no export "
+            "format can hold; set them to real times in the database"
+        )
+    micros += _PG_EPOCH_US
+    mask = None if valid is None else ~valid
+    return pa.array(micros, type=pa.timestamp("us", tz="UTC"), mask=mask)
 
 
 def read_arrow(
@@ -86,7 +137,8 @@ def _parse(source: Any, column_types: Mapping[str, pa.DataType], threads: bool =
     read = pcsv.ReadOptions(use_threads=threads, block_size=4 << 20)
     # a quoted value may hold a newline (a rater's note): without this, a block boundary
     # inside one fails the whole read ("CSV parser got out of sync with chunker")
-    parse = pcsv.ParseOptions(newlines_in_values=True)
+    # ignore_empty_lines=False: a one-column row holding NULL is an empty line, not a gap
+    parse = pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
     return pcsv.read_csv(source, read_options=read, parse_options=parse, convert_options=options)
 
 

@@ -163,6 +163,9 @@ def test_text_that_spells_null_is_kept_and_nan_stays_a_number(engine: sa.Engine)
         assert [values[k] for k in "abcd"] == ["n/a", "NULL", "NA", "#N/A"], via
         assert values["empty"] == "" and values["missing"] is None, via
         assert math.isnan(values["f"]) and values["g"] is None, via
+        # one column: a NULL row is an empty CSV line, which must not be skipped
+        column = read_arrow(engine, "SELECT x FROM (VALUES (1), (NULL), (3)) AS v(x)", via=via)
+        assert column["x"].to_pylist() == [1, None, 3], via
 
 
 def test_dictionary_lookup_holds_only_the_rows_a_batch_reaches() -> None:
@@ -184,3 +187,34 @@ def test_dictionary_lookup_holds_only_the_rows_a_batch_reaches() -> None:
     assert plain.to_pylist() == ["d", "a", "d", None, None, None]
     assert encoded.to_pylist() == plain.to_pylist()
     assert len(encoded.dictionary) == 3 and encoded.dictionary.null_count == 0  # 40, 10, 30
+
+
+@pytest.mark.postgres
+def test_times_travel_as_binary_hex_and_decode_exactly(engine: sa.Engine) -> None:
+    """timestamptz_hex/timestamps_from_hex equal psycopg's datetimes to the microsecond, before
+    and after 2000 and 1970 (negative offsets), with NULLs; infinity is a clear error."""
+    import pyarrow as pa
+
+    from itagger_lib.db.arrow import read_arrow, timestamps_from_hex, timestamptz_hex
+
+    times = (
+        "('1999-12-31 23:59:59.999999+00'), ('2000-01-01 00:00:00+00'), ('1969-07-20 20:17:40.5+00'), "
+        "('2026-12-02 04:55:01.123456+01'), (NULL), ('2200-02-28 12:00:00.000001+00'), "
+        "('1900-01-01 00:00+00')"
+    )
+    values = f"(VALUES {times}) AS v(t)"
+    with engine.connect() as connection:
+        expected = [row[0] for row in connection.execute(sa.text(f"SELECT t::timestamptz FROM {values}"))]
+    query = f"SELECT {timestamptz_hex('t::timestamptz')} AS t FROM {values}"
+    for via in ("psql", "psycopg"):
+        table = read_arrow(engine, query, via=via, column_types={"t": pa.string()})
+        decoded = timestamps_from_hex(table["t"], name="v.t")
+        assert decoded.type == pa.timestamp("us", tz="UTC")
+        assert decoded.to_pylist() == expected, via
+        assert timestamps_from_hex(table["t"].slice(2, 3)).to_pylist() == expected[2:5]  # offsets kept
+    infinity = timestamptz_hex("'infinity'::timestamptz")
+    infinite = read_arrow(engine, f"SELECT {infinity} AS t", column_types={"t": pa.string()})
+    with pytest.raises(ConfigError, match=r"ratings\.rated_at: 1 value.*'infinity'"):
+        timestamps_from_hex(infinite["t"], name="ratings.rated_at")
+    with pytest.raises(ConfigError, match=r"v\.t: expected 16 hex digits"):
+        timestamps_from_hex(pa.array(["2026-12-02 04:55:01+00"]), name="v.t")
