@@ -323,8 +323,8 @@ def _invalid(problems: list[Problem], total: int, kind: type[Exception]) -> Exce
         lines.append(f"... and {len(problems) - SHOWN} more")
     return kind(
         f"{len(problems)} of {total} ratings rows cannot be imported; nothing was stored "
-        "(fix them, or pass errors='skip' to store the valid rows and record these as the "
-        "import's failures):\n  " + "\n  ".join(lines)
+        "(fix them, or pass errors='skip' (CLI: --errors skip) to store the valid rows and record "
+        "these as the import's failures):\n  " + "\n  ".join(lines)
     )
 
 

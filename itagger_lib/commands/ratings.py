@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from itagger_lib.commands import open_workspace
-from itagger_lib.errors import ConfigError
+from itagger_lib.errors import ConfigError, ImageNotFoundError, RatingError
 from itagger_lib.rating_import import ERRORS, IF_IMPORTED
 from itagger_lib.ratings import SOURCES
 
@@ -93,15 +93,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     frame = read_table(args.file)
     ws = open_workspace(args)
     try:
-        report = ws.add_ratings(
-            frame,
-            codebook=_codebook(ws, args.codebook),
-            source=args.source,
-            mode=args.mode,
-            errors=args.errors,
-            if_imported=args.if_imported,
-            name=Path(args.file).name,
-        )
+        report = _add(ws, frame, args)
     finally:
         ws.close()
     print(report)
@@ -111,6 +103,22 @@ def cmd_import(args: argparse.Namespace) -> int:
         more = len(report.problems) - 20
         print(f"  ... and {more} more (all in ws.failures({report.run_id}))", file=sys.stderr)
     return 0
+
+
+def _add(ws: Any, frame: pd.DataFrame, args: argparse.Namespace) -> Any:
+    """``ws.add_ratings`` for the file, its errors prefixed with the file's name."""
+    try:
+        return ws.add_ratings(
+            frame,
+            codebook=_codebook(ws, args.codebook),
+            source=args.source,
+            mode=args.mode,
+            errors=args.errors,
+            if_imported=args.if_imported,
+            name=Path(args.file).name,
+        )
+    except (RatingError, ImageNotFoundError) as exc:
+        raise type(exc)(f"{args.file}: {exc}") from None
 
 
 def _split(value: str | None) -> list[str] | None:

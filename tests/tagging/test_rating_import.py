@@ -120,7 +120,7 @@ def test_images_by_file_name_hash_prefix_and_clear_misses(tagged_ws: Any) -> Non
         add_ratings(tagged_ws, frame.assign(rated_at=["2026-03-02", "yesterday"]))
 
 
-def test_cli_import_and_agreement(tagged_ws: Any, tmp_path: Path) -> None:
+def test_cli_import_and_agreement(tagged_ws: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     images = tagged_ws.images()
     rows = [
         {"image": name, "rater": rater, "attribute": "calm", "value": (k + j) % 5 + 1}
@@ -145,7 +145,15 @@ def test_cli_import_and_agreement(tagged_ws: Any, tmp_path: Path) -> None:
     pd.DataFrame([*rows[:2], {"image": "nope.jpg", "rater": "cy", "attribute": "calm", "value": 3}]).to_csv(
         bad, index=False
     )
+    capsys.readouterr()
     assert main([*workspace, "ratings", "import", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: 1 of 3 ratings rows cannot be imported" in err and "--errors skip" in err
+    assert "row 2 (image 'nope.jpg')" in err
+    assert main([*workspace, "ratings", "import", str(bad), "--errors", "skip"]) == 0
+    captured = capsys.readouterr()
+    assert "2 of 3 rows stored, 1 invalid skipped" in captured.out
+    assert "skipped row 2 (image 'nope.jpg')" in captured.err
     assert main([*workspace, "ratings", "import", str(tmp_path / "forms.xlsx")]) == 1
     out = tmp_path / "agreement.csv"
     assert (
