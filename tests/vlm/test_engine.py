@@ -109,7 +109,7 @@ SCRIPTS = {
 @pytest.mark.parametrize("case", list(SCRIPTS))
 def test_failures_are_retried_repaired_or_recorded(ws: Any, case: str, provider: str) -> None:
     script, status, requests = SCRIPTS[case]
-    with FakeVLMServer(script=list(script), hang_s=2.0) as server:
+    with FakeVLMServer(script=list(script), hang_s=3.0) as server:
         started = time.perf_counter()
         model = "test-model" if provider == "openai" else "test-claude"
         url = server.openai_url if provider == "openai" else server.url
@@ -123,7 +123,7 @@ def test_failures_are_retried_repaired_or_recorded(ws: Any, case: str, provider:
             progress=False,
             # only the hang case may time out: on a loaded machine a 0.5 s limit can also cut
             # a normal answer short, and that retry would be one request the script did not plan
-            timeout=0.5 if case.startswith("hang") else 10.0,
+            timeout=1.0 if case.startswith("hang") else 10.0,
             max_retries=2,
             retry_base_s=0.05,
         )
@@ -152,7 +152,7 @@ def test_failures_are_retried_repaired_or_recorded(ws: Any, case: str, provider:
 @pytest.mark.parametrize("http", ["httpx", "aiohttp"])
 def test_both_http_transports_answer_time_out_and_retry(ws: Any, provider: str, http: str) -> None:
     model = "test-model" if provider == "openai" else "test-claude"
-    with FakeVLMServer(script=["hang", ("429", 0), "500", "401"], hang_s=2.0) as server:
+    with FakeVLMServer(script=["hang", ("429", 0), "500", "401"], hang_s=3.0) as server:
         url = server.openai_url if provider == "openai" else server.url
         report = rate_with_vlm(
             ws,
@@ -163,7 +163,7 @@ def test_both_http_transports_answer_time_out_and_retry(ws: Any, provider: str, 
             concurrency=1,
             provider_options={"base_url": url, "http": http},
             progress=False,
-            timeout=0.5,
+            timeout=1.0,  # the scripted hang lasts 3 s; the other answers come in milliseconds
             retry_base_s=0.05,
         )
     # image 1: timed out, rate limited, server error, then refused the key; image 2: answered
