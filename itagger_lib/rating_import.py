@@ -1,9 +1,11 @@
 """Import of ratings collected elsewhere (paper forms, survey tools) from a long table.
 
 One import is one run (kind ``import``): its ratings carry the run id, its parameters hold
-the codebook, source, row counts and a SHA-256 of the validated rows, so importing the same
-table twice is refused instead of silently doubling every rater's answers, and the rows it
-could not take are the run's failures (``ws.failures(run_id)``).
+the codebook, source, row counts and a SHA-256 of the validated rows, and the rows it could
+not take are the run's failures (``ws.failures(run_id)``). Rows an earlier import already
+stored (same image, rater, attribute and answer; the same time too where the table gives
+times) are found one by one, so a second import of a file, or of a survey tool's cumulative
+export that repeats last week's respondents, does not silently count their answers twice.
 
 Images are found by id, by 8 or more hex digits of their SHA-256, or by the file name they
 were ingested from (``source_name``, where it is unique in the workspace). A blank value
@@ -17,6 +19,7 @@ import bisect
 import hashlib
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -62,11 +65,12 @@ class ImportReport:
     stored: int
     blank: int
     problems: list[Problem] = field(default_factory=list)
-    already_imported: bool = False  # the same rows were stored by run ``run_id`` before
+    duplicates: int = 0  # valid rows an earlier import had stored, skipped (if_imported="skip")
+    already_imported: bool = False  # every valid row was stored before (by run ``run_id``, the last)
 
     @property
     def skipped(self) -> int:
-        return self.blank + len(self.problems)
+        return self.blank + len(self.problems) + self.duplicates
 
     def __int__(self) -> int:
         return self.stored
@@ -75,6 +79,8 @@ class ImportReport:
         if self.already_imported:
             return f"already imported as run {self.run_id}: nothing stored"
         text = f"import run {self.run_id}: {self.stored:,} of {self.rows:,} rows stored"
+        if self.duplicates:
+            text += f", {self.duplicates:,} already imported skipped"
         if self.blank:
             text += f", {self.blank:,} blank (unanswered) skipped"
         if self.problems:
@@ -174,10 +180,12 @@ def add_ratings(
     :class:`RatingError` lists them (row, image, attribute, the allowed values).
     ``errors="skip"``: the valid rows are stored and each invalid one is recorded as a
     failure of the import run. Blank values are skipped and counted either way.
-    ``if_imported``: what to do when the same validated rows (same codebook, source, mode)
-    were imported before: ``"fail"`` (default; :class:`RatingError` naming that run),
-    ``"skip"`` (store nothing, report that run: re-running a notebook is then harmless) or
-    ``"append"`` (store them again). ``name`` (a file name, say) is kept with the run.
+    ``if_imported``: what to do with rows an earlier import of the same ``source`` stored
+    (same image, rater, attribute and answer, and ``rated_at`` where the table has it):
+    ``"fail"`` (default; :class:`RatingError` naming those runs, nothing stored), ``"skip"``
+    (store only the new rows: re-running a notebook, or importing a cumulative export, is
+    then harmless) or ``"append"`` (store them again). ``name`` (a file name, say) is kept
+    with the run.
     """
     if source not in SOURCES:
         raise RatingError(f"source {source!r} is not one of {SOURCES}")
@@ -272,17 +280,22 @@ def add_ratings(
         "rows_sha256": _rows_hash(rows, has_time),
     }
     params_hash = hash_parameters(parameters)
-    earlier = _earlier_import(ws, params_hash) if rows and if_imported != "append" else None
-    if earlier is not None and if_imported == "skip":
-        return ImportReport(int(earlier.id), len(frame), 0, blank, problems, already_imported=True)
-    if earlier is not None:
-        when = pd.Timestamp(earlier.started_at).strftime("%Y-%m-%d %H:%M")
-        raise RatingError(
-            f"these ratings were already imported as run {earlier.id} on {when} by "
-            f"{earlier.created_by} ({earlier.n_done} rows); storing them again would count every "
-            "answer twice. Pass if_imported='skip' to do nothing, or 'append' to store them again "
-            "(CLI: --if-imported)"
-        )
+    duplicates = 0
+    if rows and if_imported != "append":
+        matched, runs = _stored_before(ws, rows, source, has_time)
+        duplicates = sum(matched)
+        if duplicates and if_imported == "fail":
+            new = len(rows) - duplicates
+            skip = f"to store only the {new:,} new rows" if new else "to store nothing"
+            raise RatingError(
+                f"{duplicates:,} of {len(rows):,} valid ratings rows were already imported "
+                f"({_runs_text(ws, runs)}); storing them again would count those answers twice. "
+                f"Pass if_imported='skip' {skip}, or "
+                "'append' to store all of them again (CLI: --if-imported)"
+            )
+        if duplicates == len(rows):
+            return ImportReport(max(runs), len(frame), 0, blank, problems, duplicates, already_imported=True)
+        rows = [row for row, seen in zip(rows, matched, strict=True) if not seen]
     run_id = start_run(
         ws.engine,
         "import",
@@ -310,11 +323,11 @@ def add_ratings(
         ws.engine,
         run_id,
         n_done=len(rows),
-        n_skipped=blank,
+        n_skipped=blank + duplicates,
         n_failed=len(problems),
-        details={"stored": len(rows), "blank": blank, "invalid": len(problems)},
+        details={"stored": len(rows), "blank": blank, "invalid": len(problems), "duplicates": duplicates},
     )
-    return ImportReport(run_id, len(frame), len(rows), blank, problems)
+    return ImportReport(run_id, len(frame), len(rows), blank, problems, duplicates)
 
 
 def _invalid(problems: list[Problem], total: int, kind: type[Exception]) -> Exception:
@@ -337,12 +350,54 @@ def _rows_hash(rows: list[dict[str, Any]], has_time: bool) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def _earlier_import(ws: Workspace, params_hash: str) -> Any:
-    """The first finished import run that stored the same rows, or ``None``."""
-    query = (
-        sa.select(Run.id, Run.started_at, Run.created_by, Run.n_done)
-        .where(Run.kind == "import", Run.params_hash == params_hash, Run.status.in_(("succeeded", "partial")))
-        .order_by(Run.id)
-    )
+def _utc(value: Any) -> datetime:
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)).to_pydatetime()
+
+
+def _key(row: Any, has_time: bool) -> tuple[Any, ...]:
+    key = (int(row["image_id"]), row["attribute"], row["rater"], row["value"], row["value_text"])
+    return (*key, _utc(row["rated_at"])) if has_time else key
+
+
+def _stored_before(
+    ws: Workspace, rows: list[dict[str, Any]], source: str, has_time: bool
+) -> tuple[list[bool], set[int]]:
+    """Which rows an earlier finished import of ``source`` stored (each stored rating matches
+    one row), and those imports' run ids."""
+    imports = sa.select(Run.id).where(Run.kind == "import", Run.status.in_(("succeeded", "partial")))
+    columns = (Rating.image_id, Rating.attribute, Rating.rater, Rating.value, Rating.value_text)
+    raters = sorted({row["rater"] for row in rows})
+    stored: Counter[tuple[Any, ...]] = Counter()
+    run_of: dict[tuple[Any, ...], int] = {}
     with ws.engine.connect() as connection:
-        return connection.execute(query).first()
+        for start in range(0, len(raters), 500):
+            query = sa.select(*columns, Rating.rated_at, Rating.run_id).where(
+                Rating.source == source,
+                Rating.run_id.in_(imports),
+                Rating.rater.in_(raters[start : start + 500]),
+            )
+            for record in connection.execute(query).mappings():
+                key = _key(record, has_time)
+                stored[key] += 1
+                run_of[key] = int(record["run_id"])
+    matched, runs = [], set()
+    for row in rows:
+        key = _key(row, has_time)
+        seen = stored[key] > 0
+        if seen:
+            stored[key] -= 1
+            runs.add(run_of[key])
+        matched.append(seen)
+    return matched, runs
+
+
+def _runs_text(ws: Workspace, runs: set[int]) -> str:
+    query = sa.select(Run.id, Run.started_at, Run.created_by).where(Run.id.in_(sorted(runs))).order_by(Run.id)
+    with ws.engine.connect() as connection:
+        found = connection.execute(query).all()
+    shown = [
+        f"run {r.id} on {pd.Timestamp(r.started_at):%Y-%m-%d %H:%M} by {r.created_by}" for r in found[:5]
+    ]
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return ", ".join(shown) + more

@@ -76,18 +76,60 @@ def test_the_same_rows_again_are_refused_skipped_or_appended(tagged_ws: Any) -> 
     first = add_ratings(tagged_ws, frame)
     assert first.stored == 3
     with pytest.raises(
-        RatingError, match=rf"already imported as run {first.run_id} on .* by tester \(3 rows\)"
+        RatingError,
+        match=rf"3 of 3 valid ratings rows were already imported \(run {first.run_id} on .* by tester\)",
     ):
         add_ratings(tagged_ws, frame.iloc[::-1])  # row order does not matter
     again = add_ratings(tagged_ws, frame, if_imported="skip")
     assert again.already_imported and again.run_id == first.run_id and again.stored == 0
-    assert _count(tagged_ws) == 3
-    changed = frame.assign(value=[1, 2, 4])  # different answers are a different import
-    assert add_ratings(tagged_ws, changed).stored == 3
+    assert str(again) == f"already imported as run {first.run_id}: nothing stored"
+    assert _count(tagged_ws) == 3 and len(tagged_ws.runs("import")) == 1
+    changed = frame.assign(value=[1, 2, 4])  # one answer differs: one new row
+    with pytest.raises(
+        RatingError, match=r"2 of 3 valid ratings rows were already imported.*only the 1 new rows"
+    ):
+        add_ratings(tagged_ws, changed)
+    report = add_ratings(tagged_ws, changed, if_imported="skip")
+    assert (report.stored, report.duplicates, report.skipped) == (1, 2, 2)
+    assert "1 of 3 rows stored, 2 already imported skipped" in str(report)
     assert add_ratings(tagged_ws, frame, if_imported="append").stored == 3
-    assert _count(tagged_ws) == 9
+    assert _count(tagged_ws) == 7
     with pytest.raises(RatingError, match="if_imported='later'"):
         add_ratings(tagged_ws, frame, if_imported="later")
+
+
+def test_a_cumulative_survey_export_stores_only_the_new_respondents(tagged_ws: Any) -> None:
+    """A survey tool's export of week 2 repeats week 1's answers: only the new ones go in,
+    times included where the table has them; a repeat inside one table is two ratings."""
+    ids = tagged_ws.images().index.tolist()
+
+    def answers(rater: str, values: list[int], hour: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "image_id": i,
+                "rater": rater,
+                "attribute": "calm",
+                "value": v,
+                "rated_at": f"2026-03-0{hour} 10:00",
+            }
+            for i, v in zip(ids[:3], values, strict=True)
+        ]
+
+    week1 = pd.DataFrame(answers("p1", [1, 2, 3], 1) + answers("p2", [2, 2, 2], 1))
+    assert add_ratings(tagged_ws, week1).stored == 6
+    week2 = pd.DataFrame(
+        answers("p1", [1, 2, 3], 1) + answers("p2", [2, 2, 2], 1) + answers("p3", [5, 4, 3], 2)
+    )
+    with pytest.raises(RatingError, match="6 of 9 valid ratings rows were already imported"):
+        add_ratings(tagged_ws, week2)
+    report = add_ratings(tagged_ws, week2, if_imported="skip")
+    assert (report.stored, report.duplicates) == (3, 6)
+    assert sorted(tagged_ws.ratings()["rater"].value_counts().items()) == [("p1", 3), ("p2", 3), ("p3", 3)]
+    later = pd.DataFrame(answers("p1", [1, 2, 3], 4))  # the same answers at another time: a retest
+    assert add_ratings(tagged_ws, later).stored == 3
+    repeated = pd.DataFrame({"image_id": [ids[5]] * 2, "attribute": "calm", "value": 4, "rater": "p9"})
+    assert add_ratings(tagged_ws, repeated).stored == 2  # within one table both rows count
+    assert add_ratings(tagged_ws, repeated, if_imported="skip").already_imported
 
 
 def test_images_by_file_name_hash_prefix_and_clear_misses(tagged_ws: Any) -> None:
@@ -142,7 +184,8 @@ def test_cli_import_and_agreement(tagged_ws: Any, tmp_path: Path, capsys: pytest
     assert main([*workspace, "ratings", "import", str(good)]) == 1  # already imported
     assert main([*workspace, "ratings", "import", str(good), "--if-imported", "skip"]) == 0
     bad = tmp_path / "bad.csv"
-    pd.DataFrame([*rows[:2], {"image": "nope.jpg", "rater": "cy", "attribute": "calm", "value": 3}]).to_csv(
+    new = [{**row, "rater": "cy"} for row in rows[:2]]
+    pd.DataFrame([*new, {"image": "nope.jpg", "rater": "cy", "attribute": "calm", "value": 3}]).to_csv(
         bad, index=False
     )
     capsys.readouterr()
