@@ -31,7 +31,7 @@ from itagger_lib.codebook import resolve_codebook
 from itagger_lib.db.models import Image, Rating, Run, utcnow
 from itagger_lib.errors import CodebookError, ImageNotFoundError, RatingError
 from itagger_lib.ratings import SOURCES
-from itagger_lib.runs import finish_run, hash_parameters, record_failures, start_run
+from itagger_lib.runs import finish_run, record_failures, start_run
 
 if TYPE_CHECKING:
     from itagger_lib.workspace import Workspace
@@ -279,7 +279,6 @@ def add_ratings(
         "mode": mode,
         "rows_sha256": _rows_hash(rows, has_time),
     }
-    params_hash = hash_parameters(parameters)
     duplicates = 0
     if rows and if_imported != "append":
         matched, runs = _stored_before(ws, rows, source, has_time)
@@ -301,7 +300,6 @@ def add_ratings(
         "import",
         {**parameters, "name": name},
         ws.user,
-        params_hash=params_hash,
         n_total=len(frame),
     )
     for row in rows:
@@ -350,14 +348,9 @@ def _rows_hash(rows: list[dict[str, Any]], has_time: bool) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def _utc(value: Any) -> datetime:
-    stamp = pd.Timestamp(value)
-    return (stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)).to_pydatetime()
-
-
 def _key(row: Any, has_time: bool) -> tuple[Any, ...]:
     key = (int(row["image_id"]), row["attribute"], row["rater"], row["value"], row["value_text"])
-    return (*key, _utc(row["rated_at"])) if has_time else key
+    return (*key, _rated_at(row["rated_at"])) if has_time else key
 
 
 def _stored_before(

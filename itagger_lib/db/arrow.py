@@ -70,9 +70,7 @@ def timestamps_from_hex(values: pa.Array | pa.ChunkedArray, name: str = "time") 
     data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0] : offsets[-1]].reshape(-1, 16)
     nibbles = _NIBBLES[data]
     raw = np.ascontiguousarray((nibbles[:, ::2] << 4) | nibbles[:, 1::2])
-    micros = raw.view(">i8").ravel().astype(np.int64)
-    if valid is not None:
-        micros[~valid] = 0
+    micros = raw.view(">i8").ravel().astype(np.int64)  # nulls were filled with zeros above
     infinite = (micros == np.iinfo(np.int64).max) | (micros == np.iinfo(np.int64).min)
     if infinite.any():
         raise ConfigError(
