@@ -198,7 +198,8 @@ def add_ratings(
     missing = [c for c in (image_column, "rater", "attribute", "value") if c not in frame.columns]
     if missing:
         raise RatingError(
-            f"ratings table lacks column(s) {missing}; give image (or image_id), rater, attribute, value"
+            f"ratings table lacks column(s) {missing}; give image (or image_id), rater, attribute, "
+            f"value (its columns: {', '.join(map(str, frame.columns)) or 'none'})"
         )
     book = resolve_codebook(ws, codebook)
     images = _Images(ws)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,19 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if kind == "json":
             return pd.read_json(path, orient="records")
         # image references stay text: a SHA-256 prefix of digits must not become a number
-        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", dtype={"image": str})
+        return pd.read_csv(path, sep="\t" if kind == "tsv" else _delimiter(path), dtype={"image": str})
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise ConfigError(f"{path}: not a readable {kind} table ({exc})") from None
+
+
+def _delimiter(path: Path) -> str:
+    """The header line's delimiter: ``,``, or ``;`` as spreadsheets write CSV in many locales."""
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+        header = handle.readline()
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",;\t").delimiter
+    except csv.Error:
+        return ","
 
 
 def _codebook(ws: Any, value: str | None) -> Any:

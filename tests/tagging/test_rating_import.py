@@ -183,6 +183,18 @@ def test_cli_import_and_agreement(tagged_ws: Any, tmp_path: Path, capsys: pytest
     assert _count(tagged_ws) == 2 * len(images)
     assert main([*workspace, "ratings", "import", str(good)]) == 1  # already imported
     assert main([*workspace, "ratings", "import", str(good), "--if-imported", "skip"]) == 0
+    semicolons = tmp_path / "excel.csv"  # a spreadsheet's CSV in many locales, with a BOM
+    semicolons.write_text(pd.DataFrame(rows).to_csv(index=False, sep=";"), encoding="utf-8-sig")
+    capsys.readouterr()
+    assert main([*workspace, "ratings", "import", str(semicolons), "--if-imported", "skip"]) == 0
+    assert "already imported as run" in capsys.readouterr().out  # read as the same rows
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("foo,bar\n1,2\n")
+    assert main([*workspace, "ratings", "import", str(wrong)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "lacks column(s) ['image', 'rater', 'attribute', 'value']" in err and "(its columns: foo, bar)" in err
+    )
     bad = tmp_path / "bad.csv"
     new = [{**row, "rater": "cy"} for row in rows[:2]]
     pd.DataFrame([*new, {"image": "nope.jpg", "rater": "cy", "attribute": "calm", "value": 3}]).to_csv(
