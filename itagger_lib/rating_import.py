@@ -56,7 +56,7 @@ class Problem:
         return f"row {self.row} (image {self.image!r}): {self.reason}"
 
 
-@dataclass
+@dataclass(repr=False)
 class ImportReport:
     """What :func:`add_ratings` did: rows stored, blanks and invalid rows skipped, the run."""
 
@@ -74,6 +74,9 @@ class ImportReport:
 
     def __int__(self) -> int:
         return self.stored
+
+    def __repr__(self) -> str:  # what a notebook shows: the summary, not every problem
+        return f"<ImportReport {self}>"
 
     def __str__(self) -> str:
         if self.already_imported:

@@ -56,6 +56,7 @@ def test_skip_stores_the_valid_rows_and_records_the_rest_as_failures(tagged_ws: 
     assert (report.rows, report.stored, report.blank, len(report.problems)) == (6, 2, 1, 3)
     assert int(report) == 2 and report.skipped == 4
     assert f"import run {report.run_id}: 2 of 6 rows stored" in str(report)
+    assert repr(report) == f"<ImportReport {report}>"  # a notebook shows the summary, not 3 problems
     ratings = tagged_ws.ratings()
     assert sorted(ratings["value"]) == [2.0, 4.0]
     assert set(ratings["run_id"]) == {report.run_id}  # provenance: the import run
