@@ -8,12 +8,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.itagger-installed
 export ITAGGER_DEMO_HOME ?= $(CURDIR)/.itagger-demo
 
-.PHONY: setup demo test test-fast lint bench clean-demo
+.PHONY: setup demo test test-fast lint bench clean-demo lock
 
-$(STAMP): pyproject.toml VERSION
+$(STAMP): pyproject.toml VERSION constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -26,7 +26,7 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not notebooks and not browser and not hub and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not notebooks and not browser and not hub and not stack and not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check itagger_lib tests benchmarks
@@ -38,3 +38,10 @@ bench: setup
 
 clean-demo:
 	rm -rf $(ITAGGER_DEMO_HOME)
+
+# Re-resolve constraints.txt from pyproject.toml for the images' Python (Debian bookworm: 3.11.2).
+lock: setup
+	$(BIN)/python -m pip install -q uv
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/uv pip compile pyproject.toml --extra test --extra hub \
+	  --extra dask --python-version 3.11.2 --no-header --no-annotate -q; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt

@@ -47,6 +47,9 @@ c.JupyterHub.cookie_secret = (
     else env["JUPYTERHUB_COOKIE_SECRET"].encode()
 )
 os.environ.setdefault("CONFIGPROXY_AUTH_TOKEN", env["CONFIGPROXY_AUTH_TOKEN"])
+# The hub is only ever reached through nginx's TLS: its cookies are Secure whatever scheme the
+# hop from nginx reports (configurable-http-proxy appends its own "http" to X-Forwarded-Proto).
+c.JupyterHub.tornado_settings = {"cookie_options": {"secure": True}}
 
 # ---- hub itself: own database, separate from the workbench database ------------------------
 c.JupyterHub.db_url = env.get("HUB_DB_URL", "sqlite:///jupyterhub.sqlite")
@@ -91,51 +94,25 @@ c.JupyterHub.load_roles = [
 c.JupyterHub.services = [
     {
         "name": "jupyterhub-idle-culler",
-        "command": [sys.executable, "-m", "jupyterhub_idle_culler", "--timeout=3600"],
+        "command": [
+            sys.executable,
+            "-m",
+            "jupyterhub_idle_culler",
+            f"--timeout={int(env.get('ITAGGER_IDLE_TIMEOUT', '3600'))}",
+        ],
     }
 ]
 
 
 try:
-    from nativeauthenticator import NativeAuthenticator as _NativeAuthenticator
-except ImportError:  # pragma: no cover - installed in Dockerfile.hub
-    _NativeAuthenticator = None
+    from itagger_lib.ops.hub_auth import ItaggerAuthenticator
+except ImportError:  # pragma: no cover - the hub extra (nativeauthenticator) is not installed
+    ItaggerAuthenticator = None
 
-if _NativeAuthenticator is not None:
-    from nativeauthenticator import handlers as _native_handlers
-
-    if not hasattr(_native_handlers.LoginHandler, "statsd"):
-        # nativeauthenticator 1.3 times each login with BaseHandler.statsd, which JupyterHub 6
-        # removed: without this no-op stand-in every login POST fails with a 500.
-        class _NoTimer:
-            def start(self) -> _NoTimer:
-                return self
-
-            def stop(self, send: bool = True) -> None:
-                pass
-
-        class _NoStatsd:
-            def timer(self, name: str) -> _NoTimer:
-                return _NoTimer()
-
-        _native_handlers.LoginHandler.statsd = _NoStatsd()
-
-    class ItaggerAuthenticator(_NativeAuthenticator):
-        """NativeAuthenticator that bootstraps ADMIN_USER / ADMIN_PASSWORD at hub start."""
-
-        def add_new_table(self) -> None:  # called once from __init__
-            super().add_new_table()
-            from nativeauthenticator.orm import UserInfo
-
-            info = UserInfo.find(self.db, ADMIN_USER)
-            if info is None:
-                self.create_user(ADMIN_USER, env["ADMIN_PASSWORD"])
-                info = UserInfo.find(self.db, ADMIN_USER)
-            if info is not None and not info.is_authorized:
-                info.is_authorized = True
-                self.db.commit()
-
+if ItaggerAuthenticator is not None:
     c.JupyterHub.authenticator_class = ItaggerAuthenticator
+    c.ItaggerAuthenticator.bootstrap_admin_user = ADMIN_USER
+    c.ItaggerAuthenticator.bootstrap_admin_password = env["ADMIN_PASSWORD"]
 
 
 # ---- per-user server: DB role, store mode and environment from hubconfig -------------------
@@ -200,21 +177,35 @@ async def pre_spawn_hook(spawner) -> None:  # pragma: no cover - runs inside the
     if hasattr(spawner, "volumes"):
         spawner.volumes = {
             "itagger-home-{username}": "/home/jovyan",
-            "itagger_data_store": {"bind": STORE, "mode": hubconfig.store_mount_mode(groups)},
+            env.get("ITAGGER_STORE_VOLUME", "itagger_data_store"): {
+                "bind": STORE,
+                "mode": hubconfig.store_mount_mode(groups),
+            },
         }
 
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
 c.Spawner.default_url = "/lab"
+# extra single-user server options (e.g. --LabApp.expose_app_in_browser=True for browser tests)
+c.Spawner.args = shlex.split(env.get("ITAGGER_SINGLEUSER_ARGS", ""))
 
-if env.get("ITAGGER_SPAWNER", "docker") == "docker":
+if SPAWNER == "docker":
     c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
+    # built by `docker compose build` (the init service's image); never pulled from a registry,
+    # where whoever owns the name would receive every user's database login and keys
     c.DockerSpawner.image = env.get("ITAGGER_SINGLEUSER_IMAGE", "itagger/singleuser:latest")
+    c.DockerSpawner.pull_policy = "never"
     c.DockerSpawner.network_name = env.get("DOCKER_NETWORK_NAME", "itagger_backend")
+    c.DockerSpawner.use_internal_ip = True
     c.DockerSpawner.remove = True
     c.DockerSpawner.notebook_dir = "/home/jovyan"
+    c.DockerSpawner.mem_limit = hubconfig.user_limits(env).mem_limit
+    c.DockerSpawner.cpu_limit = hubconfig.user_limits(env).cpu_limit
+    c.DockerSpawner.extra_host_config = hubconfig.user_host_config(env)
     # per-user home volume; the store is added per group in pre_spawn_hook
     c.DockerSpawner.volumes = {"itagger-home-{username}": "/home/jovyan"}
+    # the user servers reach the hub's API by its service name on the backend network
+    c.JupyterHub.hub_connect_ip = env.get("ITAGGER_HUB_CONNECT_IP", "hub")
 else:
     c.JupyterHub.spawner_class = (
         "jupyterhub.spawner.SimpleLocalProcessSpawner"
@@ -224,7 +215,6 @@ else:
     c.LocalProcessSpawner.ip = "127.0.0.1"
     # the single-user server of this Python environment (the one with itagger_lib)
     c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
-    c.Spawner.args = shlex.split(env.get("ITAGGER_SINGLEUSER_ARGS", ""))
     if SPAWNER == "simple":
         # NOT for production: no isolation between users (tests and demos on loopback)
         c.SimpleLocalProcessSpawner.home_dir_template = str(

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-CLASSES = ("postgres", "notebooks", "browser", "hub")
+CLASSES = ("postgres", "notebooks", "browser", "hub", "stack")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HOW_TO_ENABLE_PG = (
     "PostgreSQL tests skipped: no server found. Set ITAGGER_TEST_DATABASE_URL="
@@ -169,20 +169,50 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+_ran: dict[str, int] = {name: 0 for name in CLASSES}
+_skipped: dict[str, list[str]] = {name: [] for name in CLASSES}
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count, per test class, the tests that ran and those skipped (with their reasons)."""
+    classes = [name for name in CLASSES if name in report.keywords]
     if report.skipped:
-        for name in CLASSES:
-            if name in report.keywords:
-                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-                _skipped_classes.setdefault(name, str(reason))
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        for name in classes:
+            _skipped[name].append(str(reason))
+            _skipped_classes.setdefault(name, str(reason))
+    elif report.when == "call":
+        for name in classes:
+            _ran[name] += 1
+
+
+def class_summary() -> list[str]:
+    """One line per test class: how many of its tests ran and were skipped, and why."""
+    lines = []
+    for name in CLASSES:
+        ran, skipped = _ran[name], _skipped[name]
+        if not ran and not skipped:
+            continue
+        line = f"test class {name}: {ran} ran, {len(skipped)} skipped"
+        if skipped:
+            reasons = sorted(set(skipped))
+            line += (
+                " ("
+                + "; ".join(reasons[:3])
+                + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+                + ")"
+            )
+        lines.append(line)
+    return lines
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
-    if not _skipped_classes:
-        terminalreporter.write_line("test classes: all ran (" + ", ".join(CLASSES) + " where present)")
-        return
-    for name, reason in sorted(_skipped_classes.items()):
-        terminalreporter.write_line(f"SKIPPED TEST CLASS {name}: {reason}", yellow=True)
+    for line in class_summary():
+        terminalreporter.write_line(line, yellow="skipped" in line and not line.endswith(" 0 skipped"))
+    if _skipped_classes and os.environ.get("ITAGGER_REQUIRE_ALL") == "1":
+        terminalreporter.write_line(
+            "ITAGGER_REQUIRE_ALL=1: tests of a class were skipped, so the run fails", red=True
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

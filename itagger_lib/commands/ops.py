@@ -5,13 +5,28 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from itagger_lib.commands import open_workspace
+from itagger_lib.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("backup", help="dump the database and the store into DEST with a manifest")
-    p.add_argument("dest", help="new, empty backup folder")
+    p = subparsers.add_parser(
+        "backup",
+        help="dump the database and the store into DEST with a manifest",
+        description="Back up the workbench database and store (and, where ITAGGER_HUB_DB and "
+        "ITAGGER_HOME_VOLUMES are set, as in the compose stack's backup service, the hub's "
+        "database and the users' home volumes) into a new folder with a verified manifest.",
+    )
+    p.add_argument("dest", nargs="?", help="new, empty backup folder (with --schedule: the parent folder)")
+    p.add_argument("--schedule", metavar="HH:MM", help="run for ever: one backup a day at this UTC time")
+    p.add_argument("--keep", type=int, default=14, help="with --schedule: scheduled backups to keep (14)")
+    p.add_argument(
+        "--check-schedule",
+        action="store_true",
+        help="exit 1 unless the schedule runs and its last backup worked",
+    )
     p.set_defaults(func=cmd_backup)
     p = subparsers.add_parser("restore", help="restore a verified backup folder into the workspace")
     p.add_argument("src", help="backup folder written by `itagger backup`")
@@ -19,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("doctor", help="check the deployment security checklist")
     p.add_argument("--env", type=Path, help="the stack's .env file (default: deploy/.env)")
     p.add_argument("--url", help="public https URL of the hub, to check TLS and the http redirect")
-    p.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (default: .)")
+    p.add_argument(
+        "--root", type=Path, help="repository root (default: the checkout around the current folder)"
+    )
     p.add_argument("--backups", type=Path, help="folder holding backups (default: $ITAGGER_BACKUPS)")
     p.add_argument("--ca", help="CA bundle for --url (e.g. a lab's self-signed certificate)")
     p.set_defaults(func=cmd_doctor)
@@ -28,46 +45,89 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from itagger_lib.ops.backup import backup
+    from itagger_lib.ops import stack
 
-    ws = open_workspace(args)
-    try:
-        manifest = backup(ws, args.dest)
-    finally:
-        ws.close()
-    print(f"backup {args.dest}: {len(manifest['files'])} files, {sum(manifest['row_counts'].values())} rows")
+    if args.check_schedule:
+        problem = stack.schedule_health()
+        print(problem or "backup schedule running; last backup fine")
+        return 1 if problem else 0
+    if not args.dest:
+        raise ConfigError("itagger backup needs a folder: itagger backup /backups/$(date +%F)")
+    if args.schedule:
+        at = stack.parse_time_of_day(args.schedule)
+        stack.run_schedule(Path(args.dest), at, args.keep, lambda dest: _backup_once(args, dest))
+        return 0
+    manifest = _backup_once(args, Path(args.dest))
+    extra = "".join(
+        f", {label}"
+        for key, label in (("hub_db", "hub database"), ("homes", "home volumes"))
+        if key in manifest
+    )
+    print(
+        f"backup {args.dest}: {len(manifest['files'])} files, "
+        f"{sum(manifest['row_counts'].values())} rows{extra}"
+    )
     return 0
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
-    from itagger_lib.ops.backup import restore
+def _backup_once(args: argparse.Namespace, dest: Path) -> dict[str, Any]:
+    from itagger_lib.ops.backup import backup
+    from itagger_lib.ops.stack import StackParts
 
+    parts = StackParts.from_env()
     ws = open_workspace(args)
     try:
-        manifest = restore(ws, args.src)
+        return backup(ws, dest, extras=parts.writers())
     finally:
         ws.close()
-    print(f"restored {args.src}: files and row counts verified ({sum(manifest['row_counts'].values())} rows)")
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from itagger_lib.ops.backup import restore, verify
+    from itagger_lib.ops.stack import StackParts, restore_home_volumes, restore_hub_db
+
+    parts = StackParts.from_env()
+    src = Path(args.src)
+    verify(src)  # every file, before anything is touched
+    ws = open_workspace(args)
+    try:
+        manifest = restore(ws, src)
+    finally:
+        ws.close()
+    done = [f"{sum(manifest['row_counts'].values())} rows"]
+    if manifest.get("hub_db") and parts.hub_db is not None:
+        restore_hub_db(src, parts.hub_db)
+        done.append("hub database")
+    if manifest.get("homes") and parts.home_image:
+        restore_home_volumes(src, manifest["homes"], parts.home_image)
+        done.append(f"{len(manifest['homes'])} home volumes")
+    print(f"restored {args.src}: files and row counts verified ({', '.join(done)})")
     return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     import itagger_lib
-    from itagger_lib.ops.doctor import format_report, run_checks
+    from itagger_lib.ops.doctor import find_root, format_report, run_checks
     from itagger_lib.ops.hubconfig import parse_env_file
 
-    root = args.root.resolve()
+    root = (args.root or find_root(Path.cwd())).resolve()
     env_file = args.env or root / "deploy" / ".env"
     env = parse_env_file(env_file.read_text()) if env_file.is_file() else {}
     backups = args.backups or (
         Path(os.environ["ITAGGER_BACKUPS"]) if os.environ.get("ITAGGER_BACKUPS") else None
     )
     checks = run_checks(
-        root, env, itagger_lib.__version__, url=args.url, backups=backups, verify_tls=args.ca or True
+        root,
+        env,
+        itagger_lib.__version__,
+        url=args.url,
+        backups=backups,
+        verify_tls=args.ca or True,
+        env_file=env_file,
     )
     print(f"env file: {env_file}{'' if env_file.is_file() else ' (missing)'}")
     print(format_report(checks))
-    return 0 if all(c.passed for c in checks) else 1
+    return 0 if all(c.passed or c.skipped for c in checks) else 1
 
 
 def cmd_secure_db(args: argparse.Namespace) -> int:

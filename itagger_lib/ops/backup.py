@@ -13,6 +13,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,17 @@ def _run(cmd: list[str], what: str, url: sa.URL) -> None:
         raise OperationsError(f"{what} failed: {done.stderr.strip()[:500]}")
 
 
-def backup(ws: Workspace, dest: str | Path) -> dict[str, Any]:
-    """Write a backup of ``ws`` into the new or empty folder ``dest``; return the manifest."""
+def backup(
+    ws: Workspace,
+    dest: str | Path,
+    extras: Sequence[Callable[[Path], dict[str, Any]]] = (),
+) -> dict[str, Any]:
+    """Write a backup of ``ws`` into the new or empty folder ``dest``; return the manifest.
+
+    Each of ``extras`` writes more files into ``dest`` (the hub's database, users' homes:
+    :mod:`itagger_lib.ops.stack`) and returns entries for the manifest; their files are
+    hashed into the manifest like the workbench's own.
+    """
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise OperationsError(f"backup folder {dest} is not empty; choose a new folder")
@@ -75,6 +85,9 @@ def backup(ws: Workspace, dest: str | Path) -> dict[str, Any]:
         out = dest / "store" / ws.store.relpath(sha, ext)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, out)
+    parts: dict[str, Any] = {}
+    for write in extras:
+        parts.update(write(dest))
     files = {p.relative_to(dest).as_posix(): sha256_file(p) for p in sorted(dest.rglob("*")) if p.is_file()}
     manifest = {
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
@@ -82,6 +95,7 @@ def backup(ws: Workspace, dest: str | Path) -> dict[str, Any]:
         "files": files,
         "row_counts": row_counts(engine),
         "verified": True,
+        **parts,
     }
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

@@ -1,9 +1,13 @@
 """``itagger doctor``: the deployment security checklist, checked by software.
 
-Each check returns a :class:`Check` (name, passed, detail, fix). The checklist follows the
-old app's guide (section "Security checklist"): strong non-example secrets, non-default
-database credentials, Postgres not published, HTTPS with an HTTP redirect, no API keys in
-the repository or notebook outputs, a recent verified backup, consistent versions.
+Each check returns a :class:`Check` (name, passed, detail, fix; ``skipped`` when it cannot
+run where doctor runs). The checklist follows the old app's guide (section "Security
+checklist"): strong non-example secrets, non-default database credentials, Postgres not
+published, HTTPS with an HTTP redirect, no API keys in the repository, its history or
+notebook outputs, the ``.env`` file private and uncommitted, a recent verified backup,
+consistent versions. With ``--url`` it also checks the live TLS endpoint (only
+forward-secret AEAD suites, no TLS 1.0/1.1, a certificate valid for 14 more days, Secure
+cookies); on the Docker host it checks that the running images are this release.
 """
 
 from __future__ import annotations
@@ -11,9 +15,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
+import socket
+import ssl
+import subprocess
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -29,6 +39,14 @@ SKIP_DIRS = frozenset(
 )
 DEFAULT_DB_USERS = frozenset({"postgres", "root", "admin", "user"})
 MAX_BACKUP_AGE = dt.timedelta(days=7)
+MIN_CERT_DAYS = 14
+#: TLS 1.2 suites a client may offer that the endpoint must refuse: static RSA key exchange
+#: (no forward secrecy) and CBC with SHA-1/SHA-256 MACs.
+WEAK_TLS12_CIPHERS = (
+    "AES128-SHA:AES256-SHA:AES128-SHA256:AES256-SHA256:AES128-GCM-SHA256:AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:"
+    "ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:DHE-RSA-AES128-SHA:DHE-RSA-AES256-SHA"
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,7 @@ class Check:
     passed: bool
     detail: str
     fix: str = ""
+    skipped: bool = False
 
 
 def check_secrets(env: Mapping[str, str]) -> Check:
@@ -217,8 +236,17 @@ def run_checks(
     backups: Path | None = None,
     verify_tls: bool | str = True,
     http_url: str | None = None,
+    env_file: Path | None = None,
 ) -> list[Check]:
-    """Every check; the redirect check uses ``http_url``, else ``ITAGGER_HTTP_URL`` in ``env``."""
+    """Every check.
+
+    The redirect check asks ``http_url``, else ``ITAGGER_HTTP_URL`` from ``env``, else
+    ``url``'s host on ``ITAGGER_HTTP_PORT`` (default 80).
+    """
+    if url and not http_url and not env.get("ITAGGER_HTTP_URL"):
+        host = urlsplit(url if "://" in url else f"https://{url}").hostname or ""
+        port = env.get("ITAGGER_HTTP_PORT") or "80"
+        http_url = f"http://{host}" + ("" if port == "80" else f":{port}")
     checks = [
         check_secrets(env),
         check_db_credentials(env),
@@ -226,14 +254,235 @@ def run_checks(
     ]
     if url:
         checks += check_https(url, verify_tls, http_url or env.get("ITAGGER_HTTP_URL") or None)
-    checks += [check_no_keys(root), check_backup(backups), check_versions(root, env, package_version)]
+    if url:
+        checks += check_tls(url, verify_tls)
+    checks += [
+        check_no_keys(root),
+        check_no_keys_in_history(root),
+        check_env_file(root, env_file),
+        check_backup(backups),
+        check_versions(root, env, package_version),
+        check_running_images(env, package_version),
+    ]
     return checks
 
 
 def format_report(checks: list[Check]) -> str:
     lines = []
     for c in checks:
-        lines.append(f"[{'PASS' if c.passed else 'FAIL'}] {c.name}: {c.detail}")
+        status = "SKIP" if c.skipped else "PASS" if c.passed else "FAIL"
+        lines.append(f"[{status}] {c.name}: {c.detail}")
         if not c.passed and c.fix:
             lines.append(f"       fix: {c.fix}")
     return "\n".join(lines)
+
+
+def find_root(start: Path) -> Path:
+    """The repository around ``start``: the nearest folder holding ``deploy/docker-compose.yml``."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / "deploy" / "docker-compose.yml").is_file():
+            return folder
+    return start
+
+
+# ---- the repository and the env file -----------------------------------------------------------
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
+    git = shutil.which("git")
+    if not git or not (root / ".git").exists():
+        return None
+    return subprocess.run([git, "-C", str(root), *args], capture_output=True, text=True, timeout=120)
+
+
+def check_no_keys_in_history(root: Path) -> Check:
+    """No API-key-shaped string was ever committed (a key in history is a leaked key)."""
+    fix = "rotate the key at the provider now; then remove it from history (git filter-repo) and force-push"
+    done = _git(
+        root, "log", "--all", "-p", "--no-color", "-G", r"sk-[A-Za-z0-9_-]{20,}", "--format=commit %H"
+    )
+    if done is None or done.returncode != 0:
+        return Check("no-keys-in-history", True, f"{root} is not a git checkout", fix, skipped=True)
+    commit, hits = "", []
+    for line in done.stdout.splitlines():
+        if line.startswith("commit "):
+            commit = line.split()[1][:10]
+        elif line.startswith("+") and any(
+            not any(w in m.lower() for w in FAKE_MARKERS) for m in KEY_PATTERN.findall(line)
+        ):
+            hits.append(commit)
+    return Check(
+        "no-keys-in-history",
+        not hits,
+        f"key-shaped strings added in commits {', '.join(sorted(set(hits))[:5])}"
+        if hits
+        else "no key-shaped string in any commit",
+        fix,
+    )
+
+
+def check_env_file(root: Path, env_file: Path | None) -> Check:
+    """``deploy/.env`` is not tracked by git, and only its owner can read it."""
+    fix = "chmod 600 deploy/.env; git rm --cached deploy/.env (it is in .gitignore) and rotate its secrets"
+    if env_file is None or not env_file.is_file():
+        return Check("env-file", True, "no env file given", fix, skipped=True)
+    problems = []
+    mode = env_file.stat().st_mode & 0o777
+    if mode & 0o077:
+        problems.append(f"{env_file} has mode {mode:o}: other users can read the secrets")
+    rel = env_file.resolve()
+    tracked = None
+    if root.resolve() in rel.parents:
+        tracked = _git(root, "ls-files", "--error-unmatch", str(rel.relative_to(root.resolve())))
+    if tracked is not None and tracked.returncode == 0:
+        problems.append(f"{env_file} is committed to git")
+    return Check(
+        "env-file",
+        not problems,
+        "; ".join(problems) or f"{env_file}: mode {mode:o}, not committed",
+        fix,
+    )
+
+
+# ---- the live endpoint --------------------------------------------------------------------------
+def _tls_handshake(host: str, port: int, context: ssl.SSLContext) -> tuple[str, int] | None:
+    """(protocol, cipher) of a handshake with ``context``, or None when the server refuses."""
+    try:
+        with (
+            socket.create_connection((host, port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            cipher = tls.cipher()
+            return (tls.version() or "", 0) if cipher is None else (cipher[0], 1)
+    except (ssl.SSLError, OSError):
+        return None
+
+
+def _client_context(
+    maximum: ssl.TLSVersion, minimum: ssl.TLSVersion, ciphers: str | None = None
+) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    # OpenSSL 3 refuses TLS < 1.2 at its default security level; the probe must be able to offer it
+    ctx.set_ciphers((ciphers or "ALL") + ":@SECLEVEL=0")
+    with warnings.catch_warnings():  # offering TLS 1.0/1.1 is the point of the probe
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version, ctx.maximum_version = minimum, maximum
+    return ctx
+
+
+def check_tls(url: str, verify_tls: bool | str = True) -> list[Check]:
+    """Old protocols and weak TLS 1.2 suites refused, a certificate valid 14 more days, Secure cookies."""
+    import requests
+
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    host, port = parts.hostname or "", parts.port or 443
+    checks = []
+    accepted = []
+    for name, version in (("TLS 1.0", ssl.TLSVersion.TLSv1), ("TLS 1.1", ssl.TLSVersion.TLSv1_1)):
+        if _tls_handshake(host, port, _client_context(version, version)) is not None:
+            accepted.append(name)
+    weak = _tls_handshake(
+        host, port, _client_context(ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2, WEAK_TLS12_CIPHERS)
+    )
+    if weak is not None:
+        accepted.append(f"TLS 1.2 {weak[0]}")
+    checks.append(
+        Check(
+            "tls-ciphers",
+            not accepted,
+            f"{host}:{port} accepts {', '.join(accepted)}"
+            if accepted
+            else f"{host}:{port}: TLS 1.0/1.1 and non-forward-secret or CBC TLS 1.2 suites refused",
+            "use deploy/nginx/itagger.conf.template's ssl_protocols and ssl_ciphers",
+        )
+    )
+    try:
+        ctx = _client_context(ssl.TLSVersion.MAXIMUM_SUPPORTED, ssl.TLSVersion.TLSv1_2)
+        with (
+            socket.create_connection((host, port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+        not_after = _not_after(der or b"")
+        days = (not_after - dt.datetime.now(dt.UTC)).days
+        checks.append(
+            Check(
+                "certificate-expiry",
+                days >= MIN_CERT_DAYS,
+                f"certificate of {host}:{port} expires {not_after:%Y-%m-%d} ({days} days)",
+                "renew it: the acme service renews Let's Encrypt certificates by itself "
+                "(docker compose --profile acme up -d); replace a self-signed one in ITAGGER_CERTS_DIR",
+            )
+        )
+    except (OSError, ValueError) as exc:
+        checks.append(
+            Check("certificate-expiry", False, f"{host}:{port}: {exc}", "check nginx and the certificate")
+        )
+    try:
+        r = requests.get(f"https://{host}:{port}/hub/login", timeout=10, verify=verify_tls)
+        raw_cookies = r.raw.headers.getlist("Set-Cookie")
+        insecure = [c.split("=", 1)[0] for c in raw_cookies if not cookie_is_secure(c)]
+        checks.append(
+            Check(
+                "secure-cookies",
+                bool(raw_cookies) and not insecure,
+                f"cookies without Secure: {', '.join(insecure)}"
+                if insecure
+                else f"{len(raw_cookies)} cookie(s) set by /hub/login, all Secure",
+                "keep proxy_cookie_flags in the nginx site and the hub's cookie_options",
+            )
+        )
+    except requests.RequestException as exc:
+        checks.append(
+            Check("secure-cookies", False, f"https://{host}:{port}: {type(exc).__name__}", "check nginx")
+        )
+    return checks
+
+
+def cookie_is_secure(set_cookie: str) -> bool:
+    """Whether a ``Set-Cookie`` header value carries the ``Secure`` attribute."""
+    return "secure" in (a.strip().lower() for a in set_cookie.split(";")[1:])
+
+
+def _not_after(der: bytes) -> dt.datetime:
+    """The notAfter time of a DER certificate (via the ``cryptography`` package)."""
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der).not_valid_after_utc
+
+
+# ---- the running stack --------------------------------------------------------------------------
+def check_running_images(env: Mapping[str, str], package_version: str) -> Check:
+    """The containers of the compose project run images of this release (label version)."""
+    fix = "build and restart: docker compose build && docker compose up -d (docs/deploy.md, Upgrade)"
+    docker = shutil.which("docker")
+    project = env.get("COMPOSE_PROJECT_NAME") or "itagger"
+    if not docker:
+        return Check(
+            "running-images", True, "no docker command here; run doctor on the Docker host", fix, True
+        )
+    ps = subprocess.run(
+        [docker, "ps", "--filter", f"label=com.docker.compose.project={project}", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    names = ps.stdout.split()
+    if ps.returncode != 0 or not names:
+        why = ps.stderr.strip()[:200] if ps.returncode else f"no running containers of project {project}"
+        return Check("running-images", True, why, fix, skipped=True)
+    fmt = '{{.Name}} {{index .Config.Labels "org.opencontainers.image.version"}}'
+    inspect = subprocess.run(
+        [docker, "inspect", "--format", fmt, *names], capture_output=True, text=True, timeout=60
+    )
+    versions = dict(line.lstrip("/").split(" ", 1) for line in inspect.stdout.splitlines() if " " in line)
+    wrong = {n: v for n, v in versions.items() if v != package_version}
+    return Check(
+        "running-images",
+        not wrong and bool(versions),
+        ", ".join(f"{n} runs {v or 'an unlabelled image'}" for n, v in sorted(wrong.items()))
+        if wrong
+        else f"{len(versions)} containers of {project} run release {package_version}",
+        fix,
+    )

@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from itagger_lib.errors import ConfigError
@@ -33,6 +35,16 @@ KNOWN_DEFAULTS: frozenset[str] = frozenset({"postgres", "password", "secret", "a
 GROUPS: tuple[str, ...] = ("tagger", "researcher", "admin")
 GROUP_ROLES: dict[str, str] = {g: f"itagger_{g}" for g in GROUPS}
 VLM_KEYS: tuple[str, ...] = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+#: Where the VLM clients send requests (an OpenAI-compatible server, a gateway); not secret,
+#: but only the servers that hold keys need them.
+VLM_URLS: tuple[str, ...] = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL")
+#: Per-user container limits when deploy/.env sets none: enough for science on a few
+#: thousand images and JupyterLab, small enough that four users fit a 16 GB server.
+DEFAULT_MEM_LIMIT = "4G"
+DEFAULT_CPU_LIMIT = 2.0
+#: Docker log rotation of the user containers (the compose services set the same).
+DEFAULT_LOG_MAX_SIZE = "10m"
+DEFAULT_LOG_MAX_FILES = "5"
 
 
 def secret_problem(name: str, value: str | None, placeholders: Iterable[str] = ()) -> str | None:
@@ -174,10 +186,57 @@ def user_environment(
         "ITAGGER_DB_ROLE": role,
     }
     if group != "tagger":
-        for k in VLM_KEYS:
+        for k in (*VLM_KEYS, *VLM_URLS):
             if env.get(k):
                 out[k] = env[k]
     return out
+
+
+@dataclass(frozen=True)
+class UserLimits:
+    """Memory and CPU limits of one user's container (DockerSpawner's ``mem_limit``/``cpu_limit``)."""
+
+    mem_limit: str
+    cpu_limit: float
+
+
+def user_limits(env: Mapping[str, str]) -> UserLimits:
+    """``ITAGGER_USER_MEM_LIMIT`` (e.g. ``4G``, ``512M``) and ``ITAGGER_USER_CPU_LIMIT`` (cores).
+
+    Raises :class:`ConfigError` naming the variable when a value is not a size or a number.
+    """
+    mem = (env.get("ITAGGER_USER_MEM_LIMIT") or DEFAULT_MEM_LIMIT).strip()
+    if not re.fullmatch(r"[1-9][0-9]*(\.[0-9]+)?[KMGT]?", mem, flags=re.IGNORECASE):
+        raise ConfigError(
+            f"ITAGGER_USER_MEM_LIMIT={mem!r} is not a size; write e.g. 4G or 512M in deploy/.env"
+        )
+    raw_cpu = (env.get("ITAGGER_USER_CPU_LIMIT") or str(DEFAULT_CPU_LIMIT)).strip()
+    try:
+        cpu = float(raw_cpu)
+    except ValueError:
+        cpu = -1.0
+    if not cpu > 0:
+        raise ConfigError(
+            f"ITAGGER_USER_CPU_LIMIT={raw_cpu!r} is not a positive number of cores; "
+            "write e.g. 2 in deploy/.env"
+        )
+    return UserLimits(mem.upper(), cpu)
+
+
+def user_host_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """Docker host settings of every user container: log rotation, an init, no privilege gain."""
+    return {
+        "log_config": {
+            "type": "json-file",
+            "config": {
+                "max-size": env.get("ITAGGER_LOG_MAX_SIZE") or DEFAULT_LOG_MAX_SIZE,
+                "max-file": env.get("ITAGGER_LOG_MAX_FILES") or DEFAULT_LOG_MAX_FILES,
+            },
+        },
+        "init": True,
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": 1024,
+    }
 
 
 def store_mount_mode(groups: Iterable[str]) -> str:

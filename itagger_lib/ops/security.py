@@ -13,7 +13,9 @@ Roles (cluster-wide, ``NOLOGIN``; each hub user gets a login role that is a memb
     explicitly opened the study as assisted).
 ``itagger_researcher``
     Reads everything; writes everything except ``codebooks``, ``settings`` and
-    ``vlm_prices`` (codebooks, VLM settings and budgets belong to admins).
+    ``vlm_prices`` (codebooks, VLM settings and budgets belong to admins). To run VLM
+    ratings a researcher takes the budget lock: a row lock on the one ``settings`` row
+    ``vlm.ledger_lock`` (which this module creates), allowed by a policy on that row alone.
 ``itagger_admin``
     All privileges on all workbench tables.
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from itagger_lib.errors import ConfigError
+from itagger_lib.vlm.ledger import LOCK_KEY
 
 TAGGER, RESEARCHER, ADMIN = "itagger_tagger", "itagger_researcher", "itagger_admin"
 ADMIN_ONLY_TABLES: tuple[str, ...] = ("codebooks", "settings", "vlm_prices")
@@ -69,6 +72,19 @@ def apply_row_level_security_sql() -> list[str]:
         f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON itagger_role_users FROM {RESEARCHER}",
         f"GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {ADMIN}",
         f"REVOKE INSERT, UPDATE, DELETE ON itagger_role_users FROM {ADMIN}",
+        # the VLM budget lock: SELECT ... FOR UPDATE of one settings row, which needs UPDATE;
+        # researchers may lock (and touch the time of) that row and no other
+        f"""INSERT INTO settings (key, value, updated_at, updated_by)
+              VALUES ('{LOCK_KEY}', '0', now(), 'itagger') ON CONFLICT (key) DO NOTHING""",
+        f"GRANT UPDATE (updated_at) ON settings TO {RESEARCHER}",
+        "ALTER TABLE settings ENABLE ROW LEVEL SECURITY",
+        "DROP POLICY IF EXISTS itagger_read ON settings",
+        "DROP POLICY IF EXISTS itagger_admin_all ON settings",
+        "DROP POLICY IF EXISTS itagger_researcher_lock ON settings",
+        f"CREATE POLICY itagger_read ON settings FOR SELECT TO {TAGGER}, {RESEARCHER}, {ADMIN} USING (true)",
+        f"CREATE POLICY itagger_admin_all ON settings FOR ALL TO {ADMIN} USING (true) WITH CHECK (true)",
+        f"""CREATE POLICY itagger_researcher_lock ON settings FOR UPDATE TO {RESEARCHER}
+              USING (key = '{LOCK_KEY}') WITH CHECK (key = '{LOCK_KEY}')""",
         "ALTER TABLE assignments ENABLE ROW LEVEL SECURITY",
         "DROP POLICY IF EXISTS itagger_staff_all ON assignments",
         "DROP POLICY IF EXISTS itagger_tagger_select ON assignments",

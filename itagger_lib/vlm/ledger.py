@@ -129,7 +129,14 @@ def _lock(connection: sa.Connection) -> None:
 
 
 def ensure_lock_row(ws: Workspace) -> None:
+    """Create the row the budget lock takes, once (``itagger secure-db`` creates it too).
+
+    Only when missing: on a secured Postgres database researchers may lock that row but not
+    insert into ``settings``.
+    """
     with ws.engine.begin() as connection:
+        if connection.execute(sa.select(Setting.key).where(Setting.key == LOCK_KEY)).first():
+            return
         insert_ignore(
             connection,
             Setting,

@@ -95,7 +95,7 @@ def start(name: str, cmd: list[str], folder: Path, env: dict[str, str] | None = 
     return Proc(name, popen, log)
 
 
-def self_signed_cert(folder: Path) -> Path:
+def self_signed_cert(folder: Path, days: int = 30) -> Path:
     """``fullchain.pem`` / ``privkey.pem`` for localhost and 127.0.0.1 in ``folder``; the cert path."""
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run(
@@ -107,7 +107,7 @@ def self_signed_cert(folder: Path) -> Path:
             "rsa:2048",
             "-nodes",
             "-days",
-            "2",
+            str(days),
             "-subj",
             "/CN=localhost",
             "-addext",
@@ -124,25 +124,32 @@ def self_signed_cert(folder: Path) -> Path:
 
 
 def render_nginx(folder: Path, certs: Path, upstream_port: int, http_port: int, https_port: int) -> Path:
-    """The project's nginx site on loopback ports (only listen lines, certs and upstream change)."""
-    site = (DEPLOY / "nginx" / "itagger.conf").read_text()
+    """The project's nginx site on loopback ports, rendered as the proxy image renders it.
+
+    The template's variables get what ``deploy/images/proxy-entrypoint.sh`` gives them; only
+    the listen ports, the certificate folder, the ACME webroot and the upstream change.
+    """
+    site = (DEPLOY / "nginx" / "itagger.conf.template").read_text()
     replacements = {
-        "/etc/nginx/certs": str(certs),
+        "${ITAGGER_SERVER_NAME}": "127.0.0.1",
+        "${ITAGGER_HTTPS_PORT_SUFFIX}": f":{https_port}",
+        "/tmp/nginx/tls": str(certs),
+        "root /var/www/acme;": f"root {folder / 'acme'};",
         "hub:8000": f"127.0.0.1:{upstream_port}",
-        "listen 80;": f"listen 127.0.0.1:{http_port};",
-        "listen [::]:80;": "",
-        "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
-        "listen [::]:443 ssl http2;": "",
+        "listen 8080;": f"listen 127.0.0.1:{http_port};",
+        "listen 8443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
     }
     for old, new in replacements.items():
-        assert old in site, f"deploy/nginx/itagger.conf no longer contains {old!r}; update the test"
+        assert old in site, f"deploy/nginx/itagger.conf.template no longer contains {old!r}; update the test"
         site = site.replace(old, new)
     (folder / "site.conf").write_text(site)
     conf = folder / "nginx.conf"
+    # as root, nginx's workers would run as nobody and could not read the test's private folders
+    user = "user root;\n" if os.geteuid() == 0 else ""
     conf.write_text(
-        f"daemon off; pid {folder}/nginx.pid; error_log {folder}/nginx-error.log;\n"
+        f"{user}daemon off; pid {folder}/nginx.pid; error_log {folder}/nginx-error.log;\n"
         f"events {{}}\nhttp {{ access_log {folder}/nginx-access.log; client_body_temp_path {folder};\n"
-        f"proxy_temp_path {folder};\ninclude {folder}/site.conf; }}\n"
+        f"proxy_temp_path {folder}; server_tokens off;\ninclude {folder}/site.conf; }}\n"
     )
     return conf
 
@@ -371,6 +378,7 @@ def hub_stack(root: Path, pg_server_url: str, sample_dir: Path) -> Iterator[HubS
                 }
             )
             stack.env_file.write_text("".join(f"{k}={v}\n" for k, v in deploy_env.items()))
+            stack.env_file.chmod(0o600)
             hub_env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith(("ITAGGER_", "JUPYTER"))},
                 **deploy_env,

@@ -22,16 +22,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.browser._lab import CHROMIUM_ARGS, KERNEL_IDLE, KERNEL_READY
+from tests.browser._lab import CHROMIUM_ARGS
+from tests.deploy._hubflows import SCREENSHOTS, tag_one_image
 from tests.deploy._hubstack import CHROMIUM, REPO, HubStack, hub_stack, missing_tools, server_environ
 
-SCREENSHOTS = REPO / ".test-artifacts" / "screenshots"
 pytestmark = [pytest.mark.hub, pytest.mark.browser, pytest.mark.postgres]
-ALL_RAN = """() => {
-    const prompts = [...document.querySelectorAll('.jp-InputPrompt')]
-        .map(p => p.textContent).filter(t => t.includes('['));
-    return prompts.length > 0 && prompts.every(t => /\\[\\d+\\]/.test(t));
-}"""
 
 
 def _wait_ready(stack: HubStack, users: list[str], timeout: float = 90) -> None:
@@ -43,44 +38,6 @@ def _wait_ready(stack: HubStack, users: list[str], timeout: float = 90) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"servers not ready after {timeout} s: {states}")
         time.sleep(0.5)
-
-
-def _tag_one_image(browser, stack: HubStack, user: str, label: str, errors: list[str]) -> None:  # type: ignore[no-untyped-def]
-    """Log in over https, open 02_Tag.ipynb, run it and answer the first question with key 1."""
-    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1200})
-    page = context.new_page()
-    page.on("pageerror", lambda e: errors.append(f"{user}: page error: {e}"))
-    try:
-        page.goto(f"{stack.https}/hub/login?next=/user/{user}/lab/tree/02_Tag.ipynb")
-        page.fill("#username_input", user)
-        page.fill("#password_input", stack.passwords[user])
-        page.press("#password_input", "Enter")
-        page.wait_for_url(f"**/user/{user}/lab/**", timeout=60_000)
-        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-        page.wait_for_function(
-            "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-            " && window.jupyterapp.shell.currentWidget.sessionContext",
-            timeout=60_000,
-        )
-        page.evaluate(KERNEL_READY)
-        page.wait_for_function(KERNEL_IDLE, timeout=60_000)  # the kernel's websocket, through nginx
-        page.wait_for_timeout(500)
-        page.keyboard.press("Escape")
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        page.wait_for_function(ALL_RAN, timeout=60_000)
-        page.wait_for_selector(".itagger-tagging .itagger-answer", timeout=60_000)
-        page.hover(".itagger-tagging img")
-        page.locator(".itagger-tagging").get_by_text("1 of 12").wait_for(timeout=30_000)
-        page.wait_for_timeout(200)
-        page.keyboard.press("1")
-        page.locator(".itagger-tagging").get_by_text("2 of 12").wait_for(timeout=30_000)
-        page.screenshot(path=str(SCREENSHOTS / f"hub-02_Tag-{label}.png"), full_page=True)
-        assert page.get_by_text("Error displaying widget").count() == 0
-    except Exception:
-        page.screenshot(path=str(SCREENSHOTS / f"hub-02_Tag-{label}-FAILED.png"), full_page=True)
-        raise
-    finally:
-        context.close()
 
 
 def _doctor(env_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -117,7 +74,7 @@ def test_group_deployment_end_to_end(tmp_path: Path, pg_server_url: str, sample_
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             try:
                 for user, label in ((a, "A"), (b, "B")):
-                    _tag_one_image(browser, stack, user, label, errors)
+                    tag_one_image(browser, stack, user, label, errors)
             finally:
                 browser.close()
         timings["browser tagging"] = time.perf_counter() - t1
@@ -181,7 +138,7 @@ def test_group_deployment_end_to_end(tmp_path: Path, pg_server_url: str, sample_
         bad = _doctor(REPO / "deploy" / ".env.example", "--url", stack.https, "--ca", stack.ca)
         assert bad.returncode == 1, bad.stdout + bad.stderr
         assert "[FAIL] secrets" in bad.stdout
-        assert "JUPYTERHUB_COOKIE_SECRET still has the example" in bad.stdout
+        assert "JUPYTERHUB_COOKIE_SECRET is not set" in bad.stdout
         timings["doctor"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
     print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))

@@ -39,7 +39,7 @@ def test_missing_short_or_example_secret_is_named(name: str) -> None:
     env[name] = "x7Kq2" * 5  # 25 chars
     with pytest.raises(ConfigError, match=f"{name} is 25 characters long"):
         hubconfig.validate_secrets(env)
-    env[name] = example_env()[name]
+    env[name] = "change-me-" + secrets.token_hex(20)  # an old example file's placeholder
     with pytest.raises(ConfigError, match=f"{name} still has the example"):
         hubconfig.validate_secrets(env)
     env[name] = "a" * 40
@@ -47,10 +47,10 @@ def test_missing_short_or_example_secret_is_named(name: str) -> None:
         hubconfig.validate_secrets(env)
 
 
-def test_env_example_documents_every_required_secret_with_placeholder() -> None:
+def test_env_example_leaves_every_secret_empty_so_compose_refuses_it() -> None:
     ex = example_env()
     for name in hubconfig.REQUIRED_SECRETS:
-        assert ex[name].startswith("change-me"), name
+        assert ex[name] == "", name
     for name in ("ADMIN_USER", "POSTGRES_DB", "POSTGRES_USER", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         assert name in ex
     with pytest.raises(ConfigError, match="JUPYTERHUB_COOKIE_SECRET"):
@@ -148,6 +148,34 @@ def test_hub_config_docker_spawner(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_hub_config(good_env() | {"ITAGGER_SPAWNER": "docker"}, monkeypatch)
     assert cfg.JupyterHub.spawner_class == "dockerspawner.DockerSpawner"
     assert "itagger-home-{username}" in cfg.DockerSpawner.volumes
+    # the user image is built locally, never pulled: a registry name could be anyone's
+    assert cfg.DockerSpawner.pull_policy == "never"
+    assert cfg.DockerSpawner.mem_limit == "4G" and cfg.DockerSpawner.cpu_limit == 2.0
+    assert cfg.DockerSpawner.extra_host_config["log_config"]["config"] == {"max-size": "10m", "max-file": "5"}
+    assert cfg.JupyterHub.hub_connect_ip == "hub"
+    limited = load_hub_config(
+        good_env()
+        | {"ITAGGER_SPAWNER": "docker", "ITAGGER_USER_MEM_LIMIT": "512m", "ITAGGER_USER_CPU_LIMIT": "0.5"},
+        monkeypatch,
+    )
+    assert limited.DockerSpawner.mem_limit == "512M" and limited.DockerSpawner.cpu_limit == 0.5
+    with pytest.raises(ConfigError, match="ITAGGER_USER_MEM_LIMIT='lots' is not a size"):
+        load_hub_config(
+            good_env() | {"ITAGGER_SPAWNER": "docker", "ITAGGER_USER_MEM_LIMIT": "lots"}, monkeypatch
+        )
+
+
+def test_hub_cookies_are_secure_whatever_the_proxy_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_hub_config(good_env(), monkeypatch)
+    assert cfg.JupyterHub.tornado_settings["cookie_options"] == {"secure": True}
+
+
+def test_researchers_get_the_vlm_endpoint_taggers_nothing() -> None:
+    env = good_env() | {"OPENAI_API_KEY": "sk-test-x", "OPENAI_BASE_URL": "http://fakevlm:8000/v1"}
+    res = hubconfig.user_environment("r", ["researcher"], env, db_host="db", db_name="itagger")
+    assert res["OPENAI_BASE_URL"] == "http://fakevlm:8000/v1" and res["OPENAI_API_KEY"] == "sk-test-x"
+    tag = hubconfig.user_environment("t", ["tagger"], env, db_host="db", db_name="itagger")
+    assert "OPENAI_BASE_URL" not in tag and "OPENAI_API_KEY" not in tag
 
 
 @pytest.mark.parametrize("name", ["JUPYTERHUB_CRYPT_KEY", "ADMIN_PASSWORD", "POSTGRES_PASSWORD"])
@@ -156,6 +184,6 @@ def test_hub_config_refuses_missing_or_example_secret(name: str, monkeypatch: py
     del env[name]
     with pytest.raises(ConfigError, match=f"{name} is not set"):
         load_hub_config(env, monkeypatch)
-    env[name] = example_env()[name]
+    env[name] = "change-me-" + secrets.token_hex(20)
     with pytest.raises(ConfigError, match=f"{name} still has the example"):
         load_hub_config(env, monkeypatch)

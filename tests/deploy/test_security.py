@@ -259,3 +259,51 @@ def test_db_upgrade_leaves_an_unsecured_database_alone(pg_url: str) -> None:
         assert not is_secured(engine)
     finally:
         engine.dispose()
+
+
+def test_researchers_take_the_vlm_budget_lock_taggers_cannot_and_settings_stay_admin_only(
+    stack: dict,
+) -> None:
+    """A researcher runs VLM ratings (the budget lock is a row lock on one settings row)."""
+    e = stack["engines"]
+    lock = sa.text("SELECT key FROM settings WHERE key = 'vlm.ledger_lock' FOR UPDATE")
+    with e["res"].begin() as conn:
+        assert conn.execute(lock).scalar_one() == "vlm.ledger_lock"
+    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].begin() as conn:
+        conn.execute(lock)
+    with e["res"].begin() as conn:  # any other setting (budgets, kill switch) stays out of reach
+        conn.exec_driver_sql("SELECT key FROM settings FOR UPDATE").all()
+        n = conn.exec_driver_sql(
+            "UPDATE settings SET updated_at = now() WHERE key <> 'vlm.ledger_lock'"
+        ).rowcount
+    assert n == 0
+    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["res"].begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO settings (key, value, updated_at, updated_by) VALUES ('vlm.budget', '1', now(), 'r')"
+        )
+    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["res"].begin() as conn:
+        conn.exec_driver_sql("UPDATE settings SET value = '1' WHERE key = 'vlm.ledger_lock'")
+
+
+def test_a_researcher_rates_with_a_vlm_on_a_secured_database(
+    stack: dict, pg_url: str, sample_dir, tmp_path
+) -> None:
+    from itagger_lib import Workspace
+
+    owner = Workspace(database_url=pg_url, store=tmp_path / "store", user="owner")
+    owner.ingest(sample_dir, progress=False)
+    owner.load_codebook()
+    owner.close()
+    url = stack["engines"]["res"].url.render_as_string(hide_password=False)
+    researcher = Workspace(
+        database_url=url, store=tmp_path / "store", user=stack["users"]["res"], auto_migrate=False
+    )
+    try:
+        report = researcher.rate_with_vlm(
+            provider="stub", model="m", attributes=["coherence"], progress=False
+        )
+    finally:
+        researcher.close()
+    # the 12 ingested images; the fixture's stand-in image row has no file and fails alone
+    assert report.succeeded == 12, report
+    assert [f[0].split(" (")[0] for f in report.failed] == [f"image {stack['ids']['image']}"], report.failed

@@ -78,6 +78,8 @@ class FakeVLMServer:
         ),
         record: bool = True,
         reasoning: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.reasoning = reasoning
         self.latency = latency
@@ -90,7 +92,7 @@ class FakeVLMServer:
         self.count = 0
         self.in_flight = 0
         self.max_in_flight = 0
-        self._socket = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self._socket = socket.create_server((host, port), backlog=256)
         self._loop = asyncio.new_event_loop()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -313,7 +315,12 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description="serve the fake VLM API until stdin closes")
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--forever", action="store_true", help="serve until killed, not until stdin closes")
     options = parser.parse_args()
-    with FakeVLMServer(latency=options.latency, record=False) as fake:
+    with FakeVLMServer(latency=options.latency, record=False, host=options.host, port=options.port) as fake:
         print(fake.url, flush=True)
+        if options.forever:
+            threading.Event().wait()
         sys.stdin.read()
