@@ -7,7 +7,7 @@ import json
 import os
 import socket
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -15,6 +15,9 @@ from sqlalchemy.engine import Engine
 from itagger_lib._version import __version__
 from itagger_lib.db.dml import inserted_id
 from itagger_lib.db.models import Run, RunFailure, utcnow
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
 
@@ -142,3 +145,25 @@ def close_stale_runs(engine: Engine, *, kind: str | None = None, params_hash: st
             )
             closed += 1
     return closed
+
+
+def runs_frame(engine: Engine, kind: str | None = None) -> pd.DataFrame:
+    """Runs, newest first (kind, parameters, version, status, counts, error, output), by id."""
+    import pandas as pd
+
+    query = sa.select(Run).order_by(Run.id.desc())
+    if kind:
+        query = query.where(Run.kind == kind)
+    with engine.connect() as connection:
+        return pd.read_sql(query, connection, index_col="id")
+
+
+def failures_frame(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
+    """Recorded failures (input, image and reason) of one run, or of every run, by id."""
+    import pandas as pd
+
+    query = sa.select(RunFailure).order_by(RunFailure.id)
+    if run_id is not None:
+        query = query.where(RunFailure.run_id == run_id)
+    with engine.connect() as connection:
+        return pd.read_sql(query, connection, index_col="id")

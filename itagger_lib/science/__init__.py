@@ -1,7 +1,7 @@
 """Visual metrics of images: pure functions over RGB arrays, composites and bins.
 
 ``compute_metrics(rgb)`` gives every metric of one image as ``{dotted key: float}``;
-:mod:`~itagger_lib.science.worker` decodes files inside worker processes and maps the
+:mod:`~itagger_lib.science.parallel` decodes files inside worker processes and maps the
 suite over many images; :mod:`~itagger_lib.science.composites` builds indices and bins.
 Definitions, parameters and tolerances: ``docs/metrics.md``.
 """
@@ -28,7 +28,7 @@ from itagger_lib.science.metrics import (
     params_hash,
     resolve_params,
 )
-from itagger_lib.science.worker import analyse_file, map_images
+from itagger_lib.science.parallel import analyse_file, map_images
 
 __all__ = [
     "COMPOSITES",
