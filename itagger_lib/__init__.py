@@ -14,14 +14,14 @@ and tab completion list them all the same.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import typing
 
 from itagger_lib import errors
 from itagger_lib._version import __version__
 from itagger_lib.errors import ItaggerError
 from itagger_lib.workspace import Workspace
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from itagger_lib.codebook import Attribute, Codebook
     from itagger_lib.widgets.admin import AdminCockpit
     from itagger_lib.widgets.explorer import Explorer
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'itagger_lib' has no attribute {name!r}")

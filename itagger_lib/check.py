@@ -46,7 +46,7 @@ class StoreReport:
         return f"<pre>{html.escape(str(self))}</pre>"
 
 
-def check_store(ctx: Context, *, rehash: bool = True) -> StoreReport:
+def check_store(ctx: Context, rehash: bool = True) -> StoreReport:
     """Compare the ``images`` table with the files in the store.
 
     With ``rehash`` every file is read and hashed again (slow on large stores, but it is the

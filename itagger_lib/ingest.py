@@ -30,6 +30,7 @@ from itagger_lib.store import ImageStore, sha256_file
 if TYPE_CHECKING:
     import pandas as pd
 
+    from itagger_lib._types import StrPath
     from itagger_lib.context import Context
 
 BATCH_ROWS = 256
@@ -106,7 +107,7 @@ def _has_glob(text: str) -> bool:
 
 
 def expand_paths(
-    paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str], recursive: bool = True
+    paths: Iterable[StrPath] | StrPath, recursive: bool = True
 ) -> tuple[list[_Candidate], list[tuple[str, str]], list[str]]:
     """Inputs → candidate files, immediate failures, and ignored non-image files."""
     if isinstance(paths, (str, os.PathLike)):
@@ -265,9 +266,9 @@ def _write_batch(
 
 def ingest(
     ctx: Context,
-    paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
-    *,
+    paths: Iterable[StrPath] | StrPath,
     recursive: bool = True,
+    *,
     collection: str | None = None,
     progress: bool = True,
     workers: int | None = None,
