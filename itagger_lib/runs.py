@@ -22,12 +22,13 @@ if TYPE_CHECKING:
 STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
 
 
-def canonical_json(value: Any) -> str:
+def canonical_json(value: object) -> str:
     """JSON with sorted keys and no spaces, so equal parameters hash equally."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def hash_parameters(parameters: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of ``parameters``."""
     return hashlib.sha256(canonical_json(parameters).encode()).hexdigest()
 
 
@@ -59,6 +60,7 @@ def start_run(
 
 
 def failure_rows(run_id: int, failures: Iterable[tuple[str, int | None, str]]) -> list[dict[str, Any]]:
+    """``run_failures`` rows of ``(input, image id or None, reason)`` failures."""
     now = utcnow()
     return [
         {"run_id": run_id, "input": item, "image_id": image_id, "reason": reason, "at": now}
@@ -69,12 +71,14 @@ def failure_rows(run_id: int, failures: Iterable[tuple[str, int | None, str]]) -
 def record_failures(
     connection: sa.Connection, run_id: int, failures: Iterable[tuple[str, int | None, str]]
 ) -> None:
+    """Insert the failures of run ``run_id`` in the caller's transaction."""
     rows = failure_rows(run_id, failures)
     if rows:
         connection.execute(sa.insert(RunFailure), rows)
 
 
-def update_run(engine_or_connection: Engine | sa.Connection, run_id: int, **values: Any) -> None:
+def update_run(engine_or_connection: Engine | sa.Connection, run_id: int, **values: object) -> None:
+    """Set columns of run ``run_id`` (in the caller's transaction when given a connection)."""
     statement = sa.update(Run).where(Run.id == run_id).values(**values)
     if isinstance(engine_or_connection, Engine):
         with engine_or_connection.begin() as connection:

@@ -47,7 +47,7 @@ _LEVEL_OF_MEASUREMENT = {
 class Level:
     """One answer of an attribute: the stored value, its label, hotkey and definition."""
 
-    value: Any
+    value: int | str
     label: str | None = None
     hotkey: str | None = None
     definition: str | None = None
@@ -80,15 +80,15 @@ class Attribute:
         return _LEVEL_OF_MEASUREMENT[self.type]
 
     @property
-    def hotkeys(self) -> dict[str, Any]:
+    def hotkeys(self) -> dict[str, int | str]:
         """Hotkey → value."""
         return {level.hotkey: level.value for level in self.levels if level.hotkey}
 
     @property
-    def values(self) -> list[Any]:
+    def values(self) -> list[int | str]:
         return [level.value for level in self.levels]
 
-    def level(self, value: Any) -> Level:
+    def level(self, value: object) -> Level:
         for level in self.levels:
             if level.value == value:
                 return level
@@ -103,8 +103,12 @@ class Attribute:
             return f"a list of zero or more of {values}"
         return f"one of {values}"
 
-    def validate(self, value: Any) -> Any:
-        """The value in canonical form (int, str, float or sorted list), or :class:`RatingError`."""
+    def validate(self, value: Any) -> Answer:
+        """The value in canonical form (int, str, float or sorted list), or :class:`RatingError`.
+
+        ``value`` may be anything a caller was given (a table cell, a key press, a model's
+        JSON); that is what is checked.
+        """
         bad = RatingError(f"attribute {self.key!r}: {value!r} is not allowed; give {self.allowed()}")
         if self.type == "continuous":
             if isinstance(value, bool):
@@ -125,7 +129,7 @@ class Attribute:
             chosen = set(value)
             if not chosen <= set(self.values):
                 raise bad
-            return [v for v in self.values if v in chosen]
+            return [str(v) for v in self.values if v in chosen]  # multi-label values are text
         if self.type in ("ordinal", "binary"):
             if isinstance(value, bool):
                 value = int(value)
@@ -137,16 +141,16 @@ class Attribute:
             raise bad
         return next(v for v in self.values if v == value and type(v) is type(value))
 
-    def to_columns(self, value: Any) -> tuple[float | None, str | None]:
+    def to_columns(self, value: object) -> tuple[float | None, str | None]:
         """``(value, value_text)`` as stored in the ``ratings`` table."""
-        value = self.validate(value)
-        if self.type == "multi_label":
-            return None, ";".join(str(v) for v in value)
-        if isinstance(value, str):
-            return float(self.values.index(value)), value
-        return float(value), None
+        answer = self.validate(value)
+        if isinstance(answer, str):
+            return float(self.values.index(answer)), answer
+        if isinstance(answer, int | float):
+            return float(answer), None
+        return None, ";".join(str(v) for v in answer)  # multi-label: the labels chosen
 
-    def from_columns(self, value: float | None, value_text: str | None) -> Any:
+    def from_columns(self, value: float | None, value_text: str | None) -> Answer | None:
         """The inverse of :meth:`to_columns`."""
         if self.type == "multi_label":
             return self.validate(value_text or "")
@@ -216,7 +220,7 @@ class Codebook:
             f"its attributes are {', '.join(self.keys)}"
         )
 
-    def validate_value(self, key: str, value: Any) -> Any:
+    def validate_value(self, key: str, value: object) -> Answer:
         """The canonical value of ``key``, or :class:`RatingError` naming the allowed values."""
         return self.attribute(key).validate(value)
 

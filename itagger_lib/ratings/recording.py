@@ -21,7 +21,7 @@ from itagger_lib.ratings.studies import get_study
 
 if TYPE_CHECKING:
     from itagger_lib._types import ImageRef
-    from itagger_lib.codebook import CodebookRef
+    from itagger_lib.codebook import Answer, CodebookRef
     from itagger_lib.context import Context
 
 __all__ = ["SOURCES", "rater_ratings", "record_rating"]
@@ -33,7 +33,7 @@ def record_rating(
     ctx: Context,
     item: Item | ImageRef,
     attribute: str,
-    value: Any,
+    value: Answer,
     rater: str | None = None,
     *,
     codebook: CodebookRef = None,
@@ -128,7 +128,7 @@ def record_rating(
 
 def rater_ratings(
     ctx: Context, assignment_id: int, rater: str, codebook: Codebook | None = None
-) -> dict[str, Any]:
+) -> dict[str, Answer | None]:
     """The rater's current answers for one item: ``{attribute: value}``.
 
     ``codebook`` (the study's, with its id) saves looking it up.

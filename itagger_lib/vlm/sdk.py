@@ -17,7 +17,7 @@ import inspect
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -28,7 +28,7 @@ from itagger_lib.vlm.secrets import read_secret, redact
 __all__ = ["BodyTemplate", "SDKProvider", "http_client", "retry_after_seconds", "translate"]
 
 
-def retry_after_seconds(headers: Any) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     """Seconds from a ``Retry-After`` (or ``retry-after-ms``) header, if it holds a number."""
     if headers is None:
         return None
@@ -57,7 +57,7 @@ def _connect_failure(exc: BaseException) -> BaseException | None:
     return None
 
 
-def translate(exc: Exception, provider: str, key: str | None, sdk: Any) -> Exception:
+def translate(exc: Exception, provider: str, key: str | None, sdk: ModuleType) -> Exception:
     """The engine's view of an SDK exception: :class:`RetryableError` or :class:`ProviderError`.
 
     A connection that was never made is a connection error even when the SDK calls it a
@@ -99,7 +99,7 @@ def _tls_context(package: str) -> Any:
     return importlib.import_module(package).create_ssl_context()
 
 
-def http_client(sdk: Any, http: str) -> Any:
+def http_client(sdk: ModuleType, http: str) -> Any:
     """The HTTP client for an SDK: its aiohttp transport (``http="aiohttp"``, or ``"auto"``
     when the SDK's ``aiohttp`` extra is installed) or its default httpx client.
 

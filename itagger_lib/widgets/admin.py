@@ -246,13 +246,13 @@ class AdminCockpit:
             description="Run smoke checks", icon="stethoscope", layout=widgets.Layout(width="auto")
         )
 
-        def on_run(_: Any) -> None:
+        def on_run(_: object) -> None:
             checks.value = "<p>Running …</p>"
             self.smoke_checks()
             checks.value = self.checks_html()
             status.value = self.status_html()
 
-        def on_refresh(_: Any) -> None:
+        def on_refresh(_: object) -> None:
             status.value = self.status_html()
             engine.value = self.engine_html()
 
