@@ -21,7 +21,6 @@ from itagger_lib.db.arrow import read_arrow
 from itagger_lib.db.models import Image, Metric, Run
 from itagger_lib.errors import ScienceError
 from itagger_lib.science.composites import assign_bins, compute_composites
-from itagger_lib.science.metrics import params_hash
 
 if TYPE_CHECKING:
     from itagger_lib.context import Context
@@ -50,6 +49,9 @@ def science_run(
     else:
         query = query.where(Run.status.in_(_PRODUCED))
         if params is not None:
+            # here, not at the top: the metric families (OpenCV, SciPy) are needed only for this
+            from itagger_lib.science.metrics import params_hash
+
             query = query.where(Run.params_hash == params_hash(params))
     with ctx.engine.connect() as connection:
         row = connection.execute(query.order_by(Run.id.desc()).limit(1)).mappings().first()

@@ -60,8 +60,10 @@ def test_import_is_light() -> None:
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if ".migrations" not in m), ids=str)
 def test_every_module_all_resolves(module: str) -> None:
     loaded = importlib.import_module(module)
-    for name in getattr(loaded, "__all__", ()):
+    names = getattr(loaded, "__all__", ())
+    for name in names:
         assert hasattr(loaded, name), f"{module}.__all__ names {name!r}, which it does not define"
+    assert set(names) <= set(dir(loaded)), f"dir({module}) hides lazy names"
 
 
 def test_the_error_tree_lists_every_error() -> None:
