@@ -13,10 +13,9 @@ and tab completion list them all the same.
 
 from __future__ import annotations
 
-import importlib
 import typing
 
-from itagger_lib import errors
+from itagger_lib import _lazy, errors
 from itagger_lib._version import __version__
 from itagger_lib.errors import ItaggerError
 from itagger_lib.workspace import Workspace
@@ -55,11 +54,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'itagger_lib' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.attach(__name__, _LAZY, __all__, globals().keys)

@@ -16,8 +16,9 @@ SciPy and every metric family.
 
 from __future__ import annotations
 
-import importlib
 import typing
+
+from itagger_lib import _lazy
 
 if typing.TYPE_CHECKING:
     from itagger_lib.science.composites import (
@@ -88,11 +89,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'itagger_lib.science' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.attach(__name__, _LAZY, __all__, globals().keys)
