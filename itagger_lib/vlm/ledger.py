@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Run, Setting, VLMCall, VLMPrice, utcnow
-from itagger_lib.errors import BudgetExceededError, ConfigError, KillSwitchError, PriceUnknownError
+from itagger_lib.errors import ArgumentError, BudgetExceededError, KillSwitchError, PriceUnknownError
 from itagger_lib.runs import canonical_json
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def set_price(ctx: Context, provider: str, model: str, input_per_mtok: float, ou
     """Set (or change) a model's price in USD per million input / output tokens."""
     for name, value in (("input_per_mtok", input_per_mtok), ("output_per_mtok", output_per_mtok)):
         if not isinstance(value, int | float) or value < 0 or not math.isfinite(value):
-            raise ConfigError(f"price {name} of {provider}/{model} must be a number >= 0, got {value!r}")
+            raise ArgumentError(f"price {name} of {provider}/{model} must be a number >= 0, got {value!r}")
     with ctx.engine.begin() as connection:
         updated = connection.execute(
             sa.update(VLMPrice)
