@@ -107,7 +107,8 @@ def create_study(
     gold : ``{image id or sha prefix: {attribute: value}}``, images with known answers shown
         to every rater once every ``gold_every`` items; values are validated.
     mode : ``"blind"`` (no machine answer shown) or ``"assisted"`` (the VLM answer is shown).
-    images : image ids / sha prefixes; default all images.
+    images : image ids / sha prefixes (or a DataFrame indexed by id); default all images.
+    gold_every : items between two gold items.
     """
     if mode not in MODES:
         raise AssignmentError(f"study {name!r}: mode {mode!r} is not one of {MODES}")
