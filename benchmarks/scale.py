@@ -183,24 +183,24 @@ def check_rating_means(ws) -> tuple[int, float]:  # type: ignore[no-untyped-def]
 
 
 def time_queries(ws, repeats: int) -> list[tuple[str, float, float]]:  # type: ignore[no-untyped-def]
-    from itagger_lib import explore
+    from itagger_lib import browse
 
     cases = {
-        "page 0, sort by id": explore.Query(),
-        "sort by a metric, page 50": explore.Query(sort="complexity.edge_density", descending=True, page=50),
-        "metric range + sort by another metric": explore.Query(
+        "page 0, sort by id": browse.Query(),
+        "sort by a metric, page 50": browse.Query(sort="complexity.edge_density", descending=True, page=50),
+        "metric range + sort by another metric": browse.Query(
             metric_ranges={"colour.colourfulness": (0.5, None)}, sort="fractal.dimension"
         ),
-        "two ranges + a bin + collection": explore.Query(
+        "two ranges + a bin + collection": browse.Query(
             metric_ranges={"colour.colourfulness": (0.0, None), "complexity.edge_density": (None, 1.0)},
             bins={"nature.greenery_share": "high"},
             collection="streets",
         ),
-        "mean-rating range + sort by rating": explore.Query(
+        "mean-rating range + sort by rating": browse.Query(
             rating_ranges={"attribute_3": (5.0, None)}, sort="rating:attribute_3", descending=True
         ),
-        "sort by mean rating, unrated last": explore.Query(sort="rating:attribute_5", page=10),
-        "metric range + mean-rating range": explore.Query(
+        "sort by mean rating, unrated last": browse.Query(sort="rating:attribute_5", page=10),
+        "metric range + mean-rating range": browse.Query(
             metric_ranges={"colour.colourfulness": (0.5, None)}, rating_ranges={"attribute_1": (None, 3.0)}
         ),
     }
@@ -210,7 +210,7 @@ def time_queries(ws, repeats: int) -> list[tuple[str, float, float]]:  # type: i
             samples = []
             for _ in range(repeats):
                 start = time.perf_counter()
-                explore.page(ws, query, count=count)
+                browse.page(ws, query, count=count)
                 samples.append((time.perf_counter() - start) * 1000)
             samples.sort()
             p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
@@ -224,9 +224,9 @@ def server_copy_seconds(ws, format: str = "csv") -> float | None:  # type: ignor
     No client, pipe or parsing: the floor the server sets for one COPY stream. Needs a
     superuser (``COPY … TO`` a server file); ``None`` otherwise.
     """
-    from itagger_lib.export import _RATING_COLUMNS
+    from itagger_lib.ratings.arrow import COPY_COLUMNS
 
-    select = f"SELECT {', '.join(_RATING_COLUMNS)} FROM ratings"
+    select = f"SELECT {', '.join(COPY_COLUMNS)} FROM ratings"
     with ws.engine.connect() as connection:
         if not connection.exec_driver_sql(
             "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
@@ -241,11 +241,11 @@ def parquet_write_seconds(path: Path, out: Path) -> float:
     """Seconds to write the ratings file's table again from memory (the writer's share)."""
     import pyarrow.parquet as pq
 
-    from itagger_lib.export import _RATING_WRITE
+    from itagger_lib.export.files import RATING_WRITE
 
     table = pq.read_table(path)
     start = time.perf_counter()
-    pq.write_table(table, out, **_RATING_WRITE)
+    pq.write_table(table, out, **RATING_WRITE)
     return time.perf_counter() - start
 
 

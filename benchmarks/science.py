@@ -42,7 +42,7 @@ def _worker_init() -> None:
 
 
 def default_executor(workers: int):  # type: ignore[no-untyped-def]
-    from itagger_lib.science.worker import default_executor as make
+    from itagger_lib.science.parallel import default_executor as make
 
     return make(workers)
 

@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from itagger_lib import Workspace
-    from itagger_lib.assignment import create_study
+    from itagger_lib.ratings.studies import create_study
     from tests.browser._lab import chromium, jupyter_lab, run_all_cells
 
     root = Path(tempfile.mkdtemp(prefix="itagger-bench-tagging-"))

@@ -5,33 +5,53 @@
 >>> ws.ingest("photos/")           # doctest: +SKIP
 >>> it.Explorer(ws)                # doctest: +SKIP
 
-Widgets are imported on first use, so ``import itagger_lib`` stays light in batch jobs.
+The names a notebook needs are here (``__all__``); everything else is reachable in its
+module (the rooms are listed in ``docs/design.md``). Widgets and the codebook classes are
+imported on first use, so ``import itagger_lib`` stays light in batch jobs; ``dir(it)``
+and tab completion list them all the same.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import typing
 
-from itagger_lib import errors
+from itagger_lib import _lazy, errors
 from itagger_lib._version import __version__
 from itagger_lib.errors import ItaggerError
 from itagger_lib.workspace import Workspace
 
+if typing.TYPE_CHECKING:
+    from itagger_lib.codebook import Attribute, Codebook
+    from itagger_lib.widgets.admin import AdminCockpit
+    from itagger_lib.widgets.explorer import Explorer
+    from itagger_lib.widgets.inspector import Inspector
+    from itagger_lib.widgets.tagging import TaggingWorkbench
+    from itagger_lib.widgets.upload import UploadPanel
+
+# Name → the module that defines it, imported by ``__getattr__`` on first use.
 _LAZY = {
     "AdminCockpit": "itagger_lib.widgets.admin",
-    "UploadPanel": "itagger_lib.widgets.upload",
-    "TaggingWorkbench": "itagger_lib.widgets.tagging",
-    "Inspector": "itagger_lib.widgets.inspector",
-    "Explorer": "itagger_lib.widgets.explorer",
-    "Codebook": "itagger_lib.codebook",
     "Attribute": "itagger_lib.codebook",
+    "Codebook": "itagger_lib.codebook",
+    "Explorer": "itagger_lib.widgets.explorer",
+    "Inspector": "itagger_lib.widgets.inspector",
+    "TaggingWorkbench": "itagger_lib.widgets.tagging",
+    "UploadPanel": "itagger_lib.widgets.upload",
 }
 
-__all__ = ["ItaggerError", "Workspace", "__version__", "errors", *_LAZY]
+__all__ = [
+    "AdminCockpit",
+    "Attribute",
+    "Codebook",
+    "Explorer",
+    "Inspector",
+    "ItaggerError",
+    "TaggingWorkbench",
+    "UploadPanel",
+    "Workspace",
+    "__version__",
+    "errors",
+]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'itagger_lib' has no attribute {name!r}")
+__getattr__, __dir__ = _lazy.attach(__name__, _LAZY, __all__, globals().keys)

@@ -29,7 +29,7 @@ from itagger_lib.errors import BatchError
 from itagger_lib.runs import finish_run, start_run, update_run
 
 if TYPE_CHECKING:
-    from itagger_lib.workspace import Workspace
+    from itagger_lib.context import Context
 
 KIND = "batch"
 SECRET_NAME = re.compile(r"(api[_-]?key|secret|token|password|passwd|credential)", re.IGNORECASE)
@@ -97,12 +97,12 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def workspace_environment(ws: Workspace, run_id: int) -> Iterator[None]:
+def workspace_environment(ctx: Context, run_id: int) -> Iterator[None]:
     """Point kernels started inside the block at ``ws`` (restored afterwards)."""
     values = {
-        "ITAGGER_HOME": str(ws.home),
-        "ITAGGER_DATABASE_URL": ws.settings.database_url,
-        "ITAGGER_STORE": str(ws.store.root),
+        "ITAGGER_HOME": str(ctx.settings.home),
+        "ITAGGER_DATABASE_URL": ctx.settings.database_url,
+        "ITAGGER_STORE": str(ctx.store.root),
         "ITAGGER_BATCH_RUN": str(run_id),
     }
     saved = {name: os.environ.get(name) for name in values}
@@ -200,7 +200,7 @@ class BatchResult:
 
 
 def run_batch(
-    ws: Workspace,
+    ctx: Context,
     notebook: str | os.PathLike[str],
     parameters: Mapping[str, Any] | None = None,
     output_dir: str | os.PathLike[str] | None = None,
@@ -238,15 +238,15 @@ def run_batch(
     path = resolve_notebook(notebook)
     values = dict(parameters or {})
     check_parameters(values, declared_parameters(path), path)
-    run_id = start_run(ws.engine, KIND, {"notebook": str(path), "parameters": values}, ws.user, n_total=1)
-    folder = Path(output_dir) if output_dir is not None else ws.home / "runs" / str(run_id)
+    run_id = start_run(ctx.engine, KIND, {"notebook": str(path), "parameters": values}, ctx.user, n_total=1)
+    folder = Path(output_dir) if output_dir is not None else ctx.settings.home / "runs" / str(run_id)
     output = (folder / path.name).resolve()
-    update_run(ws.engine, run_id, output_path=str(output))
+    update_run(ctx.engine, run_id, output_path=str(output))
     started = time.perf_counter()
     error: str | None = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with workspace_environment(ws, run_id):
+        with workspace_environment(ctx, run_id):
             pm.execute_notebook(
                 str(path),
                 str(output),
@@ -260,7 +260,7 @@ def run_batch(
                 kernel_manager_class=_ipc_kernel_manager(),
             )
     except KeyboardInterrupt:
-        finish_run(ws.engine, run_id, status="interrupted", error="interrupted (Ctrl-C)")
+        finish_run(ctx.engine, run_id, status="interrupted", error="interrupted (Ctrl-C)")
         raise
     except Exception as exc:  # a failed notebook is a failed run, whatever the cause
         error = describe_failure(exc)
@@ -271,7 +271,7 @@ def run_batch(
         "package_version": __version__,
     }
     if error is None:
-        status = finish_run(ws.engine, run_id, status="succeeded", n_done=1, details=details)
+        status = finish_run(ctx.engine, run_id, status="succeeded", n_done=1, details=details)
     else:
-        status = finish_run(ws.engine, run_id, status="failed", error=error, n_failed=1, details=details)
+        status = finish_run(ctx.engine, run_id, status="failed", error=error, n_failed=1, details=details)
     return BatchResult(run_id, path, output, status, values, error, seconds, last_output(output))

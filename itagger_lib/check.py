@@ -12,7 +12,7 @@ from itagger_lib.db.models import Image
 from itagger_lib.store import sha256_file
 
 if TYPE_CHECKING:
-    from itagger_lib.workspace import Workspace
+    from itagger_lib.context import Context
 
 
 @dataclass
@@ -46,25 +46,25 @@ class StoreReport:
         return f"<pre>{html.escape(str(self))}</pre>"
 
 
-def check_store(ws: Workspace, *, rehash: bool = True) -> StoreReport:
+def check_store(ctx: Context, rehash: bool = True) -> StoreReport:
     """Compare the ``images`` table with the files in the store.
 
     With ``rehash`` every file is read and hashed again (slow on large stores, but it is the
     only way to notice bytes that changed on disk).
     """
     report = StoreReport(rehashed=rehash)
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         rows = connection.execute(sa.select(Image.id, Image.sha256, Image.ext)).all()
     report.images = len(rows)
     known = set()
     for _image_id, sha, ext in rows:
         known.add((sha, ext))
-        path = ws.store.path_for(sha, ext)
+        path = ctx.store.path_for(sha, ext)
         if not path.is_file():
             report.missing.append(sha)
         elif rehash and sha256_file(path) != sha:
             report.corrupted.append(sha)
-    for sha, ext, path in ws.store.iter_files():
+    for sha, ext, path in ctx.store.iter_files():
         report.files += 1
         if (sha, ext) not in known:
             report.orphans.append(str(path))

@@ -4,9 +4,9 @@
 
     ItaggerError
     ├── ConfigError                 a setting or environment variable is unusable
+    │   └── ArgumentError           an argument or command-line option has an unusable value
     ├── MigrationError              the database schema is not at the expected revision
     ├── StoreError                  the image store cannot be written or read
-    │   ├── StoreIntegrityError     a stored file is missing or its bytes changed
     │   └── StoreReadOnlyError      a write to a store marked ITAGGER_STORE_READONLY
     ├── ImageError                  one input file cannot be used (has ``.path``)
     │   ├── UnreadableFileError     permissions, broken symlink, loop, a directory
@@ -20,12 +20,19 @@
     ├── AssignmentError             the tagging queue cannot give out an image
     ├── VLMError                    the VLM engine
     │   ├── ProviderError           unknown provider, missing key or base URL
+    │   ├── RetryableError          a request worth sending again (429, 5xx, timeout)
     │   ├── PriceUnknownError       no price set for a model before spending
     │   ├── BudgetExceededError     a request would overrun a budget
     │   ├── KillSwitchError         the workspace kill switch is on
     │   └── VLMResponseError        a response that fails validation
     ├── BatchError                  a papermill batch run failed
     └── OperationsError             backup, restore or doctor
+
+``ArgumentError`` is also a :class:`ValueError`, as Python's own bad arguments are; it sits
+under ``ConfigError`` because bad arguments were reported as configuration errors before it
+existed, and code that catches ``ConfigError`` for them keeps working. Files with no row and
+rows with no file are reported by ``itagger check`` (:class:`~itagger_lib.check.StoreReport`),
+not raised.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "ArgumentError",
     "AssignmentError",
     "BatchError",
     "BudgetExceededError",
@@ -49,9 +57,9 @@ __all__ = [
     "PriceUnknownError",
     "ProviderError",
     "RatingError",
+    "RetryableError",
     "ScienceError",
     "StoreError",
-    "StoreIntegrityError",
     "StoreReadOnlyError",
     "UnreadableFileError",
     "UnsupportedFormatError",
@@ -68,16 +76,17 @@ class ConfigError(ItaggerError):
     """A setting or environment variable has a value that cannot be used."""
 
 
+class ArgumentError(ConfigError, ValueError):
+    """An argument (or command-line option) has a value that cannot be used; the message
+    names the argument and the values it takes."""
+
+
 class MigrationError(ItaggerError):
     """The database schema is not at the revision this version expects."""
 
 
 class StoreError(ItaggerError):
     """The content-addressed image store cannot be written or read."""
-
-
-class StoreIntegrityError(StoreError):
-    """A stored file is missing or its bytes no longer match its hash."""
 
 
 class StoreReadOnlyError(StoreError):
@@ -155,6 +164,19 @@ class VLMError(ItaggerError):
 
 class ProviderError(VLMError):
     """Unknown provider, or a provider without the key or base URL it needs."""
+
+
+class RetryableError(VLMError):
+    """A request worth sending again: 429, 5xx, a timeout or a dropped connection.
+
+    ``retry_after`` is the wait the provider asked for, in seconds (``None``: back off);
+    ``timeout`` marks a request that timed out and so may have been billed.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, timeout: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.timeout = timeout
 
 
 class PriceUnknownError(VLMError):

@@ -30,7 +30,8 @@ from itagger_lib.store import ImageStore, sha256_file
 if TYPE_CHECKING:
     import pandas as pd
 
-    from itagger_lib.workspace import Workspace
+    from itagger_lib._types import StrPath
+    from itagger_lib.context import Context
 
 BATCH_ROWS = 256
 
@@ -106,7 +107,7 @@ def _has_glob(text: str) -> bool:
 
 
 def expand_paths(
-    paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str], recursive: bool = True
+    paths: Iterable[StrPath] | StrPath, recursive: bool = True
 ) -> tuple[list[_Candidate], list[tuple[str, str]], list[str]]:
     """Inputs → candidate files, immediate failures, and ignored non-image files."""
     if isinstance(paths, (str, os.PathLike)):
@@ -264,47 +265,47 @@ def _write_batch(
 
 
 def ingest(
-    ws: Workspace,
-    paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
-    *,
+    ctx: Context,
+    paths: Iterable[StrPath] | StrPath,
     recursive: bool = True,
+    *,
     collection: str | None = None,
     progress: bool = True,
     workers: int | None = None,
 ) -> IngestReport:
-    """Add image files and folders to the workspace; see :meth:`Workspace.ingest`."""
+    """Add image files and folders to the workspace; see :meth:`~itagger_lib.workspace.Workspace.ingest`."""
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
     candidates, early_failures, ignored = expand_paths(paths, recursive)
     path_list = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     run_id = start_run(
-        ws.engine,
+        ctx.engine,
         "ingest",
         {"paths": path_list, "recursive": recursive, "collection": collection},
-        ws.user,
+        ctx.user,
         n_total=len(candidates) + len(early_failures),
     )
     report = IngestReport(run_id=run_id, ignored=ignored)
     report.failed.extend(early_failures)
-    ws.store.root.mkdir(parents=True, exist_ok=True)
-    ws.store.clean_temp()
+    ctx.store.root.mkdir(parents=True, exist_ok=True)
+    ctx.store.clean_temp()
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     batch: list[_Prepared] = []
     failures: list[tuple[str, int | None, str]] = [(item, None, reason) for item, reason in early_failures]
 
     def flush() -> None:
         # Files first (synced and renamed), rows second: a row never lacks its file.
-        ws.store.commit(
+        ctx.store.commit(
             [
                 (item.staged, item.sha256, item.info.ext)
                 for item in batch
                 if item.staged is not None and item.sha256 and item.info
             ]
         )
-        with ws.engine.begin() as connection:
+        with ctx.engine.begin() as connection:
             if batch:
-                _write_batch(connection, batch, ws.user, collection, report)
+                _write_batch(connection, batch, ctx.user, collection, report)
             record_failures(connection, run_id, failures)
             update_run(
                 connection,
@@ -319,7 +320,7 @@ def ingest(
     bar = tqdm(total=len(candidates), desc="ingest", unit="img", disable=not progress)
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            prepare = lambda c: _prepare(c, ws.store, ws.settings.max_megapixels)  # noqa: E731
+            prepare = lambda c: _prepare(c, ctx.store, ctx.settings.max_megapixels)  # noqa: E731
             for item in _bounded_map(pool, prepare, candidates, 2 * BATCH_ROWS):
                 if item.error is not None:
                     report.failed.append((item.candidate.shown, item.error))
@@ -333,7 +334,7 @@ def ingest(
     except BaseException as exc:
         bar.close()
         report.status = finish_run(
-            ws.engine,
+            ctx.engine,
             run_id,
             status="interrupted",
             error=f"{type(exc).__name__}: {exc}",
@@ -345,7 +346,7 @@ def ingest(
     bar.close()
     report.seconds = time.perf_counter() - started
     report.status = finish_run(
-        ws.engine,
+        ctx.engine,
         run_id,
         status=("failed" if not report.processed else "partial") if report.failed else "succeeded",
         n_done=len(report.added),

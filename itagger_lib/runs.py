@@ -7,7 +7,7 @@ import json
 import os
 import socket
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -16,15 +16,19 @@ from itagger_lib._version import __version__
 from itagger_lib.db.dml import inserted_id
 from itagger_lib.db.models import Run, RunFailure, utcnow
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
 
 
-def canonical_json(value: Any) -> str:
+def canonical_json(value: object) -> str:
     """JSON with sorted keys and no spaces, so equal parameters hash equally."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def hash_parameters(parameters: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of ``parameters``."""
     return hashlib.sha256(canonical_json(parameters).encode()).hexdigest()
 
 
@@ -56,6 +60,7 @@ def start_run(
 
 
 def failure_rows(run_id: int, failures: Iterable[tuple[str, int | None, str]]) -> list[dict[str, Any]]:
+    """``run_failures`` rows of ``(input, image id or None, reason)`` failures."""
     now = utcnow()
     return [
         {"run_id": run_id, "input": item, "image_id": image_id, "reason": reason, "at": now}
@@ -66,12 +71,14 @@ def failure_rows(run_id: int, failures: Iterable[tuple[str, int | None, str]]) -
 def record_failures(
     connection: sa.Connection, run_id: int, failures: Iterable[tuple[str, int | None, str]]
 ) -> None:
+    """Insert the failures of run ``run_id`` in the caller's transaction."""
     rows = failure_rows(run_id, failures)
     if rows:
         connection.execute(sa.insert(RunFailure), rows)
 
 
-def update_run(engine_or_connection: Engine | sa.Connection, run_id: int, **values: Any) -> None:
+def update_run(engine_or_connection: Engine | sa.Connection, run_id: int, **values: object) -> None:
+    """Set columns of run ``run_id`` (in the caller's transaction when given a connection)."""
     statement = sa.update(Run).where(Run.id == run_id).values(**values)
     if isinstance(engine_or_connection, Engine):
         with engine_or_connection.begin() as connection:
@@ -142,3 +149,25 @@ def close_stale_runs(engine: Engine, *, kind: str | None = None, params_hash: st
             )
             closed += 1
     return closed
+
+
+def runs_frame(engine: Engine, kind: str | None = None) -> pd.DataFrame:
+    """Runs, newest first (kind, parameters, version, status, counts, error, output), by id."""
+    import pandas as pd
+
+    query = sa.select(Run).order_by(Run.id.desc())
+    if kind:
+        query = query.where(Run.kind == kind)
+    with engine.connect() as connection:
+        return pd.read_sql(query, connection, index_col="id")
+
+
+def failures_frame(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
+    """Recorded failures (input, image and reason) of one run, or of every run, by id."""
+    import pandas as pd
+
+    query = sa.select(RunFailure).order_by(RunFailure.id)
+    if run_id is not None:
+        query = query.where(RunFailure.run_id == run_id)
+    with engine.connect() as connection:
+        return pd.read_sql(query, connection, index_col="id")

@@ -12,23 +12,28 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from itagger_lib.images import row as image_row
 from itagger_lib.imaging import encode_jpeg, load_rgb
 
 if TYPE_CHECKING:
-    from itagger_lib.workspace import Workspace
+    from itagger_lib._types import ImageRef
+    from itagger_lib.context import Context
+
+__all__ = ["cache_path", "display_jpeg"]
 
 
-def cache_path(ws: Workspace, sha256: str, long_side: int) -> Path:
-    return ws.home / "cache" / "display" / str(long_side) / sha256[:2] / f"{sha256}.jpg"
+def cache_path(ctx: Context, sha256: str, long_side: int) -> Path:
+    """Where the display JPEG of an image with this hash and long side is cached."""
+    return ctx.settings.home / "cache" / "display" / str(long_side) / sha256[:2] / f"{sha256}.jpg"
 
 
-def display_jpeg(ws: Workspace, image: int | str | dict[str, Any], long_side: int = 256) -> bytes:
+def display_jpeg(ctx: Context, image: ImageRef | dict[str, Any], long_side: int = 256) -> bytes:
     """JPEG bytes of an image with its long side at most ``long_side`` (cached)."""
-    row = image if isinstance(image, dict) else ws.image(image)
-    target = cache_path(ws, row["sha256"], long_side)
+    row = image if isinstance(image, dict) else image_row(ctx.engine, image)
+    target = cache_path(ctx, row["sha256"], long_side)
     if target.is_file():
         return target.read_bytes()
-    source = ws.store.path_for(row["sha256"], row["ext"])
+    source = ctx.store.path_for(row["sha256"], row["ext"])
     data = encode_jpeg(load_rgb(source, long_side, size_hint=max(row["width"], row["height"])), quality=85)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

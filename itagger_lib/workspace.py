@@ -1,34 +1,49 @@
-"""The workspace: the one object a notebook holds.
+"""The workspace: the one object a notebook holds, and the facade over every room.
 
-It ties the settings, the image store and the database together, and is the front door to
-every capability (ingest, science, VLM ratings, human tagging, review, export). Each method
-is a thin call into the module that does the work, so that module can be used and tested on
-its own.
+It ties the settings, the image store and the database together and is the front door to
+every capability (ingest, science, VLM ratings, human tagging, review, export). It has no
+logic of its own: each method is one call into the module that does the work, with that
+function's real parameters and a docstring, so Shift-Tab in JupyterLab shows what to pass.
+Those modules take a :class:`~itagger_lib.context.Context` (which a workspace is) and never
+the workspace itself, so they can be used and tested on their own.
+
+Modules are imported by the method that needs them, so ``import itagger_lib`` stays light
+in batch jobs and kernels that only ingest.
+
+This module is long because it is the notebook's documentation: each method carries the
+full signature and numpydoc docstring of the function it calls (about 20 lines each for
+some 30 methods), and the one line of code that calls it. There is no logic to split out.
 """
 
 from __future__ import annotations
 
-import numbers
-import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from itagger_lib._version import __version__
 from itagger_lib.config import Settings
 from itagger_lib.db import make_engine, redact_url
-from itagger_lib.db.migrate import current_revision, head_revision, upgrade
-from itagger_lib.db.models import Image, Run, RunFailure, Setting, utcnow
-from itagger_lib.errors import ImageNotFoundError, MigrationError
+from itagger_lib.db.migrate import open_schema
 from itagger_lib.store import ImageStore
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
+    from itagger_lib._types import ImageRef, ImageSelection, JSONValue, StrPath
     from itagger_lib.check import StoreReport
+    from itagger_lib.codebook import Codebook, CodebookRef, CodebookSource
     from itagger_lib.ingest import IngestReport
+    from itagger_lib.ratings.imports import ImportReport
+    from itagger_lib.ratings.studies import StudyInfo
+    from itagger_lib.science.parallel import ExecutorLike
+    from itagger_lib.science.pipeline import ScienceReport
+    from itagger_lib.vlm.plan import SampleSpec
+    from itagger_lib.vlm.report import VLMReport
+
+__all__ = ["Workspace"]
 
 
 class Workspace:
@@ -48,6 +63,19 @@ class Workspace:
         Apply pending migrations on open (default, unless ``ITAGGER_AUTO_MIGRATE=0``);
         with ``False`` a database behind the package's schema raises
         :class:`~itagger_lib.errors.MigrationError`.
+    max_megapixels
+        The decompression-bomb limit of ingest (default ``ITAGGER_MAX_MEGAPIXELS``, 200).
+    user
+        Who is recorded as working (default ``JUPYTERHUB_USER``, ``ITAGGER_USER``, the OS user).
+
+    Attributes
+    ----------
+    settings : Settings
+        Where the data lives and the limits.
+    engine : sqlalchemy.engine.Engine
+        The database.
+    store : ImageStore
+        The image store.
 
     Examples
     --------
@@ -59,9 +87,9 @@ class Workspace:
     def __init__(
         self,
         database_url: str | None = None,
-        store: str | os.PathLike[str] | None = None,
+        store: StrPath | None = None,
         *,
-        home: str | os.PathLike[str] | None = None,
+        home: StrPath | None = None,
         auto_migrate: bool | None = None,
         max_megapixels: float | None = None,
         user: str | None = None,
@@ -76,20 +104,7 @@ class Workspace:
         )
         self.engine = make_engine(self.settings.database_url)
         self.store = ImageStore(self.settings.store)
-        self._open_schema()
-
-    def _open_schema(self) -> None:
-        head = head_revision()
-        current = current_revision(self.engine)
-        if current == head:
-            return
-        if not self.settings.auto_migrate:
-            raise MigrationError(
-                f"database {redact_url(self.settings.database_url)} is at schema revision "
-                f"{current or 'none (empty)'}, but Image Tagger {__version__} needs {head}; "
-                "back it up, then run `itagger db upgrade`"
-            )
-        upgrade(self.engine)
+        open_schema(self.engine, auto_migrate=self.settings.auto_migrate)
 
     @property
     def user(self) -> str:
@@ -98,13 +113,15 @@ class Workspace:
 
     @property
     def home(self) -> Path:
+        """The workspace's home folder (``ITAGGER_HOME``): batch runs and caches live here."""
         return self.settings.home
 
     def session(self) -> Session:
-        """A new ORM session; use it as a context manager."""
+        """A new ORM session on the workspace database; use it as a context manager."""
         return Session(self.engine)
 
     def close(self) -> None:
+        """Close the database connections (the workspace can be opened again)."""
         self.engine.dispose()
 
     def __enter__(self) -> Workspace:
@@ -123,7 +140,7 @@ class Workspace:
 
     def ingest(
         self,
-        paths: Any,
+        paths: Iterable[StrPath] | StrPath,
         recursive: bool = True,
         *,
         collection: str | None = None,
@@ -134,209 +151,580 @@ class Workspace:
 
         Idempotent: files already present add nothing; identical bytes under another name
         become one image with both sources recorded. Each bad file becomes a recorded
-        failure with its reason; the batch goes on. Returns an
-        :class:`~itagger_lib.ingest.IngestReport`.
+        failure with its reason; the batch goes on.
+
+        Parameters
+        ----------
+        paths
+            Files, folders and glob patterns.
+        recursive
+            Descend into sub-folders.
+        collection
+            A collection name for the new images.
+        progress
+            Show a progress bar.
+        workers
+            Threads that probe, hash and copy files (default 2 × cores, at most 8).
+
+        Returns
+        -------
+        IngestReport
+            Added, already present, failed (with reasons) and ignored files, and the run id.
         """
         from itagger_lib.ingest import ingest
 
         return ingest(
-            self,
-            paths,
-            recursive=recursive,
-            collection=collection,
-            progress=progress,
-            workers=workers,
+            self, paths, recursive=recursive, collection=collection, progress=progress, workers=workers
         )
 
     def check(self, rehash: bool = True) -> StoreReport:
-        """Images whose file is missing or changed, and stored files with no row."""
+        """Images whose file is missing or changed, and stored files with no row.
+
+        Parameters
+        ----------
+        rehash
+            Read and hash every file again (slow on a large store, but the only way to
+            notice bytes that changed on disk).
+        """
         from itagger_lib.check import check_store
 
         return check_store(self, rehash=rehash)
 
     def images(self) -> pd.DataFrame:
-        """All images, one row each (id, sha256, size, format, source, collection, ...)."""
-        import pandas as pd
+        """All images, one row each, indexed by id (sha256, size, format, source, collection, ...)."""
+        from itagger_lib.images import table
 
-        with self.engine.connect() as connection:
-            return pd.read_sql(sa.select(Image).order_by(Image.id), connection, index_col="id")
+        return table(self.engine)
 
-    def image(self, ref: int | str) -> dict[str, Any]:
-        """One image's row, by id (also a numpy integer from a DataFrame index) or by SHA-256
-        (a unique prefix of at least 8 characters)."""
-        with self.engine.connect() as connection:
-            if isinstance(ref, numbers.Integral) or (isinstance(ref, str) and ref.isdigit() and len(ref) < 8):
-                rows = connection.execute(sa.select(Image).where(Image.id == int(ref))).mappings().all()
-            else:
-                ref = str(ref).lower()
-                if len(ref) < 8:
-                    raise ImageNotFoundError(
-                        f"image {ref!r}: give an id or at least 8 hex digits of the SHA-256"
-                    )
-                rows = (
-                    connection.execute(sa.select(Image).where(Image.sha256.startswith(ref)).limit(2))
-                    .mappings()
-                    .all()
-                )
-        if not rows:
-            raise ImageNotFoundError(f"no image {ref!r} in this workspace; see ws.images()")
-        if len(rows) > 1:
-            raise ImageNotFoundError(f"image prefix {ref!r} is ambiguous; give more of the hash")
-        return dict(rows[0])
+    def image(self, ref: ImageRef) -> dict[str, Any]:
+        """One image's row.
 
-    def image_path(self, ref: int | str) -> Path:
-        """Where an image's file lives in the store."""
-        row = self.image(ref)
-        return self.store.path_for(row["sha256"], row["ext"])
+        Parameters
+        ----------
+        ref
+            The image id (also a NumPy integer from a DataFrame index) or at least 8 hex
+            digits of its SHA-256.
+
+        Raises
+        ------
+        ImageNotFoundError
+            No such image, or an ambiguous or too short prefix.
+        """
+        from itagger_lib.images import row
+
+        return row(self.engine, ref)
+
+    def image_path(self, ref: ImageRef) -> Path:
+        """Where an image's file lives in the store (``ref`` as for :meth:`image`)."""
+        from itagger_lib.images import file_path
+
+        return file_path(self.engine, self.store, ref)
 
     # -- runs and settings ------------------------------------------------------------------
 
     def runs(self, kind: str | None = None) -> pd.DataFrame:
-        """Runs, newest first (kind, parameters, version, status, counts, error, output)."""
-        import pandas as pd
+        """Runs, newest first (kind, parameters, version, status, counts, error, output).
 
-        query = sa.select(Run).order_by(Run.id.desc())
-        if kind:
-            query = query.where(Run.kind == kind)
-        with self.engine.connect() as connection:
-            return pd.read_sql(query, connection, index_col="id")
+        Parameters
+        ----------
+        kind
+            Only runs of this kind (``ingest``, ``science``, ``vlm``, ``import``, ``batch``).
+        """
+        from itagger_lib.runs import runs_frame
+
+        return runs_frame(self.engine, kind)
 
     def failures(self, run_id: int | None = None) -> pd.DataFrame:
-        """Recorded failures (input and reason) of one run, or of all runs."""
-        import pandas as pd
+        """Recorded failures (input, image and reason) of run ``run_id``, or of all runs."""
+        from itagger_lib.runs import failures_frame
 
-        query = sa.select(RunFailure).order_by(RunFailure.id)
-        if run_id is not None:
-            query = query.where(RunFailure.run_id == run_id)
-        with self.engine.connect() as connection:
-            return pd.read_sql(query, connection, index_col="id")
+        return failures_frame(self.engine, run_id)
 
-    def get_setting(self, key: str, default: Any = None) -> Any:
-        with self.engine.connect() as connection:
-            value = connection.execute(sa.select(Setting.value).where(Setting.key == key)).scalar()
-        return default if value is None else value
+    def get_setting(self, key: str, default: JSONValue = None) -> JSONValue:
+        """A setting stored in the workspace database (``vlm.provider``, ``vlm.budget_usd``, ...),
+        or ``default`` when it has none."""
+        from itagger_lib.stored_settings import get_setting
 
-    def set_setting(self, key: str, value: Any) -> None:
-        with self.engine.begin() as connection:
-            updated = connection.execute(
-                sa.update(Setting)
-                .where(Setting.key == key)
-                .values(value=value, updated_at=utcnow(), updated_by=self.user)
-            )
-            if updated.rowcount == 0:
-                connection.execute(
-                    sa.insert(Setting).values(key=key, value=value, updated_at=utcnow(), updated_by=self.user)
-                )
+        return get_setting(self.engine, key, default)
+
+    def set_setting(self, key: str, value: JSONValue) -> None:
+        """Store a setting (anything JSON can hold) for everyone using this workspace."""
+        from itagger_lib.stored_settings import set_setting
+
+        set_setting(self.engine, key, value, self.user)
 
     def status(self) -> dict[str, Any]:
-        """Counts and versions for the admin cockpit."""
-        with self.engine.connect() as connection:
-            images = connection.execute(sa.select(sa.func.count()).select_from(Image)).scalar_one()
-            runs = connection.execute(sa.select(sa.func.count()).select_from(Run)).scalar_one()
-            failures = connection.execute(sa.select(sa.func.count()).select_from(RunFailure)).scalar_one()
-        return {
-            "package_version": __version__,
-            "database": redact_url(self.settings.database_url),
-            "schema_revision": current_revision(self.engine),
-            "schema_head": head_revision(),
-            "store": str(self.store.root),
-            "images": images,
-            "runs": runs,
-            "failures": failures,
-            "user": self.user,
-        }
+        """Counts and versions for the admin cockpit: package version, database, schema
+        revision and head, store, images, runs, failures, user."""
+        from itagger_lib.overview import status
+
+        return status(self)
 
     # -- science ----------------------------------------------------------------------------
 
-    def run_science(self, images: Any = None, params: Any = None, executor: Any = None, **kwargs: Any) -> Any:
-        """Compute missing science metrics; see :func:`itagger_lib.science.runner.run_science`."""
-        from itagger_lib.science.runner import run_science
+    def run_science(
+        self,
+        images: ImageSelection = None,
+        params: Mapping[str, Any] | None = None,
+        executor: ExecutorLike | None = None,
+        *,
+        scheduler: str | None = None,
+        progress: bool = True,
+        max_in_flight: int | None = None,
+    ) -> ScienceReport:
+        """Compute the science metrics that are missing for ``params``.
 
-        return run_science(self, images=images, params=params, executor=executor, **kwargs)
+        Parameters
+        ----------
+        images
+            Image ids or SHA-256 prefixes, or a DataFrame indexed by image id; default all.
+        params
+            Overrides of :data:`~itagger_lib.science.DEFAULT_PARAMS` (``docs/metrics.md``).
+            Unchanged images with unchanged parameters compute nothing; changed parameters
+            give a new result set beside the old one.
+        executor
+            A :class:`concurrent.futures.Executor` or a ``dask.distributed.Client``;
+            default a process pool with one worker per core.
+        scheduler
+            Address of a Dask scheduler (``tcp://host:8786``) to run on instead.
+        progress
+            Show a progress bar.
+        max_in_flight
+            Most images submitted and not yet written (default 4 × workers).
 
-    def metrics(self, run: int | None = None, **kwargs: Any) -> pd.DataFrame:
-        """Science metrics, image × metric; see :func:`itagger_lib.science.runner.metrics_frame`."""
-        from itagger_lib.science.runner import metrics_frame
+        Returns
+        -------
+        ScienceReport
+            Computed, up to date and failed images, and the run id.
+        """
+        from itagger_lib.science.pipeline import run_science
 
-        return metrics_frame(self, run=run, **kwargs)
+        return run_science(
+            self,
+            images,
+            params,
+            executor,
+            scheduler=scheduler,
+            progress=progress,
+            max_in_flight=max_in_flight,
+        )
 
-    # -- codebooks, tagging, ratings ----------------------------------------------------------
+    def metrics(
+        self,
+        run: int | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        composites: bool = True,
+        bins: bool = False,
+    ) -> pd.DataFrame:
+        """Science metrics, one row per image, one column per metric.
 
-    def load_codebook(self, source: Any = None) -> Any:
-        """Store a codebook (YAML file, text, or the default); see :mod:`itagger_lib.codebook`."""
+        Parameters
+        ----------
+        run
+            A science run whose parameter set to show (default the newest run's).
+        params
+            Or a parameter set.
+        composites
+            Add the composite indices, standardised as stored with the run.
+        bins
+            Add a ``bin.<metric>`` column (low/mid/high) per metric, cut where the run's
+            stored tertiles are.
+        """
+        from itagger_lib.science.results import metrics_frame
+
+        return metrics_frame(self, run, params=params, composites=composites, bins=bins)
+
+    # -- codebooks, studies, ratings --------------------------------------------------------
+
+    def load_codebook(self, source: CodebookSource = None) -> Codebook:
+        """Store a codebook version and return it with its id.
+
+        Parameters
+        ----------
+        source
+            A YAML file, YAML text, a mapping, a :class:`~itagger_lib.codebook.Codebook`, or
+            ``None`` for the shipped architecture codebook. Identical content returns the
+            stored version; a changed content under a stored name and version raises
+            :class:`~itagger_lib.errors.CodebookError` (bump ``version``).
+        """
         from itagger_lib.codebook import store_codebook
 
         return store_codebook(self, source)
 
-    def codebook(self, name: str | None = None, version: str | None = None) -> Any:
-        """A stored codebook (the newest by default)."""
+    def codebook(self, name: str | None = None, version: str | None = None) -> Codebook:
+        """A stored codebook: the newest, the newest called ``name``, or ``name`` at ``version``."""
         from itagger_lib.codebook import get_codebook
 
         return get_codebook(self, name=name, version=version)
 
-    def create_study(self, name: str, **kwargs: Any) -> Any:
-        """Create a rating study with its assignment design; see :mod:`itagger_lib.ratings`."""
-        from itagger_lib.ratings import create_study
+    def create_study(
+        self,
+        name: str,
+        codebook: CodebookRef = None,
+        raters_per_image: int = 3,
+        seed: int | None = None,
+        retest_share: float = 0.0,
+        gold: Mapping[ImageRef, Mapping[str, Any]] | None = None,
+        mode: str = "blind",
+        images: ImageSelection = None,
+        gold_every: int = 10,
+    ) -> StudyInfo:
+        """Create a rating study: ``raters_per_image`` open slots for every image.
 
-        return create_study(self, name, **kwargs)
+        Parameters
+        ----------
+        name
+            A unique study name.
+        codebook
+            The study's codebook (an id, a stored :class:`~itagger_lib.codebook.Codebook`,
+            or YAML to store); default the newest stored one, else the shipped default.
+        raters_per_image
+            How many different raters rate each image (k ≥ 1).
+        seed
+            Seed of the per-rater image orders; drawn and recorded if omitted.
+        retest_share
+            Share in [0, 1) of a rater's done images shown again later (test–retest).
+        gold
+            ``{image: {attribute: value}}``: images with known answers, shown to every rater
+            once every ``gold_every`` items.
+        mode
+            ``"blind"`` (no machine answer shown) or ``"assisted"`` (the VLM's answer shown).
+        images
+            The study's images; default all.
+        gold_every
+            Items between gold items.
+        """
+        from itagger_lib.ratings.studies import create_study
 
-    def add_ratings(self, ratings: Any, **kwargs: Any) -> Any:
-        """Import ratings collected elsewhere (long DataFrame), validated against the codebook;
-        see :func:`itagger_lib.rating_import.add_ratings`."""
-        from itagger_lib.rating_import import add_ratings
+        return create_study(
+            self,
+            name,
+            codebook,
+            raters_per_image,
+            seed,
+            retest_share,
+            gold,
+            mode,
+            images,
+            gold_every,
+        )
 
-        return add_ratings(self, ratings, **kwargs)
+    def add_ratings(
+        self,
+        ratings: pd.DataFrame,
+        codebook: CodebookRef = None,
+        source: str = "import",
+        mode: str = "blind",
+        *,
+        errors: str = "raise",
+        if_imported: str = "fail",
+        name: str | None = None,
+    ) -> ImportReport:
+        """Import ratings collected elsewhere (paper forms, survey tools) as one run.
+
+        Parameters
+        ----------
+        ratings
+            A long table: ``image`` (id, 8+ hex digits of its SHA-256, or the file name it
+            was ingested from) or ``image_id``, ``rater``, ``attribute``, ``value``;
+            optional ``rated_at`` (naive times are UTC) and ``note``.
+        codebook
+            The codebook the values are checked against (default the newest stored one).
+        source
+            ``import`` (default), ``human``, ``vlm`` or ``adjudication``.
+        mode
+            ``blind`` or ``assisted``.
+        errors
+            ``"raise"``: store nothing if a row is invalid; ``"skip"``: store the valid rows
+            and record the others as the run's failures.
+        if_imported
+            Rows an earlier import stored: ``"fail"``, ``"skip"`` them, or ``"append"``.
+        name
+            A name kept with the run (the file's name, say).
+
+        Returns
+        -------
+        ImportReport
+            Rows stored, blanks and invalid rows skipped, the run id; ``int()`` of it is the
+            number of rows stored.
+        """
+        from itagger_lib.ratings.imports import add_ratings
+
+        return add_ratings(
+            self, ratings, codebook, source, mode, errors=errors, if_imported=if_imported, name=name
+        )
+
+    def ratings(
+        self,
+        attributes: Sequence[str] | None = None,
+        raters: Sequence[str] | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Every rating in long format (image × rater × attribute × value) with provenance.
+
+        Parameters
+        ----------
+        attributes, raters, sources
+            Keep only these (default all); sources are ``human``, ``vlm``, ``import`` and
+            ``adjudication``.
+        """
+        from itagger_lib.ratings.frames import ratings_frame
+
+        return ratings_frame(self, attributes, raters, sources)
 
     # -- VLM --------------------------------------------------------------------------------
 
-    def rate_with_vlm(self, **kwargs: Any) -> Any:
-        """Rate images with a VLM under a hard budget; see :func:`itagger_lib.vlm.engine.rate_with_vlm`."""
-        from itagger_lib.vlm.engine import rate_with_vlm
+    def rate_with_vlm(
+        self,
+        images: ImageSelection = None,
+        attributes: Iterable[str] | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        sample: SampleSpec = None,
+        repeats: int = 1,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        max_tokens: int | None = None,
+        concurrency: int = 8,
+        budget_usd: float | None = None,
+        dry_run: bool = False,
+        force: bool = False,
+        rationale: bool = False,
+        progress: bool = True,
+        *,
+        codebook: CodebookRef = None,
+        sample_seed: int | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        retry_base_s: float = 0.5,
+        long_side: int = 1024,
+        provider_options: Mapping[str, Any] | None = None,
+    ) -> VLMReport:
+        """Rate images with a VLM under a hard budget (cached, resumable).
 
-        return rate_with_vlm(self, **kwargs)
+        Parameters
+        ----------
+        images
+            Image ids or SHA-256 prefixes, a DataFrame indexed by id, or ``None`` for all.
+        attributes
+            Codebook keys to ask for (default all attributes of the codebook).
+        provider, model
+            ``openai``, ``anthropic``, ``stub`` or a registered provider, and its model;
+            default the settings ``vlm.provider``/``vlm.model``, then
+            ``ITAGGER_VLM_PROVIDER``/``ITAGGER_VLM_MODEL``, then the API key present.
+        sample
+            ``None`` (all), ``N`` (random, seed recorded), ``"unrated"``, or
+            ``{"n": N, "by": {image_id: stratum}, "seed": S, "unrated": True}``.
+        repeats
+            Calls per image (repeat index 0..repeats-1, part of the cache key).
+        temperature, seed, max_tokens
+            Sampling of the model; ``max_tokens`` bounds each answer.
+        concurrency
+            Requests in flight at once.
+        budget_usd
+            Hard budget of this run; the workspace budget is the setting ``vlm.budget_usd``.
+        dry_run
+            Count requests and estimate the cost; send nothing.
+        force
+            Ask again even when the cache has an answer (the new ratings replace the old).
+        rationale
+            Ask for, and store, a short rationale with each answer.
+        progress
+            Show a progress bar.
+        codebook
+            The codebook whose attributes are asked (default the newest stored one).
+        sample_seed
+            Seed of the random sample.
+        timeout, max_retries, retry_base_s
+            Seconds per request, and retries with exponential backoff.
+        long_side
+            Long side in pixels of the JPEG sent.
+        provider_options
+            For the provider: ``base_url``, ``api_key``, ``http``, ``token_limit``, ...
 
-    def vlm_audit(self, **kwargs: Any) -> Any:
-        """Self-consistency of a VLM: K repeats per image; see :func:`itagger_lib.vlm.audit.audit_vlm`."""
+        Returns
+        -------
+        VLMReport
+            Calls planned, cache hits, requests, failures, spend and the run id.
+        """
+        from itagger_lib.vlm.rating import rate_with_vlm
+
+        return rate_with_vlm(
+            self,
+            images,
+            attributes,
+            provider,
+            model,
+            sample,
+            repeats,
+            temperature,
+            seed,
+            max_tokens,
+            concurrency,
+            budget_usd,
+            dry_run,
+            force,
+            rationale,
+            progress,
+            codebook=codebook,
+            sample_seed=sample_seed,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_base_s=retry_base_s,
+            long_side=long_side,
+            provider_options=provider_options,
+        )
+
+    def vlm_audit(
+        self,
+        images: ImageSelection = None,
+        k: int = 5,
+        temperature: float = 0.7,
+        *,
+        collapse_threshold: float = 0.9,
+        attributes: Iterable[str] | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        sample: SampleSpec = None,
+        sample_seed: int | None = None,
+        seed: int | None = None,
+        max_tokens: int | None = None,
+        concurrency: int = 8,
+        budget_usd: float | None = None,
+        force: bool = False,
+        rationale: bool = False,
+        codebook: CodebookRef = None,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        retry_base_s: float = 0.5,
+        long_side: int = 1024,
+        provider_options: Mapping[str, Any] | None = None,
+        progress: bool = True,
+    ) -> tuple[pd.DataFrame, VLMReport]:
+        """Self-consistency of a VLM: ask the same images ``k`` times at ``temperature`` > 0.
+
+        Parameters
+        ----------
+        images, k, temperature
+            What to ask, how many answers per image, and how the model samples.
+        collapse_threshold
+            Flag an attribute as collapsed when one answer makes up at least this share.
+
+        The other parameters are those of :meth:`rate_with_vlm`.
+
+        Returns
+        -------
+        (DataFrame, VLMReport)
+            Per attribute: spread, modal share, overall modal share, collapsed; and the run.
+        """
         from itagger_lib.vlm.audit import audit_vlm
 
-        return audit_vlm(self, **kwargs)
+        return audit_vlm(
+            self,
+            images,
+            k,
+            temperature,
+            collapse_threshold=collapse_threshold,
+            attributes=attributes,
+            provider=provider,
+            model=model,
+            sample=sample,
+            sample_seed=sample_seed,
+            seed=seed,
+            max_tokens=max_tokens,
+            concurrency=concurrency,
+            budget_usd=budget_usd,
+            force=force,
+            rationale=rationale,
+            codebook=codebook,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_base_s=retry_base_s,
+            long_side=long_side,
+            provider_options=provider_options,
+            progress=progress,
+        )
 
     def set_vlm_price(self, provider: str, model: str, input_per_mtok: float, output_per_mtok: float) -> None:
-        """Set a model's price in USD per million input and output tokens (needed before spending)."""
+        """Set a model's price in USD per million input and output tokens (needed before spending;
+        ``0, 0`` for a free local server)."""
         from itagger_lib.vlm.ledger import set_price
 
         set_price(self, provider, model, input_per_mtok, output_per_mtok)
 
     def vlm_ledger(self, run_id: int | None = None) -> pd.DataFrame:
-        """Every VLM call: tokens, cost, latency, status (the ledger)."""
+        """Every VLM call (of run ``run_id``, or all): tokens, cost, latency, status; newest first."""
         from itagger_lib.vlm.ledger import ledger
 
         return ledger(self, run_id=run_id)
 
     # -- review and export ------------------------------------------------------------------
 
-    def ratings(self, **kwargs: Any) -> pd.DataFrame:
-        """All ratings in long format with provenance; see :func:`itagger_lib.export.ratings_frame`."""
-        from itagger_lib.export import ratings_frame
-
-        return ratings_frame(self, **kwargs)
-
-    def table(self, **kwargs: Any) -> pd.DataFrame:
-        """One row per image: metrics, bins and mean ratings; see :func:`itagger_lib.export.table`."""
-        from itagger_lib.export import table
-
-        return table(self, **kwargs)
-
     def agreement(
-        self, attributes: Any = None, raters: Any = None, by: Any = None, **kwargs: Any
+        self,
+        attributes: Sequence[str] | None = None,
+        raters: Sequence[str] | None = None,
+        by: pd.Series | str | None = None,
+        n_boot: int = 1000,
+        seed: int = 0,
     ) -> pd.DataFrame:
-        """Inter-rater agreement per attribute; see :func:`itagger_lib.review.agreement.agreement`."""
-        from itagger_lib.review.agreement import agreement
+        """Inter-rater agreement per attribute: Krippendorff's α with a bootstrap interval,
+        Fleiss' κ, Gwet's AC1, mean pairwise Cohen's κ, ICC, percent agreement.
 
-        return agreement(self, attributes=attributes, raters=raters, by=by, **kwargs)
+        Parameters
+        ----------
+        attributes
+            Attribute keys (default every attribute with a level of measurement).
+        raters
+            Raters to compare (default every human and imported rater; VLMs are compared
+            with ``itagger_lib.review.reading.vlm_agreement``).
+        by
+            Groups: ``"collection"``, a science bin (``"bin.<metric>"``), or a Series
+            indexed by image id; one row per attribute × group.
+        n_boot
+            Bootstrap replicates of α's interval (0: none).
+        seed
+            Seed of the bootstrap.
+        """
+        from itagger_lib.review.reading import agreement
 
-    def export(self, out: str | os.PathLike[str], format: str = "parquet", **kwargs: Any) -> Any:
-        """Write tidy exports (parquet, csv or bn) with their provenance; see :mod:`itagger_lib.export`."""
-        from itagger_lib.export import export
+        return agreement(self, attributes, raters, by, n_boot, seed)
 
-        return export(self, out, format=format, **kwargs)
+    def table(
+        self,
+        run: int | None = None,
+        bins: bool = True,
+        ratings: pa.Table | pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        """One row per image: image facts, science metrics (with bins) and mean ratings.
+
+        Parameters
+        ----------
+        run
+            The science run whose metrics to use (default the newest).
+        bins
+            Add the low/mid/high bins.
+        ratings
+            Ratings already read (long format), so they are not read again.
+        """
+        from itagger_lib.export.table import table
+
+        return table(self, run, bins, ratings)
+
+    def export(self, out: StrPath, format: str = "parquet", run: int | None = None) -> list[Path]:
+        """Write tidy files with their provenance into folder ``out``; returns the files.
+
+        Parameters
+        ----------
+        out
+            The folder (created if missing).
+        format
+            ``parquet`` or ``csv`` (long ratings and the per-image table) or ``bn`` (the
+            table discretised for a Bayesian network), or a registered format.
+        run
+            The science run whose metrics go in (default the newest).
+        """
+        from itagger_lib.export.write import export
+
+        return export(self, out, format, run)

@@ -7,11 +7,10 @@ import argparse
 from itagger_lib.workspace import Workspace
 
 
-def open_workspace(args: argparse.Namespace, **kwargs: object) -> Workspace:
+def open_workspace(args: argparse.Namespace) -> Workspace:
     """The workspace named by the global ``--database-url/--store/--home`` options."""
     return Workspace(
         database_url=getattr(args, "database_url", None),
         store=getattr(args, "store", None),
         home=getattr(args, "home", None),
-        **kwargs,  # type: ignore[arg-type]
     )

@@ -7,7 +7,7 @@ import json
 import sys
 
 from itagger_lib.commands import open_workspace
-from itagger_lib.errors import ConfigError
+from itagger_lib.errors import ArgumentError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+        raise ArgumentError(f"--workers must be at least 1, got {args.workers}")
     ws = open_workspace(args)
     report = ws.ingest(
         args.paths,

@@ -6,14 +6,18 @@ import argparse
 import csv
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from itagger_lib.commands import open_workspace
-from itagger_lib.errors import ConfigError, ImageNotFoundError, RatingError
-from itagger_lib.rating_import import ERRORS, IF_IMPORTED
-from itagger_lib.ratings import SOURCES
+from itagger_lib.errors import ArgumentError, ImageNotFoundError, RatingError
+from itagger_lib.ratings.imports import ERRORS, IF_IMPORTED, ImportReport
+from itagger_lib.ratings.recording import SOURCES
+from itagger_lib.workspace import Workspace
+
+if TYPE_CHECKING:
+    from itagger_lib.codebook import CodebookRef
 
 READERS = {".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".parquet": "parquet", ".json": "json"}
 
@@ -63,12 +67,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     kind = READERS.get(path.suffix.lower())
     if kind is None:
-        raise ConfigError(
+        raise ArgumentError(
             f"{path}: cannot read {path.suffix or 'a file without extension'}; give a .csv, .tsv, "
             ".parquet or .json file (save a spreadsheet as CSV)"
         )
     if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
+        raise ArgumentError(f"{path}: no such file")
     try:
         if kind == "parquet":
             return pd.read_parquet(path)
@@ -77,7 +81,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         # image references stay text: a SHA-256 prefix of digits must not become a number
         return pd.read_csv(path, sep="\t" if kind == "tsv" else _delimiter(path), dtype={"image": str})
     except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise ConfigError(f"{path}: not a readable {kind} table ({exc})") from None
+        raise ArgumentError(f"{path}: not a readable {kind} table ({exc})") from None
 
 
 def _delimiter(path: Path) -> str:
@@ -90,7 +94,7 @@ def _delimiter(path: Path) -> str:
         return ","
 
 
-def _codebook(ws: Any, value: str | None) -> Any:
+def _codebook(ws: Workspace, value: str | None) -> CodebookRef:
     if value is None:
         return None
     if value.isdigit():
@@ -116,7 +120,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add(ws: Any, frame: pd.DataFrame, args: argparse.Namespace) -> Any:
+def _add(ws: Workspace, frame: pd.DataFrame, args: argparse.Namespace) -> ImportReport:
     """``ws.add_ratings`` for the file, its errors prefixed with the file's name."""
     try:
         return ws.add_ratings(

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from itagger_lib.commands import open_workspace
-from itagger_lib.errors import ConfigError
+from itagger_lib.errors import ArgumentError
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -49,8 +49,8 @@ def cmd_science(args: argparse.Namespace) -> int:
     executor = None
     if args.workers is not None:
         if args.workers < 1:
-            raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-        from itagger_lib.science.worker import default_executor
+            raise ArgumentError(f"--workers must be at least 1, got {args.workers}")
+        from itagger_lib.science.parallel import default_executor
 
         executor = default_executor(args.workers)
     try:

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql
 
 from itagger_lib.db.engine import redact_url
 from itagger_lib.db.libpq import client_env, client_target, pg_bin
-from itagger_lib.errors import ConfigError
+from itagger_lib.errors import ArgumentError
 
 __all__ = ["VIA", "read_arrow", "timestamps_from_hex", "timestamptz_hex"]
 
@@ -54,7 +54,7 @@ def timestamps_from_hex(values: pa.Array | pa.ChunkedArray, name: str = "time") 
     """Decode :func:`timestamptz_hex` strings to ``timestamp[us, UTC]``, vectorised; nulls kept.
 
     Infinite times (``'infinity'``, ``'-infinity'``) have no Arrow timestamp: they raise
-    :class:`ConfigError` naming ``name``, as a malformed value does.
+    :class:`~itagger_lib.errors.ArgumentError` naming ``name``, as a malformed value does.
     """
     import pyarrow.compute as pc
 
@@ -66,14 +66,14 @@ def timestamps_from_hex(values: pa.Array | pa.ChunkedArray, name: str = "time") 
         array = pc.fill_null(array, "0" * 16)
     offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset : array.offset + len(array) + 1]
     if len(array) and not (np.diff(offsets) == 16).all():
-        raise ConfigError(f"{name}: expected 16 hex digits per value (timestamptz_send); got other lengths")
+        raise ArgumentError(f"{name}: expected 16 hex digits per value (timestamptz_send); got other lengths")
     data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0] : offsets[-1]].reshape(-1, 16)
     nibbles = _NIBBLES[data]
     raw = np.ascontiguousarray((nibbles[:, ::2] << 4) | nibbles[:, 1::2])
     micros = raw.view(">i8").ravel().astype(np.int64)  # nulls were filled with zeros above
     infinite = (micros == np.iinfo(np.int64).max) | (micros == np.iinfo(np.int64).min)
     if infinite.any():
-        raise ConfigError(
+        raise ArgumentError(
             f"{name}: {int(infinite.sum())} value(s) are 'infinity' or '-infinity', which no export "
             "format can hold; set them to real times in the database"
         )
@@ -100,7 +100,7 @@ def read_arrow(
     Arrow's parser threads only add scheduling (≈ 30 % more CPU per row). Postgres only.
     """
     if via not in VIA:
-        raise ConfigError(f"via={via!r}: use 'psql', 'psycopg' or None (psql where installed)")
+        raise ArgumentError(f"via={via!r}: use 'psql', 'psycopg' or None (psql where installed)")
     statement = sa.text(query).bindparams(**(params or {})) if isinstance(query, str) else query
     # values inlined by a dialect with named parameters: psycopg's pyformat would double each %
     dialect = postgresql.dialect(paramstyle="named")
@@ -108,7 +108,7 @@ def read_arrow(
     copy = f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true)"
     psql = pg_bin("psql") if via in (None, "psql") else None
     if via == "psql" and psql is None:
-        raise ConfigError("via psql: no psql found; install postgresql-client or use via='psycopg'")
+        raise ArgumentError("via psql: no psql found; install postgresql-client or use via='psycopg'")
     types = dict(column_types or {})
     if psql is not None:
         table = _via_psql(engine, psql, copy, types, threads)

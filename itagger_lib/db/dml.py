@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import InstrumentedAttribute
+
+    from itagger_lib.db.models import Base
+
 
 def insert_ignore(
-    connection: sa.Connection, model: Any, rows: list[dict[str, Any]], returning: Any = None
+    connection: sa.Connection,
+    model: type[Base],
+    rows: list[dict[str, Any]],
+    returning: InstrumentedAttribute[Any] | None = None,
 ) -> list[Any]:
     """Insert ``rows``, skipping those that violate a unique constraint.
 

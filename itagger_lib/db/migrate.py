@@ -1,4 +1,9 @@
-"""Alembic, driven from code: the migrations ship inside the package."""
+"""Alembic, driven from code: the migrations ship inside the package.
+
+:func:`open_schema` is what opening a workspace does: apply pending migrations, or, where
+that is not allowed (``ITAGGER_AUTO_MIGRATE=0``, the hub's per-user roles), refuse a
+database behind the package with :class:`~itagger_lib.errors.MigrationError`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+
+from itagger_lib._version import __version__
+from itagger_lib.db.engine import redact_url
+from itagger_lib.errors import MigrationError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -41,3 +50,23 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def downgrade(engine: Engine, revision: str) -> None:
     command.downgrade(alembic_config(engine), revision)
+
+
+def open_schema(engine: Engine, *, auto_migrate: bool) -> None:
+    """Bring the database to the package's schema, or refuse one that is behind it.
+
+    With ``auto_migrate`` pending migrations are applied; without, a database not at
+    :func:`head_revision` raises :class:`MigrationError` telling the admin to back up and
+    run ``itagger db upgrade``.
+    """
+    head = head_revision()
+    current = current_revision(engine)
+    if current == head:
+        return
+    if not auto_migrate:
+        raise MigrationError(
+            f"database {redact_url(engine.url)} is at schema revision "
+            f"{current or 'none (empty)'}, but Image Tagger {__version__} needs {head}; "
+            "back it up, then run `itagger db upgrade`"
+        )
+    upgrade(engine)

@@ -19,11 +19,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from itagger_lib.context import Context
 from itagger_lib.db.engine import redact_url
 from itagger_lib.db.libpq import client_env, client_target, pg_bin
 from itagger_lib.errors import OperationsError
 from itagger_lib.store import sha256_file
-from itagger_lib.workspace import Workspace
 
 MANIFEST = "manifest.json"
 
@@ -50,7 +50,7 @@ def _run(cmd: list[str], what: str, url: sa.URL) -> None:
 
 
 def backup(
-    ws: Workspace,
+    ws: Context,
     dest: str | Path,
     extras: Sequence[Callable[[Path], dict[str, Any]]] = (),
 ) -> dict[str, Any]:
@@ -122,7 +122,7 @@ def verify(src: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def restore(ws: Workspace, src: str | Path) -> dict[str, Any]:
+def restore(ws: Context, src: str | Path) -> dict[str, Any]:
     """Restore the backup ``src`` into ``ws`` (its database and store), verified; return the manifest."""
     src = Path(src)
     manifest = verify(src)

@@ -1,10 +1,12 @@
-"""Review: inter-rater agreement, the VLM as a rater, and rater monitoring.
+"""The review room: inter-rater agreement, the VLM as a rater, rater monitoring, adjudication.
 
 Pure functions over DataFrames live in :mod:`.coefficients` (one coefficient each),
-:mod:`.agreement` (tables per attribute, VLM vs humans, test–retest, gold) and
-:mod:`.monitor` (progress, dwell, flags). See ``docs/agreement.md``. The workspace entry
-point is :func:`itagger_lib.review.agreement.agreement` (``ws.agreement()``); it is not
-re-exported here so that ``itagger_lib.review.agreement`` stays the module.
+:mod:`.disagreement` (per unit, for ordering adjudication), :mod:`.agreement` (tables per
+attribute, VLM vs humans, test–retest, gold) and :mod:`.monitor` (progress, dwell, flags).
+:mod:`.reading` reads a workspace's ratings and codebook levels for them (``ws.agreement()``)
+and :mod:`.adjudication` keeps the queue of contested images and the consensus values. See
+``docs/agreement.md``. Ratings themselves (studies, the queue, recording, imports) are the
+ratings room, :mod:`itagger_lib.ratings`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The functions here take a long ratings DataFrame with at least ``image_id``, ``rater``,
 ``attribute`` and ``value`` (numeric codes), plus optionally ``is_repeat`` / ``repeat_index``
 (repeated items) and ``source``. They return DataFrames and never touch a database;
-:func:`agreement` is the thin edge that reads a workspace's database.
+:mod:`~itagger_lib.review.reading` is the edge that reads a workspace's ratings for them
+(``ws.agreement()``).
 
 Which ratings enter inter-rater agreement: first presentations only (``is_repeat`` false and
 ``repeat_index`` 0 when those columns exist; otherwise each rater's first rating of a unit).
@@ -18,9 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
-from itagger_lib.errors import ConfigError
 from itagger_lib.review.coefficients import (
     bootstrap_ci,
     cohen_kappa,
@@ -36,17 +35,13 @@ from itagger_lib.review.coefficients import (
 
 __all__ = [
     "LEVEL_OF_TYPE",
-    "agreement",
     "agreement_table",
     "codebook_levels",
     "first_presentations",
     "gold_accuracy",
     "is_vlm",
     "label_vlm_raters",
-    "load_levels",
-    "load_ratings",
     "test_retest",
-    "vlm_agreement",
     "vlm_raters",
     "vlm_vs_human",
 ]
@@ -394,88 +389,3 @@ def label_vlm_raters(ratings: pd.DataFrame) -> pd.DataFrame:
         )
         names = names.where(~add, names + "@" + version.astype(str))
     return ratings.assign(rater=ratings["rater"].where(~vlm, names))
-
-
-RATINGS_QUERY = sa.text(
-    "SELECT r.image_id, r.rater, r.attribute, r.value, r.source, r.is_repeat, r.repeat_index, "
-    "r.codebook_id, i.collection, v.prompt_version AS vlm_prompt_version "
-    "FROM ratings r JOIN images i ON i.id = r.image_id LEFT JOIN vlm_calls v ON v.id = r.vlm_call_id "
-    "WHERE r.source <> 'adjudication' ORDER BY r.rated_at, r.id"
-)
-CODEBOOKS_QUERY = sa.text("SELECT id, definition FROM codebooks")
-
-
-def load_ratings(ws: Any) -> pd.DataFrame:
-    """A workspace's ratings for agreement (adjudications left out, VLM raters labelled)."""
-    with ws.engine.connect() as connection:
-        return label_vlm_raters(pd.read_sql(RATINGS_QUERY, connection))
-
-
-def load_levels(ws: Any) -> tuple[dict[str, str], dict[str, list[float]]]:
-    """Levels of measurement and domains of every stored codebook (newer ones win)."""
-    with ws.engine.connect() as connection:
-        codebooks = pd.read_sql(CODEBOOKS_QUERY, connection)
-    levels: dict[str, str] = {}
-    domains: dict[str, list[float]] = {}
-    for definition in codebooks.sort_values("id")["definition"]:
-        more_levels, more_domains = codebook_levels(definition or {})
-        levels.update(more_levels)
-        domains.update(more_domains)
-    return levels, domains
-
-
-def _select(levels: dict[str, str], attributes: Sequence[str] | None) -> dict[str, str]:
-    return levels if attributes is None else {a: levels[a] for a in attributes if a in levels}
-
-
-def agreement(
-    ws: Any,
-    attributes: Sequence[str] | None = None,
-    raters: Sequence[str] | None = None,
-    by: pd.Series | str | None = None,
-    n_boot: int = DEFAULT_N_BOOT,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Agreement table of a workspace (see :func:`agreement_table`).
-
-    Reads ratings (adjudications left out) and codebook levels through ``ws.engine``.
-    ``raters`` defaults to every non-VLM rater (VLMs are compared in :func:`vlm_agreement`);
-    ``by``: a Series indexed by image id, ``"collection"``, or a science bin of the newest
-    science run (``"bin.<metric>"``, or just the metric key: its low/mid/high bin).
-    """
-    ratings = load_ratings(ws)
-    levels, domains = load_levels(ws)
-    if raters is not None:
-        ratings = ratings[ratings["rater"].isin(list(raters))]
-    else:
-        ratings = ratings[~vlm_raters(ratings["rater"])]
-    group = by
-    if isinstance(by, str):
-        group = _groups(ws, ratings, by)
-    table = agreement_table(
-        ratings, _select(levels, attributes), by=group, n_boot=n_boot, seed=seed, domains=domains
-    )
-    return table
-
-
-def _groups(ws: Any, ratings: pd.DataFrame, by: str) -> pd.Series:
-    """Each image's group for ``by=<name>``: a ratings column (collection) or a science bin."""
-    if by == "collection":
-        return ratings.drop_duplicates("image_id").set_index("image_id")[by]
-    from itagger_lib.science.runner import metrics_frame
-
-    metrics = metrics_frame(ws, bins=True)
-    name = by if by.startswith("bin.") else f"bin.{by}"
-    if name not in metrics.columns:
-        known = sorted(c for c in metrics.columns if str(c).startswith("bin."))
-        raise ConfigError(
-            f"by={by!r}: not 'collection' nor a science bin of the newest science run; "
-            + (f"bins: {', '.join(known)}" if known else "run the science pipeline first (ws.run_science())")
-        )
-    return metrics[name]
-
-
-def vlm_agreement(ws: Any, attributes: Sequence[str] | None = None) -> pd.DataFrame:
-    """Each VLM (model × prompt version) against the workspace's humans; see :func:`vlm_vs_human`."""
-    levels, domains = load_levels(ws)
-    return vlm_vs_human(load_ratings(ws), _select(levels, attributes), domains=domains)

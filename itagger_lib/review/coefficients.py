@@ -28,9 +28,9 @@ import pandas as pd
 __all__ = [
     "LEVELS",
     "Interval",
+    "as_matrix",
     "bootstrap_ci",
     "cohen_kappa",
-    "expected_disagreement",
     "fleiss_kappa",
     "fleiss_kappa_counts",
     "gwet_ac1",
@@ -40,14 +40,13 @@ __all__ = [
     "percent_agreement",
     "ratings_matrix",
     "undefined_reason",
-    "unit_disagreement",
 ]
 
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
 ICC_FORMS = ("ICC(1,1)", "ICC(2,1)", "ICC(3,1)", "ICC(1,k)", "ICC(2,k)", "ICC(3,k)")
 
 
-def _as_matrix(matrix: pd.DataFrame | np.ndarray) -> np.ndarray:
+def as_matrix(matrix: pd.DataFrame | np.ndarray) -> np.ndarray:
     return np.asarray(matrix, dtype=float).reshape(len(matrix), -1) if len(matrix) else np.empty((0, 0))
 
 
@@ -73,7 +72,7 @@ def pairable(matrix: pd.DataFrame | np.ndarray) -> tuple[int, int]:
     -------
     (n_units, n_values) : tuple of int
     """
-    m = _as_matrix(matrix)
+    m = as_matrix(matrix)
     if m.size == 0:
         return 0, 0
     counts = np.sum(~np.isnan(m), axis=1)
@@ -83,7 +82,7 @@ def pairable(matrix: pd.DataFrame | np.ndarray) -> tuple[int, int]:
 
 def undefined_reason(matrix: pd.DataFrame | np.ndarray) -> str:
     """Why a chance-corrected coefficient is undefined on ``matrix``, or ``""`` if it is not."""
-    m = _as_matrix(matrix)
+    m = as_matrix(matrix)
     if m.size == 0 or np.all(np.isnan(m)):
         return "no ratings"
     if m.shape[1] < 2:
@@ -136,7 +135,7 @@ def krippendorff_alpha(
     """
     if level not in LEVELS:
         raise ValueError(f"unknown level of measurement {level!r}; use one of {', '.join(LEVELS)}")
-    m = _as_matrix(matrix)
+    m = as_matrix(matrix)
     if undefined_reason(m):
         return float("nan")
     if level == "interval":
@@ -227,7 +226,7 @@ def cohen_kappa(
 
 def _counts(matrix: pd.DataFrame | np.ndarray, categories: list[float] | None) -> np.ndarray:
     """units × categories table of how many raters put each unit in each category."""
-    m = _as_matrix(matrix)
+    m = as_matrix(matrix)
     cats = _categories(m, categories)
     return np.stack([np.sum(m == c, axis=1) for c in cats], axis=1).astype(float)
 
@@ -307,7 +306,7 @@ def percent_agreement(matrix: pd.DataFrame | np.ndarray) -> float:
     pooled over units rated at least twice (a unit with more raters weighs more). In
     ``[0, 1]``; ``NaN`` when no unit has two ratings. Not chance-corrected.
     """
-    m = _as_matrix(matrix)
+    m = as_matrix(matrix)
     if m.size == 0 or pairable(m)[0] == 0:
         return float("nan")
     counts = _counts(m, None)
@@ -347,7 +346,7 @@ def icc(matrix: pd.DataFrame | np.ndarray, form: str = "ICC(2,1)") -> float:
     """
     if form not in ICC_FORMS:
         raise ValueError(f"unknown ICC form {form!r}; use one of {', '.join(ICC_FORMS)}")
-    m = _as_matrix(matrix)
+    m = as_matrix(matrix)
     if m.size == 0:
         return float("nan")
     m = m[~np.any(np.isnan(m), axis=1)]
@@ -408,7 +407,7 @@ def bootstrap_ci(
     Hayes & Krippendorff (2007) bootstrap alpha by resampling pairable values; resampling
     units is the simpler, cluster-respecting variant used here.
     """
-    m = _as_matrix(matrix)
+    m = as_matrix(matrix)
     if m.shape[0] == 0 or n_boot <= 0:
         return Interval(float("nan"), float("nan"), n_boot, 0)
     rng = np.random.default_rng(seed)
@@ -420,57 +419,3 @@ def bootstrap_ci(
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(values, [tail, 1.0 - tail])
     return Interval(float(low), float(high), n_boot, int(values.size))
-
-
-def unit_disagreement(matrix: pd.DataFrame, level: str = "nominal") -> pd.Series:
-    """Observed disagreement of each unit, for ordering an adjudication queue.
-
-    Nominal: the share of disagreeing rater pairs, :math:`1 - \\sum_k r_k(r_k-1)/(m(m-1))`, in
-    [0, 1]. Ordinal, interval, ratio: the mean squared difference over rater pairs,
-    :math:`\\frac{1}{m(m-1)}\\sum_{i \\ne j}(x_i - x_j)^2 = 2\\,\\mathrm{Var}_{ddof=1}`, in
-    squared scale units (ordinal codes are taken as equally spaced). These are the per-unit
-    terms of Krippendorff's :math:`D_o` for the nominal and interval metrics:
-    :math:`D_o = \\sum_u m_u d_u / n_{\\cdot\\cdot}`. Units with fewer than two ratings get ``NaN``.
-    """
-    if level not in LEVELS:
-        raise ValueError(f"unknown level of measurement {level!r}; use one of {', '.join(LEVELS)}")
-    frame = pd.DataFrame(matrix).astype(float)
-    values = frame.to_numpy()
-    m = np.sum(~np.isnan(values), axis=1).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if level == "nominal":
-            agreeing = np.zeros(len(values))
-            for category in np.unique(values[~np.isnan(values)]):
-                r = np.sum(values == category, axis=1)
-                agreeing += r * (r - 1)
-            result = 1.0 - agreeing / (m * (m - 1))
-        else:
-            result = 2.0 * frame.var(axis=1, ddof=1).to_numpy()
-    return pd.Series(np.where(m >= 2, result, np.nan), index=frame.index, name="disagreement")
-
-
-def expected_disagreement(matrix: pd.DataFrame | np.ndarray, level: str = "nominal") -> float:
-    """Krippendorff's expected disagreement :math:`D_e` over the pairable values.
-
-    The disagreement of two values drawn without replacement from all :math:`n_{\\cdot\\cdot}`
-    values of units with two or more ratings. Nominal: :math:`1 - \\sum_c n_c(n_c-1)/(n(n-1))`;
-    ordinal, interval, ratio: :math:`2\\,\\mathrm{Var}_{ddof=1}` of the values (codes equally
-    spaced, as in :func:`unit_disagreement`). Dividing a unit's disagreement by it gives a
-    number comparable across attributes and levels: 1 is as much disagreement as two random
-    ratings of the attribute, and :math:`\\alpha = 1 - D_o/D_e`. ``NaN`` with fewer than two
-    pairable values.
-    """
-    if level not in LEVELS:
-        raise ValueError(f"unknown level of measurement {level!r}; use one of {', '.join(LEVELS)}")
-    m = _as_matrix(matrix)
-    if m.size == 0:
-        return float("nan")
-    values = m[np.sum(~np.isnan(m), axis=1) >= 2]
-    values = values[~np.isnan(values)]
-    n = values.size
-    if n < 2:
-        return float("nan")
-    if level == "nominal":
-        _, counts = np.unique(values, return_counts=True)
-        return float(1.0 - np.sum(counts * (counts - 1)) / (n * (n - 1)))
-    return float(2.0 * np.var(values, ddof=1))

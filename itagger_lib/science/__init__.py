@@ -1,34 +1,71 @@
-"""Visual metrics of images: pure functions over RGB arrays, composites and bins.
+"""The science room: visual metrics of images, pure functions over RGB arrays.
 
-``compute_metrics(rgb)`` gives every metric of one image as ``{dotted key: float}``;
-:mod:`~itagger_lib.science.worker` decodes files inside worker processes and maps the
-suite over many images; :mod:`~itagger_lib.science.composites` builds indices and bins.
-Definitions, parameters and tolerances: ``docs/metrics.md``.
+``compute_metrics(rgb)`` gives every metric of one image as ``{dotted key: float}``; the
+families (:mod:`.colour`, :mod:`.complexity`, :mod:`.fractal`, :mod:`.lines`, :mod:`.nature`,
+:mod:`.space`, :mod:`.symmetry`) share one :mod:`.working` image and its planes
+(:mod:`.cielab` for lightness); :mod:`.composites` builds indices and bins. At the edges:
+:mod:`.parallel` decodes files inside worker processes and maps the suite over many images,
+:mod:`.pipeline` writes a science run to the database and :mod:`.results` reads results
+back for everyone who shows or exports them. Definitions, parameters and tolerances:
+``docs/metrics.md``.
+
+The names below are imported on first use (as scikit-image's lazy ``__init__``), so a
+reader of results (``science.results``, the export, the explorer) does not load OpenCV,
+SciPy and every metric family.
 """
 
 from __future__ import annotations
 
-from itagger_lib.science.composites import (
-    COMPOSITES,
-    assign_bins,
-    compute_composites,
-    compute_cut_points,
-    standardisation_stats,
-    tertile_cut_points,
-)
-from itagger_lib.science.metrics import (
-    DEFAULT_PARAMS,
-    FAMILIES,
-    METRIC_VERSIONS,
-    box_counting_dimension,
-    box_counting_fit,
-    compute_metrics,
-    family_costs,
-    metric_keys,
-    params_hash,
-    resolve_params,
-)
-from itagger_lib.science.worker import analyse_file, map_images
+import typing
+
+from itagger_lib import _lazy
+
+if typing.TYPE_CHECKING:
+    from itagger_lib.science.composites import (
+        COMPOSITES,
+        assign_bins,
+        compute_composites,
+        compute_cut_points,
+        standardisation_stats,
+        tertile_cut_points,
+    )
+    from itagger_lib.science.metrics import (
+        DEFAULT_PARAMS,
+        FAMILIES,
+        METRIC_VERSIONS,
+        box_counting_dimension,
+        box_counting_fit,
+        compute_metrics,
+        family_costs,
+        metric_keys,
+        params_hash,
+        resolve_params,
+    )
+    from itagger_lib.science.parallel import analyse_file, map_images
+
+_COMPOSITES = "itagger_lib.science.composites"
+_METRICS = "itagger_lib.science.metrics"
+# Name → the module that defines it.
+_LAZY = {
+    "COMPOSITES": _COMPOSITES,
+    "DEFAULT_PARAMS": _METRICS,
+    "FAMILIES": _METRICS,
+    "METRIC_VERSIONS": _METRICS,
+    "analyse_file": "itagger_lib.science.parallel",
+    "assign_bins": _COMPOSITES,
+    "box_counting_dimension": _METRICS,
+    "box_counting_fit": _METRICS,
+    "compute_composites": _COMPOSITES,
+    "compute_cut_points": _COMPOSITES,
+    "compute_metrics": _METRICS,
+    "family_costs": _METRICS,
+    "map_images": "itagger_lib.science.parallel",
+    "metric_keys": _METRICS,
+    "params_hash": _METRICS,
+    "resolve_params": _METRICS,
+    "standardisation_stats": _COMPOSITES,
+    "tertile_cut_points": _COMPOSITES,
+}
 
 __all__ = [
     "COMPOSITES",
@@ -50,3 +87,6 @@ __all__ = [
     "standardisation_stats",
     "tertile_cut_points",
 ]
+
+
+__getattr__, __dir__ = _lazy.attach(__name__, _LAZY, __all__, globals().keys)

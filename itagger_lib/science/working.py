@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from itagger_lib.imaging import fit_long_side, fitted_size
+from itagger_lib.science.cielab import lightness_from_planes
 
 __all__ = ["STRIP_ROWS", "WorkingImage", "as_uint8_mask", "to_working_resolution", "working_size"]
 
@@ -102,8 +103,6 @@ class WorkingImage:
     @cached_property
     def lightness(self) -> np.ndarray:
         """CIELAB lightness L* (D65) in [0, 100], ``float32`` (exact sRGB decoding)."""
-        from itagger_lib.science.colour import lightness_from_planes
-
         r, g, b = self.channels
         out = np.empty((self.height, self.width), np.float32)
         for y in self._strips():

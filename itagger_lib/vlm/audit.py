@@ -16,17 +16,25 @@ language models", ICLR — the repeated-sampling idea applied here to rating sta
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
-from itagger_lib.db.models import Rating
+from itagger_lib.db.models import Rating, VLMCall
+from itagger_lib.errors import ArgumentError
+from itagger_lib.vlm.rating import rate_with_vlm
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from itagger_lib._types import ImageSelection
+    from itagger_lib.codebook import CodebookRef
+    from itagger_lib.context import Context
+    from itagger_lib.vlm.plan import SampleSpec
+    from itagger_lib.vlm.report import VLMReport
 
-    from itagger_lib.workspace import Workspace
+__all__ = ["audit_vlm", "consistency"]
 
 
 def consistency(ratings: pd.DataFrame, collapse_threshold: float = 0.9) -> pd.DataFrame:
@@ -35,8 +43,6 @@ def consistency(ratings: pd.DataFrame, collapse_threshold: float = 0.9) -> pd.Da
     ``ratings`` is long: columns ``image_id``, ``attribute``, ``answer`` (hashable: the value,
     or text for categorical / multi-label answers) and ``value`` (numeric or NaN).
     """
-    import pandas as pd
-
     rows = []
     for attribute, group in ratings.groupby("attribute", sort=True):
         per_image = group.groupby("image_id")
@@ -64,24 +70,64 @@ def consistency(ratings: pd.DataFrame, collapse_threshold: float = 0.9) -> pd.Da
 
 
 def audit_vlm(
-    ws: Workspace,
-    images: Any = None,
+    ctx: Context,
+    images: ImageSelection = None,
     k: int = 5,
     temperature: float = 0.7,
     *,
     collapse_threshold: float = 0.9,
-    **kwargs: Any,
-) -> tuple[pd.DataFrame, Any]:
+    attributes: Iterable[str] | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    sample: SampleSpec = None,
+    sample_seed: int | None = None,
+    seed: int | None = None,
+    max_tokens: int | None = None,
+    concurrency: int = 8,
+    budget_usd: float | None = None,
+    force: bool = False,
+    rationale: bool = False,
+    codebook: CodebookRef = None,
+    timeout: float = 60.0,
+    max_retries: int = 5,
+    retry_base_s: float = 0.5,
+    long_side: int = 1024,
+    provider_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, VLMReport]:
     """Rate ``images`` ``k`` times at ``temperature`` (cached per repeat index) and return
-    ``(consistency table, VLMReport)``; other arguments go to :func:`rate_with_vlm`."""
-    import pandas as pd
+    ``(consistency table, VLMReport)``.
 
-    from itagger_lib.vlm.engine import rate_with_vlm
-
+    ``collapse_threshold`` is :func:`consistency`'s; the other parameters are those of
+    :func:`~itagger_lib.vlm.rating.rate_with_vlm`.
+    """
     if temperature <= 0:
-        raise ValueError("a self-consistency audit needs temperature > 0")
-    report = rate_with_vlm(ws, images=images, repeats=k, temperature=temperature, **kwargs)
-    with ws.engine.connect() as connection:
+        raise ArgumentError("a self-consistency audit needs temperature > 0")
+    report = rate_with_vlm(
+        ctx,
+        images=images,
+        attributes=attributes,
+        provider=provider,
+        model=model,
+        sample=sample,
+        repeats=k,
+        temperature=temperature,
+        seed=seed,
+        max_tokens=max_tokens,
+        concurrency=concurrency,
+        budget_usd=budget_usd,
+        force=force,
+        rationale=rationale,
+        progress=progress,
+        codebook=codebook,
+        sample_seed=sample_seed,
+        timeout=timeout,
+        max_retries=max_retries,
+        retry_base_s=retry_base_s,
+        long_side=long_side,
+        provider_options=provider_options,
+    )
+    with ctx.engine.connect() as connection:
         frame = pd.read_sql(
             sa.select(
                 Rating.image_id, Rating.attribute, Rating.value, Rating.value_text, Rating.repeat_index
@@ -97,9 +143,8 @@ def audit_vlm(
     return consistency(frame, collapse_threshold), report
 
 
-def _calls(report: Any, temperature: float) -> Any:
-    from itagger_lib.db.models import VLMCall
-
+def _calls(report: VLMReport, temperature: float) -> sa.Select:
+    """The successful calls of this model and prompt at ``temperature``."""
     return sa.select(VLMCall.id).where(
         VLMCall.prompt_hash == report.prompt_hash,
         VLMCall.provider == report.provider,

@@ -22,13 +22,13 @@ import sqlalchemy as sa
 
 from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Run, Setting, VLMCall, VLMPrice, utcnow
-from itagger_lib.errors import BudgetExceededError, ConfigError, KillSwitchError, PriceUnknownError
+from itagger_lib.errors import ArgumentError, BudgetExceededError, KillSwitchError, PriceUnknownError
 from itagger_lib.runs import canonical_json
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from itagger_lib.workspace import Workspace
+    from itagger_lib.context import Context
 
 LOCK_KEY = "vlm.ledger_lock"
 BUDGET_KEY = "vlm.budget_usd"
@@ -49,14 +49,12 @@ class Price:
         return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
 
 
-def set_price(
-    ws: Workspace, provider: str, model: str, input_per_mtok: float, output_per_mtok: float
-) -> None:
+def set_price(ctx: Context, provider: str, model: str, input_per_mtok: float, output_per_mtok: float) -> None:
     """Set (or change) a model's price in USD per million input / output tokens."""
     for name, value in (("input_per_mtok", input_per_mtok), ("output_per_mtok", output_per_mtok)):
         if not isinstance(value, int | float) or value < 0 or not math.isfinite(value):
-            raise ConfigError(f"price {name} of {provider}/{model} must be a number >= 0, got {value!r}")
-    with ws.engine.begin() as connection:
+            raise ArgumentError(f"price {name} of {provider}/{model} must be a number >= 0, got {value!r}")
+    with ctx.engine.begin() as connection:
         updated = connection.execute(
             sa.update(VLMPrice)
             .where(VLMPrice.provider == provider, VLMPrice.model == model)
@@ -78,11 +76,11 @@ def set_price(
             )
 
 
-def get_price(ws: Workspace, provider: str, model: str) -> Price:
+def get_price(ctx: Context, provider: str, model: str) -> Price:
     """The model's price; ``stub`` is free; an unknown price raises :class:`PriceUnknownError`."""
     if provider in FREE_PROVIDERS:
         return Price(0.0, 0.0)
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         row = connection.execute(
             sa.select(VLMPrice.input_per_mtok, VLMPrice.output_per_mtok).where(
                 VLMPrice.provider == provider, VLMPrice.model == model
@@ -91,7 +89,7 @@ def get_price(ws: Workspace, provider: str, model: str) -> Price:
     if row is None:
         raise PriceUnknownError(
             f"no price for {provider}/{model}, so its cost cannot be bounded; set it first, e.g. "
-            f"itagger_lib.vlm.ledger.set_price(ws, {provider!r}, {model!r}, "
+            f"itagger_lib.vlm.ledger.set_price(ctx, {provider!r}, {model!r}, "
             "input_per_mtok=0.15, output_per_mtok=0.60) "
             f"or `itagger vlm prices set {provider} {model} IN OUT` (USD per million tokens; "
             "0 0 for a free local server)"
@@ -99,10 +97,10 @@ def get_price(ws: Workspace, provider: str, model: str) -> Price:
     return Price(float(row[0]), float(row[1]))
 
 
-def prices(ws: Workspace) -> pd.DataFrame:
+def prices(ctx: Context) -> pd.DataFrame:
     import pandas as pd
 
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         return pd.read_sql(sa.select(VLMPrice).order_by(VLMPrice.provider, VLMPrice.model), connection)
 
 
@@ -128,13 +126,13 @@ def _lock(connection: sa.Connection) -> None:
         connection.execute(sa.update(Setting).where(Setting.key == LOCK_KEY).values(updated_at=utcnow()))
 
 
-def ensure_lock_row(ws: Workspace) -> None:
+def ensure_lock_row(ctx: Context) -> None:
     """Create the row the budget lock takes, once (``itagger secure-db`` creates it too).
 
     Only when missing: on a secured Postgres database researchers may lock that row but not
     insert into ``settings``.
     """
-    with ws.engine.begin() as connection:
+    with ctx.engine.begin() as connection:
         if connection.execute(sa.select(Setting.key).where(Setting.key == LOCK_KEY)).first():
             return
         insert_ignore(
@@ -152,9 +150,9 @@ def _committed(connection: sa.Connection, run_id: int | None = None) -> float:
     return float(connection.execute(query).scalar_one())
 
 
-def spent(ws: Workspace, run_id: int | None = None) -> float:
+def spent(ctx: Context, run_id: int | None = None) -> float:
     """USD spent (and reserved in flight) by one run, or by the whole workspace."""
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         return _committed(connection, run_id)
 
 
@@ -262,7 +260,7 @@ def reserve_many(
 
 
 def reserve(
-    ws: Workspace,
+    ctx: Context,
     amount: float,
     *,
     run_id: int | None,
@@ -276,7 +274,7 @@ def reserve(
     :class:`BudgetExceededError` when the run or workspace budget would be passed.
     """
     reservation = Reservation(amount, call, call_id)
-    with ws.engine.begin() as connection:
+    with ctx.engine.begin() as connection:
         reserve_many(connection, [reservation], run_id=run_id, run_budget=run_budget)
     if isinstance(reservation.result, Exception):
         raise reservation.result
@@ -284,10 +282,10 @@ def reserve(
     return reservation.result
 
 
-def cached_calls(ws: Workspace, keys: list[str]) -> dict[str, int]:
+def cached_calls(ctx: Context, keys: list[str]) -> dict[str, int]:
     """Cache key → id of a successful call, for the keys that have one."""
     found: dict[str, int] = {}
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             rows = connection.execute(
@@ -299,12 +297,12 @@ def cached_calls(ws: Workspace, keys: list[str]) -> dict[str, int]:
     return found
 
 
-def release_stale(ws: Workspace) -> int:
+def release_stale(ctx: Context) -> int:
     """Close reservations of runs that are no longer running (killed processes).
 
     A request that was in flight may have been billed, so its reservation is kept as cost.
     """
-    with ws.engine.begin() as connection:
+    with ctx.engine.begin() as connection:
         stale = connection.execute(
             sa.update(VLMCall)
             .where(
@@ -321,7 +319,7 @@ def release_stale(ws: Workspace) -> int:
         return int(stale.rowcount or 0)
 
 
-def ledger(ws: Workspace, run_id: int | None = None) -> pd.DataFrame:
+def ledger(ctx: Context, run_id: int | None = None) -> pd.DataFrame:
     """The ledger rows (without raw responses), newest first."""
     import pandas as pd
 
@@ -329,5 +327,5 @@ def ledger(ws: Workspace, run_id: int | None = None) -> pd.DataFrame:
     query = sa.select(*columns).order_by(VLMCall.id.desc())
     if run_id is not None:
         query = query.where(VLMCall.run_id == run_id)
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         return pd.read_sql(query, connection, index_col="id")

@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 import openai
 
 from itagger_lib.errors import ProviderError
-from itagger_lib.vlm._http import BodyTemplate, http_client, translate
-from itagger_lib.vlm.registry import VLMRequest, VLMResponse, read_secret, redact, register_provider
+from itagger_lib.vlm.base import VLMRequest, VLMResponse
+from itagger_lib.vlm.registry import register_provider
+from itagger_lib.vlm.sdk import BodyTemplate, SDKProvider
 from itagger_lib.vlm.tokens import OPENAI_FRAMING_TOKENS, openai_image_tokens
 
 TOKEN_LIMITS = ("max_completion_tokens", "max_tokens")
@@ -93,25 +94,21 @@ def resolve_token_limit(base_url: str | None = None, token_limit: str | None = N
     return token_limit or default_token_limit(base_url or os.environ.get("OPENAI_BASE_URL") or None)
 
 
-def input_token_bound(model: str, request: VLMRequest, options: Mapping[str, Any] | None = None) -> int:
-    """Body bytes without the image + framing + the model's image formula (see ``tokens``).
+class OpenAIProvider(SDKProvider):
+    """``openai`` provider; ``base_url`` (or ``OPENAI_BASE_URL``) points at any compatible server.
 
-    ``options``: the provider options (``base_url``, ``token_limit``), which decide the body.
+    Takes :class:`~itagger_lib.vlm.sdk.SDKProvider`'s options, and ``token_limit``: the name
+    the answer's length limit is sent under (see the module docstring).
     """
-    options = options or {}
-    name = resolve_token_limit(options.get("base_url"), options.get("token_limit"))
-    return _token_bound(BODIES[name], model, request)
-
-
-def _token_bound(body: BodyTemplate, model: str, request: VLMRequest) -> int:
-    image = openai_image_tokens(model, request.image_width, request.image_height)
-    return body.text_bytes(model, request) + OPENAI_FRAMING_TOKENS + image
-
-
-class OpenAIProvider:
-    """``openai`` provider; ``base_url`` (or ``OPENAI_BASE_URL``) points at any compatible server."""
 
     name = "openai"
+    sdk = openai
+    client_class = openai.AsyncOpenAI
+    path = "/chat/completions"
+    key_variable = "OPENAI_API_KEY"
+    base_url_variable = "OPENAI_BASE_URL"
+    framing_tokens = OPENAI_FRAMING_TOKENS
+    answer = "a chat completion"
 
     def __init__(
         self,
@@ -123,60 +120,48 @@ class OpenAIProvider:
         http: str = "auto",
         token_limit: str | None = None,
     ) -> None:
-        self.model = model
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        base_url = base_url or os.environ.get(self.base_url_variable) or None
         self.token_limit = resolve_token_limit(base_url, token_limit)
-        self._body = BODIES[self.token_limit]
-        self._key = api_key or read_secret("OPENAI_API_KEY")
-        if not self._key:
-            if base_url is None:
-                raise ProviderError(
-                    "provider 'openai' needs OPENAI_API_KEY (or OPENAI_API_KEY_FILE) in the environment; "
-                    "for a local OpenAI-compatible server set OPENAI_BASE_URL"
-                )
-            self._key = "not-needed"  # local servers (Ollama, LM Studio) accept any key
-        self.base_url = base_url
-        self._client = openai.AsyncOpenAI(
-            api_key=self._key,
-            base_url=base_url,
-            max_retries=0,
-            timeout=timeout,
-            http_client=http_client(openai, http),
-        )
+        self.body = BODIES[self.token_limit]
+        super().__init__(model, base_url=base_url, api_key=api_key, timeout=timeout, http=http)
 
-    def input_token_bound(self, request: VLMRequest) -> int:
-        """The input-token bound of ``request`` as this provider sends it (its body's bytes)."""
-        return _token_bound(self._body, self.model, request)
+    def _without_key(self) -> str:
+        if self.base_url is None:
+            raise ProviderError(
+                "provider 'openai' needs OPENAI_API_KEY (or OPENAI_API_KEY_FILE) in the environment; "
+                "for a local OpenAI-compatible server set OPENAI_BASE_URL"
+            )
+        return "not-needed"  # local servers (Ollama, LM Studio) accept any key
 
-    async def complete(self, request: VLMRequest) -> VLMResponse:
-        try:
-            text = await self._body.post(self._client, "/chat/completions", self.model, request)
-        except Exception as exc:  # every failure becomes a retryable or a provider error
-            raise translate(exc, self.name, self._key, openai) from None
-        try:
-            response = json.loads(text)
-            choices = response.get("choices") or []
-            message = choices[0].get("message") if choices else None
-            usage = response.get("usage") or {}
-            usage_reported = "prompt_tokens" in usage
-            input_tokens = int(usage.get("prompt_tokens") or 0)
-            output_tokens = int(usage.get("completion_tokens") or 0)
-        except (ValueError, AttributeError, TypeError, IndexError) as exc:
-            error = redact(f"openai: the response is not a chat completion ({exc}): {text[:200]}", self._key)
-            raise ProviderError(error or "") from None
+    @staticmethod
+    def image_tokens(model: str, width: int, height: int) -> int:
+        return openai_image_tokens(model, width, height)
+
+    def parse(self, text: str) -> VLMResponse:
+        response = json.loads(text)
+        choices = response.get("choices") or []
+        message = choices[0].get("message") if choices else None
+        usage = response.get("usage") or {}
         refusal = message.get("refusal") if isinstance(message, dict) else "no choices in the response"
         return VLMResponse(
             text=message.get("content") if isinstance(message, dict) else None,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
             raw=text,
             refusal=refusal,
             extra={"finish_reason": choices[0].get("finish_reason") if choices else None},
-            usage_reported=usage_reported,
+            usage_reported="prompt_tokens" in usage,
         )
 
-    async def aclose(self) -> None:
-        await self._client.close()
+
+def input_token_bound(model: str, request: VLMRequest, options: Mapping[str, Any] | None = None) -> int:
+    """Body bytes without the image + framing + the model's image formula (see ``tokens``).
+
+    ``options``: the provider options (``base_url``, ``token_limit``), which decide the body.
+    """
+    options = options or {}
+    name = resolve_token_limit(options.get("base_url"), options.get("token_limit"))
+    return OpenAIProvider.bound(BODIES[name], model, request)
 
 
 register_provider("openai", OpenAIProvider, default_model="gpt-4o-mini", input_token_bound=input_token_bound)

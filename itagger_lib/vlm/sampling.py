@@ -10,7 +10,7 @@ import random
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 
-from itagger_lib.errors import ConfigError
+from itagger_lib.errors import ArgumentError
 
 
 def new_seed() -> int:
@@ -20,7 +20,7 @@ def new_seed() -> int:
 def random_sample(image_ids: Sequence[int], n: int, seed: int) -> list[int]:
     """``n`` ids drawn without replacement (all of them if ``n`` ≥ their number), sorted."""
     if n < 0:
-        raise ConfigError(f"sample size must be >= 0, got {n}")
+        raise ArgumentError(f"sample size must be >= 0, got {n}")
     ids = sorted(image_ids)
     if n >= len(ids):
         return ids

@@ -10,7 +10,8 @@ import hashlib
 import json
 from typing import Any
 
-from itagger_lib.vlm.registry import VLMRequest, VLMResponse, register_provider
+from itagger_lib.vlm.base import VLMRequest, VLMResponse
+from itagger_lib.vlm.registry import register_provider
 
 
 def fake_answer(schema: dict[str, Any], seed_bytes: bytes) -> dict[str, Any]:

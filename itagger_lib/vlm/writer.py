@@ -32,7 +32,7 @@ from itagger_lib.runs import record_failures
 from itagger_lib.vlm import ledger
 
 if TYPE_CHECKING:
-    from itagger_lib.workspace import Workspace
+    from itagger_lib.context import Context
 
 FINISH_DELAY_S = 0.02  # the longest a finished call waits to be written
 
@@ -81,8 +81,8 @@ class LedgerWriter:
     Create it inside the running event loop; ``close()`` writes what is still queued.
     """
 
-    def __init__(self, ws: Workspace, *, run_id: int, run_budget: float | None) -> None:
-        self.ws, self.run_id, self.run_budget = ws, run_id, run_budget
+    def __init__(self, ctx: Context, *, run_id: int, run_budget: float | None) -> None:
+        self.ctx, self.run_id, self.run_budget = ctx, run_id, run_budget
         self.error: Exception | None = None
         self.batches = 0
         self._loop = asyncio.get_running_loop()
@@ -178,7 +178,7 @@ class LedgerWriter:
         releases = [o.release for o in ops if o.release is not None]
         reservations = [o.reservation for o in ops if o.reservation is not None]
         if self._connection is None:
-            self._connection = self.ws.engine.connect()  # held for the run: no pool round trip per batch
+            self._connection = self.ctx.engine.connect()  # held for the run: no pool round trip per batch
         connection = self._connection
         with connection.begin():
             if releases:

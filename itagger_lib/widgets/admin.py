@@ -30,7 +30,7 @@ SMOKE_IMAGES = 3
 
 
 def feature_available(module: str) -> bool:
-    """Whether an optional part of the package (e.g. ``itagger_lib.vlm.engine``) is installed."""
+    """Whether an optional part of the package (e.g. ``itagger_lib.vlm.rating``) is installed."""
     try:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
@@ -64,9 +64,10 @@ def _engine_details(ws: Workspace) -> dict[str, Any]:
     """Provider and model as the engine resolves them, keys (``*_FILE`` too), prices, spend."""
     from itagger_lib.errors import ProviderError
     from itagger_lib.vlm import ledger, registry
+    from itagger_lib.vlm.secrets import read_secret
 
     details: dict[str, Any] = {
-        "keys": {variable: registry.read_secret(variable) is not None for variable in KEY_VARIABLES},
+        "keys": {variable: read_secret(variable) is not None for variable in KEY_VARIABLES},
         "prices": {
             f"{row.provider}/{row.model}": f"in {row.input_per_mtok:g} / out {row.output_per_mtok:g} per Mtok"
             for row in ledger.prices(ws).itertuples()
@@ -114,7 +115,7 @@ class AdminCockpit:
         and the kill switch."""
         ws = self.ws
         card: dict[str, Any] = {
-            "engine_installed": feature_available("itagger_lib.vlm.engine"),
+            "engine_installed": feature_available("itagger_lib.vlm.rating"),
             "provider": ws.get_setting(SETTING_PROVIDER) or os.environ.get("ITAGGER_VLM_PROVIDER"),
             "model": ws.get_setting(SETTING_MODEL) or os.environ.get("ITAGGER_VLM_MODEL"),
             "keys": {name: bool(os.environ.get(name)) for name in KEY_VARIABLES},
@@ -142,7 +143,7 @@ class AdminCockpit:
             return ("pass" if report.ok else "fail"), str(report).splitlines()[0]
 
         def science() -> tuple[str, str]:
-            if not feature_available("itagger_lib.science.runner"):
+            if not feature_available("itagger_lib.science.pipeline"):
                 return "skip", "the science runner is not installed in this version"
             ids = [int(i) for i in ws.images().index[:SMOKE_IMAGES]]
             if not ids:
@@ -152,7 +153,7 @@ class AdminCockpit:
             return ("pass" if ok else "fail"), report.summary()
 
         def vlm() -> tuple[str, str]:
-            if not feature_available("itagger_lib.vlm.engine"):
+            if not feature_available("itagger_lib.vlm.rating"):
                 return "skip", "the VLM engine is not installed in this version"
             ids = [int(i) for i in ws.images().index[:SMOKE_IMAGES]]
             if not ids:
@@ -245,13 +246,13 @@ class AdminCockpit:
             description="Run smoke checks", icon="stethoscope", layout=widgets.Layout(width="auto")
         )
 
-        def on_run(_: Any) -> None:
+        def on_run(_: object) -> None:
             checks.value = "<p>Running …</p>"
             self.smoke_checks()
             checks.value = self.checks_html()
             status.value = self.status_html()
 
-        def on_refresh(_: Any) -> None:
+        def on_refresh(_: object) -> None:
             status.value = self.status_html()
             engine.value = self.engine_html()
 

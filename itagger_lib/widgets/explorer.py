@@ -1,6 +1,8 @@
 """``Explorer``: filter, sort and page the collection; select, compare, plot.
 
-A thin widget over :mod:`itagger_lib.explore` (queries run in the database) and
+A thin widget over library functions: :mod:`itagger_lib.browse` (filter, sort and page in
+the database), :mod:`itagger_lib.science.results` and :mod:`itagger_lib.ratings.frames`
+(metric values, mean ratings), :mod:`itagger_lib.image_sets` (named selections) and
 :mod:`itagger_lib.thumbnails` (cached display-size JPEGs). Every action is a method, so the
 logic is driven from plain pytest as well as from the buttons.
 """
@@ -13,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
-from itagger_lib import explore
+from itagger_lib.browse import Query, page
+from itagger_lib.errors import ArgumentError
+from itagger_lib.image_sets import save_set
+from itagger_lib.images import collections
+from itagger_lib.ratings.frames import mean_ratings, rated_attributes
+from itagger_lib.science.results import latest_science_run, metric_values
 from itagger_lib.thumbnails import display_jpeg
 
 if TYPE_CHECKING:
@@ -31,14 +38,14 @@ class Explorer(W.VBox):
 
     def __init__(self, ws: Workspace, page_size: int = 24) -> None:
         self.ws = ws
-        self.query = explore.Query(page_size=page_size)
+        self.query = Query(page_size=page_size)
         self.selected: set[int] = set()
         self.total = 0
         self.rows: pd.DataFrame | None = None
-        run = explore.latest_science_run(ws)
+        run = latest_science_run(ws)
         self.metric_keys = sorted((run or {}).get("details", {}).get("cut_points", {}))
-        self.attributes = _rated_attributes(ws)
-        self.collections = _collections(ws)
+        self.attributes = rated_attributes(ws)
+        self.collections = collections(ws.engine)
         self.message = W.HTML()
         self.filter_metric = W.Dropdown(options=self.metric_keys, description="metric")
         self.filter_low = W.FloatText(description="from")
@@ -145,22 +152,20 @@ class Explorer(W.VBox):
 
     def save_selection(self, name: str) -> int:
         """Store the selected images as a named set; returns its size."""
-        return explore.save_set(self.ws, name, self.selected)
+        return save_set(self.ws, name, self.selected)
 
     def comparison(self) -> pd.DataFrame:
         """The selected images' metrics side by side (2–4 images)."""
-        from itagger_lib.errors import ConfigError
-
         if not 2 <= len(self.selected) <= 4:
-            raise ConfigError(f"select 2 to 4 images to compare (selected: {len(self.selected)})")
-        return explore.metric_values(self.ws, self.metric_keys, sorted(self.selected)).T
+            raise ArgumentError(f"select 2 to 4 images to compare (selected: {len(self.selected)})")
+        return metric_values(self.ws, self.metric_keys, sorted(self.selected)).T
 
     def scatter_data(self, metric: str, attribute: str) -> tuple[pd.DataFrame, float, float]:
         """Per-image metric and mean rating, with Pearson's r and Spearman's ρ."""
         import pandas as pd
 
-        values = explore.metric_values(self.ws, [metric])
-        means = explore.mean_ratings(self.ws, attribute).rename(attribute)
+        values = metric_values(self.ws, [metric])
+        means = mean_ratings(self.ws, attribute).rename(attribute)
         if values.empty or means.empty:
             return pd.DataFrame(columns=[metric, attribute]), float("nan"), float("nan")
         joined = values[[metric]].join(means, how="inner").dropna()
@@ -184,7 +189,7 @@ class Explorer(W.VBox):
             )
         )
         recount = filters != getattr(self, "_counted_filters", None)
-        self.rows, total = explore.page(self.ws, self.query, count=recount)
+        self.rows, total = page(self.ws, self.query, count=recount)
         if recount:
             self.total, self._counted_filters = int(total or 0), filters
         self.page_label.value = (
@@ -252,7 +257,7 @@ class Explorer(W.VBox):
                 print("no metrics yet: run ws.run_science()")
                 return
             if not attribute:
-                values = explore.metric_values(self.ws, [metric])
+                values = metric_values(self.ws, [metric])
                 _fig, ax = plt.subplots(figsize=(5, 3))
                 ax.hist(values[metric].dropna(), bins=30)
                 ax.set_xlabel(metric)
@@ -265,22 +270,3 @@ class Explorer(W.VBox):
                 ax.set_ylabel(f"mean {attribute}")
                 ax.set_title(f"r = {pearson:.2f}, ρ = {spearman:.2f}, n = {len(data)}")
             plt.show()
-
-
-def _collections(ws: Workspace) -> list[str]:
-    import sqlalchemy as sa
-
-    from itagger_lib.db.models import Image
-
-    with ws.engine.connect() as connection:
-        query = sa.select(Image.collection).where(Image.collection.is_not(None)).distinct()
-        return sorted(c for c in connection.execute(query).scalars() if c)
-
-
-def _rated_attributes(ws: Workspace) -> list[str]:
-    import sqlalchemy as sa
-
-    from itagger_lib.db.models import Rating
-
-    with ws.engine.connect() as connection:
-        return sorted(connection.execute(sa.select(Rating.attribute).distinct()).scalars())

@@ -1,4 +1,8 @@
-"""``Inspector``: one image with its metrics (and their percentiles), every rating, overlays."""
+"""``Inspector``: one image with its metrics (and their percentiles), every rating, overlays.
+
+A thin widget: the metrics and their percentiles come from
+:mod:`itagger_lib.science.results`, the ratings from :mod:`itagger_lib.ratings.frames`.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,13 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import ipywidgets as W
 import numpy as np
-import sqlalchemy as sa
 
-from itagger_lib import explore
-from itagger_lib.db.models import Rating, VLMCall
 from itagger_lib.imaging import encode_jpeg, load_rgb
+from itagger_lib.ratings.frames import image_ratings
+from itagger_lib.science.results import percentiles
 
 if TYPE_CHECKING:
-    import pandas as pd
-
+    from itagger_lib._types import ImageRef
     from itagger_lib.workspace import Workspace
 
 OVERLAYS = ("none", "edges", "complexity")
@@ -41,36 +43,11 @@ def overlay(rgb: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"overlay {kind!r}: use one of {', '.join(OVERLAYS)}")
 
 
-def image_ratings(ws: Workspace, image_id: int) -> pd.DataFrame:
-    """Every rating of one image (human, VLM, imported, adjudicated) with VLM rationales."""
-    import pandas as pd
-
-    query = (
-        sa.select(
-            Rating.attribute,
-            Rating.rater,
-            Rating.source,
-            Rating.value,
-            Rating.value_text,
-            Rating.mode,
-            Rating.dwell_ms,
-            Rating.rated_at,
-            Rating.note,
-            VLMCall.rationale,
-        )
-        .outerjoin(VLMCall, VLMCall.id == Rating.vlm_call_id)
-        .where(Rating.image_id == image_id)
-        .order_by(Rating.attribute, Rating.source, Rating.rater)
-    )
-    with ws.engine.connect() as connection:
-        return pd.read_sql(query, connection)
-
-
 class Inspector(W.VBox):
     """One image, large, with optional edge / complexity overlays, its science metrics and
     their percentile in the collection, and every rating with the VLM's rationale."""
 
-    def __init__(self, ws: Workspace, image: int | str, long_side: int = 768) -> None:
+    def __init__(self, ws: Workspace, image: ImageRef, long_side: int = 768) -> None:
         self.ws = ws
         self.row: dict[str, Any] = ws.image(image)
         self.long_side = long_side
@@ -82,7 +59,7 @@ class Inspector(W.VBox):
         self.picture = W.Image(format="jpeg", layout=W.Layout(max_width=f"{long_side}px"))
         self.overlay = W.ToggleButtons(options=OVERLAYS, value="none", description="overlay")
         self.overlay.observe(lambda change: self.show(change["new"]), "value")
-        self.metrics = explore.percentiles(ws, int(self.row["id"]))
+        self.metrics = percentiles(ws, int(self.row["id"]))
         self.ratings = image_ratings(ws, int(self.row["id"]))
         title = W.HTML(
             f"<h3>#{self.row['id']} {html.escape(self.row['source_name'])}</h3>"

@@ -27,14 +27,17 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 from ipyevents import Event
 
-from itagger_lib import assignment as queue
 from itagger_lib.codebook import Attribute, get_codebook_by_id
-from itagger_lib.db.models import Rating
 from itagger_lib.errors import AssignmentError
-from itagger_lib.ratings import rater_ratings, record_rating
+from itagger_lib.ratings import queue
+from itagger_lib.ratings.frames import machine_answer
+from itagger_lib.ratings.recording import rater_ratings, record_rating
+from itagger_lib.ratings.studies import StudyInfo, get_study
 from itagger_lib.thumbnails import display_jpeg
 
 if TYPE_CHECKING:
+    from itagger_lib.codebook import Answer, CodebookRef
+    from itagger_lib.ratings.studies import StudyRef
     from itagger_lib.workspace import Workspace
 
 LONG_SIDE = 1024
@@ -57,9 +60,9 @@ class TaggingWorkbench(W.VBox):
     def __init__(
         self,
         ws: Workspace,
-        codebook: Any = None,
+        codebook: CodebookRef = None,
         rater: str | None = None,
-        study: Any = None,
+        study: StudyRef = None,
         attributes: list[str] | None = None,
         long_side: int = LONG_SIDE,
         prefetch: int = 3,
@@ -108,9 +111,9 @@ class TaggingWorkbench(W.VBox):
         self._shown_ts: float | None = None
         self.last_dwell: tuple[int, str] | None = None
         self._shown_image: int | None = None
-        self.study: queue.StudyInfo | None
+        self.study: StudyInfo | None
         try:
-            self.study = queue.get_study(ws, study)
+            self.study = get_study(ws, study)
         except AssignmentError as exc:
             self.study = None
             self._stop(str(exc))
@@ -168,7 +171,7 @@ class TaggingWorkbench(W.VBox):
             self.index = len(self.items)
             self._advance_to_frontier()
 
-    def answer(self, value: Any, timestamp: float | None = None) -> None:
+    def answer(self, value: Answer, timestamp: float | None = None) -> None:
         """Record ``value`` for the current question and move on."""
         item = self.item
         if item is None or self.study is None:
@@ -363,18 +366,10 @@ class TaggingWorkbench(W.VBox):
         return tuple(buttons)
 
     def _assist_text(self, image_id: int, attribute: Attribute) -> str:
-        import sqlalchemy as sa
-
-        with self.ws.engine.connect() as connection:
-            row = connection.execute(
-                sa.select(Rating.value, Rating.value_text)
-                .where(Rating.image_id == image_id, Rating.attribute == attribute.key, Rating.source == "vlm")
-                .order_by(Rating.id.desc())
-                .limit(1)
-            ).first()
-        if row is None:
+        stored = machine_answer(self.ws, image_id, attribute.key)
+        if stored is None:
             return "<div style='color:#666'>Model's answer: none yet</div>"
-        value = attribute.from_columns(row.value, row.value_text)
+        value = attribute.from_columns(*stored)
         try:
             label = attribute.level(value).label or value
         except Exception:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ def safe_name(name: str, index: int) -> str:
     return base if base not in {".", ".."} else f"upload-{index}"
 
 
-def write_uploads(uploads: Any, folder: Path) -> list[Path]:
+def write_uploads(uploads: Iterable[Mapping[str, Any]], folder: Path) -> list[Path]:
     """Write a ``FileUpload.value`` (dicts with ``name`` and ``content``) into ``folder``."""
     paths = []
     for index, item in enumerate(uploads):

@@ -39,8 +39,8 @@ def test_tagging_notebook_keyboard_only(tmp_path: Path, sample_dir: Path) -> Non
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
     from itagger_lib import Workspace
-    from itagger_lib.assignment import create_study
     from itagger_lib.db.models import Rating
+    from itagger_lib.ratings.studies import create_study
 
     root = tmp_path / "lab"
     root.mkdir()

@@ -284,8 +284,8 @@ def server_environ(pid: int) -> dict[str, str]:
 def _seed_workbench(owner_url: str, root: Path, sample_dir: Path) -> None:
     """What an admin does before the taggers come: migrate, ingest, codebook, study, backup."""
     from itagger_lib import Workspace
-    from itagger_lib.assignment import create_study
     from itagger_lib.ops.security import apply_row_level_security
+    from itagger_lib.ratings.studies import create_study
 
     ws = Workspace(database_url=owner_url, store=root / "store", home=root / "adminhome", user="hubadmin")
     try:

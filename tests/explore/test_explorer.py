@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from itagger_lib import adjudication, explore
+from itagger_lib import browse, image_sets
 from itagger_lib.db.models import Image, Rating, utcnow
 from itagger_lib.errors import ConfigError
+from itagger_lib.ratings import frames
+from itagger_lib.review import adjudication
+from itagger_lib.science import results
 
 
 @pytest.fixture
@@ -48,14 +51,14 @@ def test_filter_sort_page_match_pandas(scienced) -> None:
     metrics = ws.metrics()
     key = "complexity.edge_density"
     low = float(metrics[key].median())
-    frame, total = explore.page(
-        ws, explore.Query(metric_ranges={key: (low, None)}, sort=key, descending=True, page_size=4)
+    frame, total = browse.page(
+        ws, browse.Query(metric_ranges={key: (low, None)}, sort=key, descending=True, page_size=4)
     )
     expected = metrics[metrics[key] >= low].sort_values(key, ascending=False)
     assert total == len(expected)
     assert list(frame["id"]) == list(expected.index[:4])
-    second, _ = explore.page(
-        ws, explore.Query(metric_ranges={key: (low, None)}, sort=key, descending=True, page_size=4, page=1)
+    second, _ = browse.page(
+        ws, browse.Query(metric_ranges={key: (low, None)}, sort=key, descending=True, page_size=4, page=1)
     )
     assert list(second["id"]) == list(expected.index[4:8])
 
@@ -65,7 +68,7 @@ def test_sorting_by_a_filtered_key_matches_pandas(scienced) -> None:
     ws = scienced
     binned = ws.metrics(bins=True)
     key = "fractal.dimension"
-    frame, total = explore.page(ws, explore.Query(bins={key: "high"}, sort=key, page_size=100))
+    frame, total = browse.page(ws, browse.Query(bins={key: "high"}, sort=key, page_size=100))
     expected = binned[binned[f"bin.{key}"] == "high"].sort_values(key)
     assert total == len(expected) and list(frame["id"]) == list(expected.index)
     ids = list(binned.index)
@@ -78,12 +81,12 @@ def test_sorting_by_a_filtered_key_matches_pandas(scienced) -> None:
             for k, r in enumerate("ab")
         ],
     )
-    means = {a: explore.mean_ratings(ws, a) for a in ("order", "warmth")}
+    means = {a: frames.mean_ratings(ws, a) for a in ("order", "warmth")}
     for sort in ("order", "warmth"):
-        query = explore.Query(
+        query = browse.Query(
             rating_ranges={"order": (3.0, 6.0)}, sort=f"rating:{sort}", descending=True, page_size=100
         )
-        frame, total = explore.page(ws, query)
+        frame, total = browse.page(ws, query)
         chosen = means["order"][(means["order"] >= 3.0) & (means["order"] <= 6.0)].index
         reference = pd.DataFrame({"mean": means[sort][chosen], "id": chosen}).sort_values(
             ["mean", "id"], ascending=False
@@ -97,16 +100,16 @@ def test_bins_use_the_stored_cut_points(scienced) -> None:
     binned = ws.metrics(bins=True)
     key = "nature.greenery_share"
     for label in ("low", "mid", "high"):
-        _, total = explore.page(ws, explore.Query(bins={key: label}))
+        _, total = browse.page(ws, browse.Query(bins={key: label}))
         assert total == int((binned[f"bin.{key}"] == label).sum()), label
     with pytest.raises(ConfigError, match="low"):
-        explore.page(ws, explore.Query(bins={key: "medium"}))
+        browse.page(ws, browse.Query(bins={key: "medium"}))
 
 
 def test_percentiles(scienced) -> None:
     ws = scienced
     metrics = ws.metrics(composites=False)
-    table = explore.percentiles(ws, 1)
+    table = results.percentiles(ws, 1)
     key = "colour.colourfulness"
     expected = 100.0 * (metrics[key] <= metrics.loc[1, key]).mean()
     assert table.loc[key, "percentile"] == pytest.approx(expected)
@@ -142,7 +145,7 @@ def test_explorer_widget_actions(scienced) -> None:
     checkbox.value = True
     explorer.select([2, 3])
     assert explorer.save_selection("favourites") == 3
-    assert explore.image_sets(ws)["favourites"] == sorted(explorer.selected)
+    assert image_sets.image_sets(ws)["favourites"] == sorted(explorer.selected)
     table = explorer.comparison()
     assert table.shape[1] == 3 and "fractal.dimension" in table.index
     data, pearson, _spearman = explorer.scatter_data("complexity.edge_density", "pleasantness")
@@ -204,33 +207,33 @@ def test_counts_match_pandas_for_every_kind_of_filter_and_sort(scienced) -> None
             f"DELETE FROM metrics WHERE image_id = {ids[-1]} AND key = 'fractal.dimension'"
         )
     metrics = ws.metrics()
-    means = explore.mean_ratings(ws, "order")
+    means = frames.mean_ratings(ws, "order")
     a, b = "colour.colourfulness", "complexity.edge_density"
     cut_a, cut_b = float(metrics[a].median()), float(metrics[b].quantile(0.75))
     collection = "facades"
     with ws.engine.begin() as connection:  # a third of the images in a collection
         connection.execute(sa.update(Image).where(Image.id % 3 == 0).values(collection="facades"))
-    explore.save_set(ws, "evens", ids[::2])
+    image_sets.save_set(ws, "evens", ids[::2])
     cases = {
-        "sort by a metric": (explore.Query(sort="fractal.dimension"), metrics["fractal.dimension"].notna()),
-        "sort by a rating": (explore.Query(sort="rating:order"), metrics.index.isin(means.dropna().index)),
+        "sort by a metric": (browse.Query(sort="fractal.dimension"), metrics["fractal.dimension"].notna()),
+        "sort by a rating": (browse.Query(sort="rating:order"), metrics.index.isin(means.dropna().index)),
         "two ranges": (
-            explore.Query(metric_ranges={a: (cut_a, None), b: (None, cut_b)}, sort="fractal.dimension"),
+            browse.Query(metric_ranges={a: (cut_a, None), b: (None, cut_b)}, sort="fractal.dimension"),
             (metrics[a] >= cut_a) & (metrics[b] <= cut_b) & metrics["fractal.dimension"].notna(),
         ),
         "range + rating range": (
-            explore.Query(metric_ranges={a: (cut_a, None)}, rating_ranges={"order": (2.0, 6.0)}),
+            browse.Query(metric_ranges={a: (cut_a, None)}, rating_ranges={"order": (2.0, 6.0)}),
             (metrics[a] >= cut_a) & metrics.index.isin(means[(means >= 2.0) & (means <= 6.0)].index),
         ),
         "range + image set": (
-            explore.Query(metric_ranges={a: (cut_a, None)}, sort="rating:order", image_set="evens"),
+            browse.Query(metric_ranges={a: (cut_a, None)}, sort="rating:order", image_set="evens"),
             (metrics[a] >= cut_a) & metrics.index.isin(ids[::2]) & metrics.index.isin(means.dropna().index),
         ),
         "range + collection": (
-            explore.Query(metric_ranges={a: (cut_a, None)}, collection=collection),
+            browse.Query(metric_ranges={a: (cut_a, None)}, collection=collection),
             (metrics[a] >= cut_a) & (metrics.index.to_series() % 3 == 0),
         ),
     }
     for name, (query, expected) in cases.items():
-        frame, total = explore.page(ws, query.__class__(**{**query.__dict__, "page_size": 100}))
+        frame, total = browse.page(ws, query.__class__(**{**query.__dict__, "page_size": 100}))
         assert total == int(np.sum(expected)) == len(frame), name

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from itagger_lib import explore
+from itagger_lib import browse
 from itagger_lib.db.models import Rating, RatingMean, utcnow
-from itagger_lib.ratings import record_rating
+from itagger_lib.ratings import frames, record_rating
 
 
 def _means_table(ws) -> pd.DataFrame:  # type: ignore[no-untyped-def]
@@ -92,12 +92,12 @@ def test_inserts_updates_deletes_keep_means_exact(workspace, sample_dir: Path) -
     _assert_consistent(ws)
 
     # the explorer filters and sorts by the kept means
-    frame, total = explore.page(
-        ws, explore.Query(rating_ranges={attribute: (4.0, None)}, sort=f"rating:{attribute}", descending=True)
+    frame, total = browse.page(
+        ws, browse.Query(rating_ranges={attribute: (4.0, None)}, sort=f"rating:{attribute}", descending=True)
     )
     assert total == 2
     assert list(frame["id"]) == [ids[0], ids[1]]
-    assert explore.mean_ratings(ws, attribute).to_dict() == pytest.approx({ids[0]: 5.0, ids[1]: 4.0})
+    assert frames.mean_ratings(ws, attribute).to_dict() == pytest.approx({ids[0]: 5.0, ids[1]: 4.0})
 
 
 @pytest.mark.postgres

@@ -9,13 +9,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from itagger_lib import adjudication
 from itagger_lib.db.models import Rating
-from itagger_lib.review.coefficients import (
-    expected_disagreement,
-    krippendorff_alpha,
-    unit_disagreement,
-)
+from itagger_lib.review import adjudication
+from itagger_lib.review.coefficients import krippendorff_alpha
+from itagger_lib.review.disagreement import expected_disagreement, unit_disagreement
 
 # material is nominal, coded 1 = brick, 2 = concrete, 9 = other (stored as level indices
 # 0, 1, 2): the codes are names, so 1 vs 9 is no "more" disagreement than 1 vs 2.

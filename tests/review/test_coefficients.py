@@ -22,8 +22,8 @@ from itagger_lib.review.coefficients import (
     percent_agreement,
     ratings_matrix,
     undefined_reason,
-    unit_disagreement,
 )
+from itagger_lib.review.disagreement import unit_disagreement
 
 nan = np.nan
 # Krippendorff (2011), "Computing Krippendorff's alpha-reliability", section C: 4 observers

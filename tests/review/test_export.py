@@ -15,8 +15,9 @@ from itagger_lib import __version__
 from itagger_lib.cli import main
 from itagger_lib.db.models import Codebook, Image, Metric, Rating, Run
 from itagger_lib.errors import ConfigError
-from itagger_lib.export import export, ratings_frame, read_provenance, table
-from itagger_lib.review.agreement import agreement
+from itagger_lib.export import export, read_provenance, table
+from itagger_lib.ratings.frames import ratings_frame
+from itagger_lib.review.reading import agreement
 
 from .test_coefficients import KRIPPENDORFF_2011
 
@@ -181,7 +182,7 @@ def test_workspace_methods_reach_review_and_export(workspace, tmp_path: Path) ->
 
 def test_vlm_agreement_labels_models_by_prompt_version(workspace) -> None:  # type: ignore[no-untyped-def]
     from itagger_lib.db.models import VLMCall
-    from itagger_lib.review.agreement import vlm_agreement
+    from itagger_lib.review.reading import vlm_agreement
 
     fill(workspace)
     with workspace.session() as session:
@@ -217,7 +218,9 @@ def test_vlm_agreement_labels_models_by_prompt_version(workspace) -> None:  # ty
 def test_export_ratings_streams_batches_with_provenance(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import pyarrow.parquet as pq
 
-    from itagger_lib.export import _SCHEMA, export_ratings, iter_ratings_arrow
+    from itagger_lib.export import export_ratings
+    from itagger_lib.ratings.arrow import SCHEMA as _SCHEMA
+    from itagger_lib.ratings.frames import iter_ratings_arrow
 
     ids = fill(workspace)
     with workspace.engine.begin() as connection:  # an image outside any collection

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from itagger_lib.db.models import Codebook, Rating, utcnow
 from itagger_lib.errors import ConfigError
-from itagger_lib.export import RATINGS_QUERY, ratings_arrow, ratings_frame
+from itagger_lib.ratings.frames import RATINGS_QUERY, ratings_arrow, ratings_frame
 
 
 @pytest.mark.postgres
@@ -173,7 +173,7 @@ def test_dictionary_lookup_holds_only_the_rows_a_batch_reaches() -> None:
     stored order, and read as the plain lookup (missing keys and NULL values as nulls)."""
     import pyarrow as pa
 
-    from itagger_lib.export import _lookup
+    from itagger_lib.ratings.arrow import lookup as _lookup
 
     table = pa.table(
         {

@@ -19,7 +19,8 @@ from itagger_lib.science import (
     params_hash,
     resolve_params,
 )
-from itagger_lib.science.colour import colourfulness, srgb_to_lab
+from itagger_lib.science.cielab import srgb_to_lab
+from itagger_lib.science.colour import colourfulness
 from itagger_lib.science.complexity import glcm, glcm_properties, luminance_entropy, quantise
 from itagger_lib.science.working import WorkingImage
 

@@ -16,7 +16,7 @@ import pytest
 import scipy.fft
 from skimage.color import rgb2lab
 
-from itagger_lib.science import colour, complexity, fractal, nature, space, symmetry
+from itagger_lib.science import cielab, colour, complexity, fractal, nature, space, symmetry
 from itagger_lib.science._hsv import saturation_value_mask
 from itagger_lib.science.metrics import resolve_params
 from itagger_lib.science.working import WorkingImage
@@ -120,7 +120,7 @@ def test_lut_lightness_matches_reference_on_every_grey_and_random_colours():
     greys = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
     colours = random_rgb(64, 64, seed=5)
     for rgb in (greys, colours):
-        ours = colour.lightness(rgb)
+        ours = cielab.lightness(rgb)
         assert ours.dtype == np.float32
         assert np.abs(ours - rgb2lab(rgb)[..., 0]).max() < LAB_TOLERANCE
     mean, contrast = colour.lightness_stats(np.full((30, 40), 53.25, np.float32))
@@ -236,4 +236,4 @@ def test_strip_planes_equal_whole_image_planes(scene_2x):
     image = WorkingImage(rgb, resolve_params())
     assert np.array_equal(image.hue_degrees, image.hsv[..., 0].astype(np.uint16))
     assert image.saturation_mean == pytest.approx(image.hsv[..., 1].mean(dtype=np.float64), rel=1e-12)
-    assert np.array_equal(image.lightness, colour.lightness(rgb))
+    assert np.array_equal(image.lightness, cielab.lightness(rgb))

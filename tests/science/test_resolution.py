@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from itagger_lib.science import analyse_file, metric_keys
-from itagger_lib.science.worker import decode_for_science
+from itagger_lib.science.parallel import decode_for_science
 
 # key: (1x vs 2x source, reduced vs full decode of the 2x source); absolute differences.
 TOLERANCES = {

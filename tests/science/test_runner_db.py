@@ -129,7 +129,7 @@ def test_wide_metrics_reads_the_same_values_on_every_path(workspace, sample_dir:
     import numpy as np
     import pandas as pd
 
-    from itagger_lib.science.runner import wide_metrics
+    from itagger_lib.science.results import wide_metrics
 
     workspace.ingest(sample_dir, progress=False)
     with ThreadPoolExecutor(2) as pool:

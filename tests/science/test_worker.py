@@ -16,7 +16,7 @@ from itagger_lib.errors import CorruptImageError, UnreadableFileError
 from itagger_lib.imaging import imread_rgb
 from itagger_lib.samples import facade
 from itagger_lib.science import analyse_file, compute_metrics, map_images
-from itagger_lib.science.worker import decode_for_science
+from itagger_lib.science.parallel import decode_for_science
 from itagger_lib.science.working import working_size
 
 
@@ -299,7 +299,7 @@ def test_a_callers_pool_whose_worker_dies_is_reported_not_replaced(batch, tmp_pa
 
 _KILLED_PARENT = """
 import os, signal, sys
-from itagger_lib.science.worker import default_executor
+from itagger_lib.science.parallel import default_executor
 
 def pid(_):
     return os.getpid(), os.getppid()

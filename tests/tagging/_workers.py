@@ -14,8 +14,8 @@ def rate_until(
     Returns ``(assignment id, image id, kind)`` of every item this process rated.
     """
     from itagger_lib import Workspace
-    from itagger_lib.assignment import next_assignment
-    from itagger_lib.ratings import record_rating
+    from itagger_lib.ratings.queue import next_assignment
+    from itagger_lib.ratings.recording import record_rating
 
     ws = Workspace(
         database_url=database_url, store=Path(root) / "store", home=Path(root) / "home", user=rater

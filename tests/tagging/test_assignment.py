@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from itagger_lib.assignment import create_study, get_study, next_assignment, progress, rater_items
 from itagger_lib.db.models import Assignment, Rating
 from itagger_lib.errors import AssignmentError
-from itagger_lib.ratings import record_rating
+from itagger_lib.ratings.queue import next_assignment, progress, rater_items
+from itagger_lib.ratings.recording import record_rating
+from itagger_lib.ratings.studies import create_study, get_study
 
 
 def _drain(ws: Any, study: str, rater: str) -> list[Any]:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from itagger_lib.cli import main
 from itagger_lib.db.models import Rating
 from itagger_lib.errors import ImageNotFoundError, RatingError
-from itagger_lib.rating_import import add_ratings
+from itagger_lib.ratings.imports import add_ratings
 
 
 def _count(ws: Any) -> int:

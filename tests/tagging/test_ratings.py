@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from itagger_lib.assignment import create_study, next_assignment
 from itagger_lib.db.models import Rating
 from itagger_lib.errors import ImageNotFoundError, RatingError
-from itagger_lib.rating_import import add_ratings
-from itagger_lib.ratings import rater_ratings, record_rating
+from itagger_lib.ratings.imports import add_ratings
+from itagger_lib.ratings.queue import next_assignment
+from itagger_lib.ratings.recording import rater_ratings, record_rating
+from itagger_lib.ratings.studies import create_study
 
 
 def _rows(ws: Any) -> list[Any]:

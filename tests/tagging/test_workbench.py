@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from itagger_lib.assignment import create_study, progress
 from itagger_lib.db.models import Assignment, Rating
-from itagger_lib.rating_import import add_ratings
+from itagger_lib.ratings.imports import add_ratings
+from itagger_lib.ratings.queue import progress
+from itagger_lib.ratings.studies import create_study
 from itagger_lib.widgets.tagging import TaggingWorkbench
 
 

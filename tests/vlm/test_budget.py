@@ -22,7 +22,7 @@ from itagger_lib.db.models import Run, RunFailure, VLMCall
 from itagger_lib.errors import BudgetExceededError
 from itagger_lib.runs import start_run
 from itagger_lib.vlm import ledger, tokens
-from itagger_lib.vlm.engine import rate_with_vlm
+from itagger_lib.vlm.rating import rate_with_vlm
 from itagger_lib.vlm.writer import Finish, LedgerWriter
 from tests.fakes.vlm_server import FakeVLMServer
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from itagger_lib.db.models import Rating, Run, RunFailure, VLMCall
 from itagger_lib.errors import KillSwitchError, PriceUnknownError
-from itagger_lib.vlm.engine import rate_with_vlm
+from itagger_lib.vlm.rating import rate_with_vlm
 from tests.fakes.vlm_server import INPUT_TOKENS, OUTPUT_TOKENS, FakeVLMServer
 
 ATTRS = ["coherence", "setting", "people_present"]

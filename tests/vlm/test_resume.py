@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from itagger_lib.db.models import Run, VLMCall
-from itagger_lib.vlm.engine import rate_with_vlm
+from itagger_lib.vlm.rating import rate_with_vlm
 from tests.fakes.vlm_server import FakeVLMServer
 
 CHILD = """

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from itagger_lib.db.models import Run
 from itagger_lib.vlm.audit import audit_vlm, consistency
-from itagger_lib.vlm.engine import rate_with_vlm
+from itagger_lib.vlm.rating import rate_with_vlm
 from itagger_lib.vlm.sampling import allocate, random_sample, stratified_sample
 
 

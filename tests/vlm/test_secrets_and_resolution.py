@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from itagger_lib.cli import main
 from itagger_lib.db.models import Base
 from itagger_lib.errors import ProviderError
-from itagger_lib.vlm.engine import rate_with_vlm
+from itagger_lib.vlm.rating import rate_with_vlm
 from itagger_lib.vlm.registry import available_providers, get_provider, register_provider, resolve
 from tests.fakes.vlm_server import FakeVLMServer
 from tests.vlm.conftest import ANTHROPIC_KEY, KEY

@@ -1,8 +1,9 @@
-"""Human ratings: write-through recording from the workbench (imports: :mod:`itagger_lib.rating_import`).
+"""Recording human ratings: each answer written through from the workbench as it is given.
 
 Every rating row carries its provenance: codebook id, source (human|vlm|import|
 adjudication), mode (blind|assisted), study, assignment, the rater's position in their
-queue, dwell time, session id, and whether it was a repeat or gold item.
+queue, dwell time, session id, and whether it was a repeat or gold item. Ratings collected
+elsewhere come in through :mod:`itagger_lib.ratings.imports`.
 """
 
 from __future__ import annotations
@@ -11,27 +12,31 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from itagger_lib.assignment import Item, create_study, get_study, set_status
 from itagger_lib.codebook import Codebook, get_codebook_by_id, resolve_codebook
 from itagger_lib.db.models import Assignment, Rating, utcnow
 from itagger_lib.errors import RatingError
+from itagger_lib.images import resolve as resolve_image
+from itagger_lib.ratings.queue import Item, set_status
+from itagger_lib.ratings.studies import get_study
 
 if TYPE_CHECKING:
-    from itagger_lib.workspace import Workspace
+    from itagger_lib._types import ImageRef
+    from itagger_lib.codebook import Answer, CodebookRef
+    from itagger_lib.context import Context
 
-__all__ = ["SOURCES", "create_study", "rater_ratings", "record_rating"]
+__all__ = ["SOURCES", "rater_ratings", "record_rating"]
 
 SOURCES = ("human", "vlm", "import", "adjudication")
 
 
 def record_rating(
-    ws: Workspace,
-    item: Item | int,
+    ctx: Context,
+    item: Item | ImageRef,
     attribute: str,
-    value: Any,
+    value: Answer,
     rater: str | None = None,
     *,
-    codebook: Any = None,
+    codebook: CodebookRef = None,
     mode: str | None = None,
     dwell_ms: int | None = None,
     session_id: str | None = None,
@@ -39,18 +44,18 @@ def record_rating(
 ) -> int:
     """Store one answer, committed before returning; return the rating id.
 
-    ``item`` is an assignment (:class:`~itagger_lib.assignment.Item`) or an image id. A
+    ``item`` is an assignment (:class:`~itagger_lib.ratings.queue.Item`) or an image. A
     second answer by the same rater to the same item and attribute updates the first one
     (``updated_at`` set) instead of adding a row. With ``complete`` the assignment is marked
     done in the same transaction.
     """
-    rater = rater or ws.user
+    rater = rater or ctx.user
     needs_study = isinstance(item, Item) and (codebook is None or mode is None)
-    study = get_study(ws, item.study_id) if isinstance(item, Item) and needs_study else None
+    study = get_study(ctx, item.study_id) if isinstance(item, Item) and needs_study else None
     if study is not None and codebook is None:
-        book = get_codebook_by_id(ws, study.codebook_id)
+        book = get_codebook_by_id(ctx, study.codebook_id)
     else:
-        book = resolve_codebook(ws, codebook)
+        book = resolve_codebook(ctx, codebook)
     attr = book.attribute(attribute)
     number, text = attr.to_columns(value)
     if isinstance(item, Item):
@@ -70,14 +75,14 @@ def record_rating(
         }
         mode = mode or (study.mode if study else "blind")
     else:
-        image_id = int(ws.image(item)["id"])
+        image_id = resolve_image(ctx.engine, item)
         match = (Rating.image_id == image_id, Rating.assignment_id.is_(None), Rating.source == "human")
         extra = {}
         mode = mode or "blind"
     if mode not in ("blind", "assisted"):
         raise RatingError(f"mode {mode!r} is not blind|assisted")
     now = utcnow()
-    with ws.engine.begin() as connection:
+    with ctx.engine.begin() as connection:
         existing = connection.execute(
             sa.select(Rating.id).where(
                 *match, Rating.rater == rater, Rating.attribute == attr.key, Rating.codebook_id == book.id
@@ -117,18 +122,18 @@ def record_rating(
                 .returning(Rating.id)
             ).scalar_one()
         if isinstance(item, Item) and complete:
-            set_status(ws, item.id, "done", connection=connection)
+            set_status(ctx, item.id, "done", connection=connection)
     return int(rating_id)
 
 
 def rater_ratings(
-    ws: Workspace, assignment_id: int, rater: str, codebook: Codebook | None = None
-) -> dict[str, Any]:
+    ctx: Context, assignment_id: int, rater: str, codebook: Codebook | None = None
+) -> dict[str, Answer | None]:
     """The rater's current answers for one item: ``{attribute: value}``.
 
     ``codebook`` (the study's, with its id) saves looking it up.
     """
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         row = connection.execute(
             sa.select(Assignment.study_id).where(Assignment.id == assignment_id)
         ).scalar_one()
@@ -139,5 +144,5 @@ def rater_ratings(
         ).all()
     if not rows:
         return {}
-    book = codebook if codebook is not None else get_codebook_by_id(ws, get_study(ws, int(row)).codebook_id)
+    book = codebook if codebook is not None else get_codebook_by_id(ctx, get_study(ctx, int(row)).codebook_id)
     return {r.attribute: book.attribute(r.attribute).from_columns(r.value, r.value_text) for r in rows}

@@ -1,4 +1,4 @@
-"""The async part of a VLM run: images, reservations, requests, retries, reconciliation.
+"""Dispatching a VLM run's calls: images, reservations, requests, retries, reconciliation.
 
 Each job (image × repeat index) takes a concurrency slot, gets its image (decoded and
 encoded once per image, shared by its repeats; the next image is prepared while this one's
@@ -22,49 +22,34 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from itagger_lib.codebook import Codebook
 from itagger_lib.db.models import utcnow
 from itagger_lib.errors import (
     BudgetExceededError,
     ItaggerError,
     KillSwitchError,
     ProviderError,
+    RetryableError,
     VLMResponseError,
 )
 from itagger_lib.imaging import encode_jpeg, load_rgb
-from itagger_lib.vlm import ledger
-from itagger_lib.vlm.prompts import Prompt, parse_answer, repair_prompt
-from itagger_lib.vlm.registry import (
-    Provider,
-    RetryableError,
-    VLMRequest,
-    VLMResponse,
-    all_secrets,
-    input_token_bound,
-    redact,
-)
+from itagger_lib.vlm.base import Provider, VLMRequest, VLMResponse
+from itagger_lib.vlm.plan import Job, RatingPlan
+from itagger_lib.vlm.prompts import parse_answer, repair_prompt
+from itagger_lib.vlm.registry import input_token_bound
 from itagger_lib.vlm.report import VLMReport
+from itagger_lib.vlm.secrets import all_secrets, redact
 from itagger_lib.vlm.writer import Finish, LedgerWriter
 
 if TYPE_CHECKING:
-    from itagger_lib.workspace import Workspace
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from itagger_lib.context import Context
+
+__all__ = ["IMAGE_CACHE", "Dispatcher", "EncodedImage", "encode_image"]
 
 IMAGE_CACHE = 32  # encoded images kept (a run visits images in order, repeats together)
-
-
-@dataclass
-class Job:
-    image_id: int
-    sha256: str
-    ext: str
-    width: int
-    height: int
-    repeat_index: int
-    cache_key: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"image {self.image_id} ({self.sha256[:12]}) repeat {self.repeat_index}"
 
 
 @dataclass(frozen=True)
@@ -77,44 +62,50 @@ class EncodedImage:
     base64: str
 
 
-def encode_image(path: Any, long_side: int, size_hint: int) -> EncodedImage:
+def encode_image(path: Path, long_side: int, size_hint: int) -> EncodedImage:
+    """The JPEG of the stored image at ``path`` with its long side at most ``long_side``."""
     rgb = load_rgb(path, long_side, size_hint=size_hint)
     jpeg = encode_jpeg(rgb)
     return EncodedImage(jpeg, rgb.shape[1], rgb.shape[0], base64.b64encode(jpeg).decode("ascii"))
 
 
-class Runner:
+class Dispatcher:
+    """Sends a plan's pending jobs through ``provider`` for run ``run_id`` (see the module docstring).
+
+    ``report`` is filled in as calls finish; ``bar`` is a tqdm progress bar.
+    """
+
     def __init__(
         self,
-        ws: Workspace,
+        ctx: Context,
         provider: Provider,
-        *,
-        provider_name: str,
-        codebook: Codebook,
-        prompt: Prompt,
-        price: ledger.Price,
+        plan: RatingPlan,
         report: VLMReport,
         run_id: int,
-        params: dict[str, Any],
+        *,
         budget_usd: float | None,
         concurrency: int,
         timeout: float,
         max_retries: int,
         retry_base_s: float,
-        long_side: int,
-        force: bool,
-        bar: Any,
+        bar: tqdm[Any],
     ) -> None:
-        self.ws, self.provider, self.codebook, self.prompt, self.price = ws, provider, codebook, prompt, price
-        self.provider_name, self.report, self.run_id, self.params = provider_name, report, run_id, params
+        assert plan.price is not None
+        self.ctx, self.provider, self.report, self.run_id, self.bar = ctx, provider, report, run_id, bar
+        self.provider_name, self.codebook, self.prompt, self.price = (
+            plan.provider,
+            plan.codebook,
+            plan.prompt,
+            plan.price,
+        )
+        self.params, self.long_side, self.force = plan.params, int(plan.params["long_side"]), plan.force
         self.budget_usd, self.timeout, self.max_retries = budget_usd, timeout, max_retries
-        self.retry_base_s, self.long_side, self.force, self.bar = retry_base_s, long_side, force, bar
-        self.concurrency = concurrency
+        self.retry_base_s, self.concurrency = retry_base_s, concurrency
         self.in_flight = 0
         self.images: OrderedDict[str, asyncio.Task[EncodedImage]] = OrderedDict()
         self.next_image: dict[str, Job] = {}
         self.secrets = all_secrets()
-        self.rater = f"vlm:{provider_name}/{provider.model}"
+        self.rater = f"vlm:{plan.provider}/{provider.model}"
 
     def _tick(self) -> None:
         r = self.report
@@ -133,7 +124,7 @@ class Runner:
         for job, following in itertools.pairwise(jobs):
             if following.sha256 != job.sha256:
                 self.next_image.setdefault(job.sha256, following)
-        self.writer = LedgerWriter(self.ws, run_id=self.run_id, run_budget=self.budget_usd)
+        self.writer = LedgerWriter(self.ctx, run_id=self.run_id, run_budget=self.budget_usd)
         tasks = [asyncio.ensure_future(self._job(job)) for job in jobs]
         try:
             await asyncio.gather(*tasks)
@@ -148,7 +139,7 @@ class Runner:
     def _image_task(self, job: Job) -> asyncio.Task[EncodedImage]:
         task = self.images.get(job.sha256)
         if task is None:
-            path = self.ws.store.path_for(job.sha256, job.ext)
+            path = self.ctx.store.path_for(job.sha256, job.ext)
             size = max(job.width, job.height)
             task = asyncio.ensure_future(asyncio.to_thread(encode_image, path, self.long_side, size))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved by its jobs

@@ -8,14 +8,14 @@ times) are found one by one, so a second import of a file, or of a survey tool's
 export that repeats last week's respondents, does not silently count their answers twice.
 
 Images are found by id, by 8 or more hex digits of their SHA-256, or by the file name they
-were ingested from (``source_name``, where it is unique in the workspace). A blank value
+were ingested from (``source_name``, where it is unique in the workspace), with one read of
+the images table for the whole table (:class:`~itagger_lib.images.ImageIndex`). A blank value
 (missing in the table: ``None``, NaN) is an unanswered item: it is counted and skipped, not
 an error.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import math
@@ -28,13 +28,16 @@ import pandas as pd
 import sqlalchemy as sa
 
 from itagger_lib.codebook import resolve_codebook
-from itagger_lib.db.models import Image, Rating, Run, utcnow
+from itagger_lib.db.models import Rating, Run, utcnow
 from itagger_lib.errors import CodebookError, ImageNotFoundError, RatingError
-from itagger_lib.ratings import SOURCES
+from itagger_lib.images import ImageIndex
+from itagger_lib.images import resolve as resolve_image
+from itagger_lib.ratings.recording import SOURCES
 from itagger_lib.runs import finish_run, record_failures, start_run
 
 if TYPE_CHECKING:
-    from itagger_lib.workspace import Workspace
+    from itagger_lib.codebook import CodebookRef
+    from itagger_lib.context import Context
 
 __all__ = ["ERRORS", "IF_IMPORTED", "ImportReport", "add_ratings"]
 
@@ -101,55 +104,6 @@ def _scalar(value: Any) -> Any:
     return value.item() if hasattr(value, "item") and not isinstance(value, str | bytes) else value
 
 
-class _Images:
-    """Image references (id, SHA-256 prefix, ingested file name) to ids, without a scan per row."""
-
-    def __init__(self, ws: Workspace) -> None:
-        with ws.engine.connect() as connection:
-            rows = connection.execute(sa.select(Image.id, Image.sha256, Image.source_name)).all()
-        self.ids = {int(r.id) for r in rows}
-        self.hashes = sorted((r.sha256, int(r.id)) for r in rows)
-        self.names: dict[str, list[int]] = {}
-        for r in rows:
-            self.names.setdefault(r.source_name, []).append(int(r.id))
-
-    def find(self, ref: Any) -> tuple[int | None, str]:
-        """The image id, or ``None`` and why."""
-        ref = _scalar(ref)
-        if _missing(ref) or not str(ref).strip():
-            return None, "image is empty; give an image id, SHA-256 prefix or file name"
-        if isinstance(ref, int | float) and not isinstance(ref, bool):
-            if float(ref).is_integer() and int(ref) in self.ids:
-                return int(ref), ""
-            return None, f"image id {ref!r} is not in this workspace (see ws.images())"
-        text = str(ref).strip()
-        if text.isdigit() and len(text) < 8 and int(text) in self.ids:
-            return int(text), ""
-        named = self.names.get(text, [])
-        if len(named) == 1:
-            return named[0], ""
-        if len(named) > 1:
-            return None, (
-                f"image file name {text!r} matches {len(named)} images (ids "
-                f"{', '.join(map(str, named[:5]))}); give the image id or its SHA-256 instead"
-            )
-        prefix = text.lower()
-        if len(prefix) >= 8 and all(c in "0123456789abcdef" for c in prefix):
-            start = bisect.bisect_left(self.hashes, (prefix, -1))
-            matches = []
-            for sha, image_id in self.hashes[start : start + 2]:
-                if sha.startswith(prefix):
-                    matches.append(image_id)
-            if len(matches) == 1:
-                return matches[0], ""
-            if matches:
-                return None, f"SHA-256 prefix {text!r} matches several images; give more digits"
-        return None, (
-            f"image {text!r} is not in this workspace (give an image id, at least 8 hex digits of "
-            "its SHA-256, or the file name it was ingested from; see ws.images())"
-        )
-
-
 def _rated_at(value: Any) -> datetime | None:
     """A time from the table as an aware UTC datetime (naive times are taken as UTC)."""
     stamp = pd.Timestamp(value)
@@ -160,9 +114,9 @@ def _rated_at(value: Any) -> datetime | None:
 
 
 def add_ratings(
-    ws: Workspace,
+    ctx: Context,
     ratings: pd.DataFrame,
-    codebook: Any = None,
+    codebook: CodebookRef = None,
     source: str = "import",
     mode: str = "blind",
     *,
@@ -204,8 +158,8 @@ def add_ratings(
             f"ratings table lacks column(s) {missing}; give image (or image_id), rater, attribute, "
             f"value (its columns: {', '.join(map(str, frame.columns)) or 'none'})"
         )
-    book = resolve_codebook(ws, codebook)
-    images = _Images(ws)
+    book = resolve_codebook(ctx, codebook)
+    images = ImageIndex.read(ctx.engine)
     has_time, has_note = "rated_at" in frame.columns, "note" in frame.columns
     now = utcnow()
     rows: list[dict[str, Any]] = []
@@ -221,9 +175,13 @@ def add_ratings(
         if _missing(value):
             blank += 1
             continue
-        image_id, why = images.find(ref)
-        if image_id is None:
-            problem(why)
+        if _missing(ref):
+            problem("image is empty; give an image id, SHA-256 prefix or file name")
+            continue
+        try:
+            image_id = resolve_image(images, ref, by_name=True)
+        except ImageNotFoundError as exc:
+            problem(str(exc))
             continue
         key = str(record["attribute"])
         try:
@@ -285,14 +243,14 @@ def add_ratings(
     }
     duplicates = 0
     if rows and if_imported != "append":
-        matched, runs = _stored_before(ws, rows, source, has_time)
+        matched, runs = _stored_before(ctx, rows, source, has_time)
         duplicates = sum(matched)
         if duplicates and if_imported == "fail":
             new = len(rows) - duplicates
             skip = f"to store only the {new:,} new rows" if new else "to store nothing"
             raise RatingError(
                 f"{duplicates:,} of {len(rows):,} valid ratings rows were already imported "
-                f"({_runs_text(ws, runs)}); storing them again would count those answers twice. "
+                f"({_runs_text(ctx, runs)}); storing them again would count those answers twice. "
                 f"Pass if_imported='skip' {skip}, or "
                 "'append' to store all of them again (CLI: --if-imported)"
             )
@@ -300,17 +258,17 @@ def add_ratings(
             return ImportReport(max(runs), len(frame), 0, blank, problems, duplicates, already_imported=True)
         rows = [row for row, seen in zip(rows, matched, strict=True) if not seen]
     run_id = start_run(
-        ws.engine,
+        ctx.engine,
         "import",
         {**parameters, "name": name},
-        ws.user,
+        ctx.user,
         n_total=len(frame),
     )
     for row in rows:
         row["run_id"] = run_id
         row["rated_at"] = row["rated_at"] or now
     try:
-        with ws.engine.begin() as connection:
+        with ctx.engine.begin() as connection:
             for start in range(0, len(rows), 5000):
                 connection.execute(sa.insert(Rating), rows[start : start + 5000])
             record_failures(
@@ -319,10 +277,10 @@ def add_ratings(
                 ((f"row {p.row}: image {p.image!r}", p.image_id, p.reason) for p in problems),
             )
     except BaseException as exc:
-        finish_run(ws.engine, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        finish_run(ctx.engine, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finish_run(
-        ws.engine,
+        ctx.engine,
         run_id,
         n_done=len(rows),
         n_skipped=blank + duplicates,
@@ -358,7 +316,7 @@ def _key(row: Any, has_time: bool) -> tuple[Any, ...]:
 
 
 def _stored_before(
-    ws: Workspace, rows: list[dict[str, Any]], source: str, has_time: bool
+    ctx: Context, rows: list[dict[str, Any]], source: str, has_time: bool
 ) -> tuple[list[bool], set[int]]:
     """Which rows an earlier finished import of ``source`` stored (each stored rating matches
     one row), and those imports' run ids."""
@@ -367,7 +325,7 @@ def _stored_before(
     raters = sorted({row["rater"] for row in rows})
     stored: Counter[tuple[Any, ...]] = Counter()
     run_of: dict[tuple[Any, ...], int] = {}
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         for start in range(0, len(raters), 500):
             query = sa.select(*columns, Rating.rated_at, Rating.run_id).where(
                 Rating.source == source,
@@ -389,9 +347,9 @@ def _stored_before(
     return matched, runs
 
 
-def _runs_text(ws: Workspace, runs: set[int]) -> str:
+def _runs_text(ctx: Context, runs: set[int]) -> str:
     query = sa.select(Run.id, Run.started_at, Run.created_by).where(Run.id.in_(sorted(runs))).order_by(Run.id)
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         found = connection.execute(query).all()
     shown = [
         f"run {r.id} on {pd.Timestamp(r.started_at):%Y-%m-%d %H:%M} by {r.created_by}" for r in found[:5]

@@ -1,26 +1,31 @@
-"""Database-side queries behind the explorer: filter, sort and page images by metrics and ratings.
+"""Browsing the collection: filter, sort and page images by metrics, mean ratings and bins.
 
-Everything here runs in the database (joins on the long ``metrics`` table through its
-``(params_hash, key, value)`` index, ``LIMIT``/``OFFSET`` paging), so a page costs the same on
-100 images or 100 000. Named image sets are stored in ``image_sets``.
+The queries behind the explorer. Everything runs in the database (joins on the long
+``metrics`` table through its ``(params_hash, key, value)`` index, ``LIMIT``/``OFFSET``
+paging), so a page costs the same on 100 images or 100 000. The science run whose values
+and cut points are used comes from :mod:`itagger_lib.science.results`; named sets of images
+from :mod:`itagger_lib.image_sets`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from itagger_lib.db.dml import inserted_id
-from itagger_lib.db.models import Image, ImageSet, ImageSetMember, Metric, RatingMean, Run, utcnow
-from itagger_lib.errors import ConfigError, ImageNotFoundError
+from itagger_lib.db.models import Image, Metric, RatingMean
+from itagger_lib.errors import ArgumentError
+from itagger_lib.image_sets import members
+from itagger_lib.science.results import latest_science_run
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from itagger_lib.workspace import Workspace
+    from itagger_lib.context import Context
+
+__all__ = ["Query", "page"]
 
 
 @dataclass
@@ -46,22 +51,6 @@ class Query:
     page_size: int = 24
 
 
-def latest_science_run(ws: Workspace) -> dict[str, Any] | None:
-    """The newest science run that produced values (its id, parameters hash and details)."""
-    with ws.engine.connect() as connection:
-        row = (
-            connection.execute(
-                sa.select(Run.id, Run.params_hash, Run.details)
-                .where(Run.kind == "science", Run.status.in_(("succeeded", "partial")))
-                .order_by(Run.id.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-    return dict(row) if row else None
-
-
 def _range(column: Any, bounds: tuple[float | None, float | None]) -> list[Any]:
     low, high = bounds
     clauses = []
@@ -82,24 +71,22 @@ def _bin_bounds(
     cut_points: Mapping[str, Sequence[float]], key: str, label: str
 ) -> tuple[float | None, float | None]:
     if key not in cut_points:
-        raise ConfigError(f"no cut points for metric {key!r} in the science run; run ws.run_science() first")
+        raise ArgumentError(
+            f"no cut points for metric {key!r} in the science run; run ws.run_science() first"
+        )
     low, high = cut_points[key]
     bounds = {"low": (None, low), "mid": (low, high), "high": (high, None)}
     if label not in bounds:
-        raise ConfigError(f"bin {label!r} for {key!r}: use 'low', 'mid' or 'high'")
+        raise ArgumentError(f"bin {label!r} for {key!r}: use 'low', 'mid' or 'high'")
     return bounds[label]
-
-
-def build_select(ws: Workspace, query: Query, params_hash: str | None, cut_points: Mapping[str, Any]) -> Any:
-    """The filtered (unordered, unpaged) ``SELECT images.id …`` for ``query``."""
-    return _filtered(query, params_hash, cut_points)[0]
 
 
 def _filtered(
     query: Query, params_hash: str | None, cut_points: Mapping[str, Any]
 ) -> tuple[Any, dict[str, Any], dict[str, Any], list[tuple[Any, list[Any]]]]:
-    """:func:`build_select`'s statement, its joined aliases by metric key and by attribute, and
-    every joined alias with its conditions besides the link to ``images.id``."""
+    """The filtered (unordered, unpaged) ``SELECT images.id …`` for ``query``, its joined
+    aliases by metric key and by attribute, and every joined alias with its conditions
+    besides the link to ``images.id``."""
     statement = sa.select(
         Image.id, Image.sha256, Image.ext, Image.width, Image.height, Image.source_name, Image.collection
     )
@@ -127,16 +114,8 @@ def _filtered(
     if query.collection:
         statement = statement.where(Image.collection == query.collection)
     if query.image_set:
-        statement = statement.where(Image.id.in_(_set_members(query.image_set)))
+        statement = statement.where(Image.id.in_(members(query.image_set)))
     return statement, metrics, ratings, joins
-
-
-def _set_members(name: str) -> Any:
-    return (
-        sa.select(ImageSetMember.image_id)
-        .join(ImageSet, ImageSet.id == ImageSetMember.set_id)
-        .where(ImageSet.name == name)
-    )
 
 
 def _count_select(query: Query, joins: list[tuple[Any, list[Any]]], statement: Any) -> Any:
@@ -158,18 +137,18 @@ def _count_select(query: Query, joins: list[tuple[Any, list[Any]]], statement: A
             base.image_id.in_(sa.select(Image.id).where(Image.collection == query.collection))
         )
     if query.image_set:
-        counted = counted.where(base.image_id.in_(_set_members(query.image_set)))
+        counted = counted.where(base.image_id.in_(members(query.image_set)))
     return counted
 
 
-def page(ws: Workspace, query: Query, *, count: bool = True) -> tuple[pd.DataFrame, int | None]:
+def page(ctx: Context, query: Query, *, count: bool = True) -> tuple[pd.DataFrame, int | None]:
     """One page of images matching ``query`` (and the total count, unless ``count=False``).
 
     The count costs a pass over every matching image; a page turn with the same filters can
     reuse it (the explorer does). Sorting by a metric or mean rating that is also filtered
     on reuses the filter's join (one row per image and key), so the database walks one index.
     """
-    run = latest_science_run(ws)
+    run = latest_science_run(ctx)
     params_hash = run["params_hash"] if run else None
     cut_points = (run or {}).get("details", {}).get("cut_points", {}) if run else {}
     statement, metrics, ratings, joins = _filtered(query, params_hash, cut_points)
@@ -190,7 +169,7 @@ def page(ws: Workspace, query: Query, *, count: bool = True) -> tuple[pd.DataFra
         statement = statement.add_columns(means.mean.label("sort_value"))
         order = means.mean.desc() if query.descending else means.mean.asc()
         tie = means.image_id.desc() if query.descending else means.image_id.asc()
-        return _fetch(ws, statement, statement.order_by(order, tie), query, count, joins)
+        return _fetch(ctx, statement, statement.order_by(order, tie), query, count, joins)
     else:
         # An inner join lets the database walk the (params_hash, key, value, image_id) index
         # in order and stop after one page; images without this metric are not listed.
@@ -203,13 +182,13 @@ def page(ws: Workspace, query: Query, *, count: bool = True) -> tuple[pd.DataFra
         statement = statement.add_columns(sort_metric.value.label("sort_value"))
         order = sort_metric.value.desc() if query.descending else sort_metric.value.asc()
         tie = sort_metric.image_id.desc() if query.descending else sort_metric.image_id.asc()
-        return _fetch(ws, statement, statement.order_by(order, tie), query, count, joins)
+        return _fetch(ctx, statement, statement.order_by(order, tie), query, count, joins)
     order = sort_column.desc() if query.descending else sort_column.asc()
-    return _fetch(ws, statement, statement.order_by(order.nulls_last(), Image.id), query, count, joins)
+    return _fetch(ctx, statement, statement.order_by(order.nulls_last(), Image.id), query, count, joins)
 
 
 def _fetch(
-    ws: Workspace,
+    ctx: Context,
     statement: Any,
     ordered: Any,
     query: Query,
@@ -219,106 +198,9 @@ def _fetch(
     import pandas as pd
 
     paged = ordered.limit(query.page_size).offset(max(0, query.page) * query.page_size)
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         frame = pd.read_sql(paged, connection)
         total = None
         if count:
             total = connection.execute(_count_select(query, joins, statement)).scalar_one()
     return frame, total
-
-
-def metric_values(ws: Workspace, keys: Iterable[str], image_ids: Sequence[int] | None = None) -> pd.DataFrame:
-    """Values of some metrics (newest science run) as image × metric."""
-    import pandas as pd
-
-    from itagger_lib.science.runner import wide_metrics
-
-    run = latest_science_run(ws)
-    if run is None:
-        return pd.DataFrame()
-    return wide_metrics(ws, run["params_hash"], keys, image_ids)
-
-
-def mean_ratings(ws: Workspace, attribute: str) -> pd.Series:
-    """Each image's mean human (and imported) rating of ``attribute``; VLM ratings left out."""
-    import pandas as pd
-
-    statement = sa.select(RatingMean.image_id, RatingMean.mean).where(
-        RatingMean.attribute == attribute, RatingMean.mean.is_not(None)
-    )
-    with ws.engine.connect() as connection:
-        frame = pd.read_sql(statement, connection, index_col="image_id")
-    return frame["mean"]
-
-
-def percentiles(ws: Workspace, image_id: int) -> pd.DataFrame:
-    """Each metric of one image with its percentile among the workspace's images (0–100)."""
-    import pandas as pd
-
-    run = latest_science_run(ws)
-    if run is None:
-        return pd.DataFrame(columns=["value", "percentile"])
-    phash = run["params_hash"]
-    mine = sa.orm.aliased(Metric, name="mine")
-    other = sa.orm.aliased(Metric, name="other")
-    query = (
-        sa.select(
-            mine.key,
-            mine.value,
-            (
-                100.0
-                * sa.func.sum(sa.case((other.value <= mine.value, 1.0), else_=0.0))
-                / sa.func.count(other.value)
-            ).label("percentile"),
-        )
-        .join(other, sa.and_(other.key == mine.key, other.params_hash == phash))
-        .where(mine.image_id == image_id, mine.params_hash == phash)
-        .group_by(mine.key, mine.value)
-        .order_by(mine.key)
-    )
-    with ws.engine.connect() as connection:
-        return pd.read_sql(query, connection, index_col="key")
-
-
-def save_set(ws: Workspace, name: str, image_ids: Iterable[int]) -> int:
-    """Store (or extend) a named set of images; returns the number of members."""
-    if not name or not name.strip():
-        raise ConfigError("an image set needs a name")
-    ids = sorted({int(i) for i in image_ids})
-    with ws.engine.begin() as connection:
-        set_id = connection.execute(sa.select(ImageSet.id).where(ImageSet.name == name)).scalar()
-        if set_id is None:
-            set_id = inserted_id(
-                connection.execute(
-                    sa.insert(ImageSet).values(name=name, created_at=utcnow(), created_by=ws.user)
-                )
-            )
-        known = set(connection.execute(sa.select(Image.id).where(Image.id.in_(ids))).scalars())
-        if len(known) < len(ids):
-            missing = sorted(set(ids) - known)[:5]
-            raise ImageNotFoundError(f"images {missing} are not in this workspace; nothing was saved")
-        present = set(
-            connection.execute(
-                sa.select(ImageSetMember.image_id).where(ImageSetMember.set_id == set_id)
-            ).scalars()
-        )
-        new = [{"set_id": set_id, "image_id": i} for i in ids if i not in present]
-        if new:
-            connection.execute(sa.insert(ImageSetMember), new)
-        return len(present) + len(new)
-
-
-def image_sets(ws: Workspace) -> dict[str, list[int]]:
-    """Every named set and its image ids."""
-    with ws.engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(ImageSet.name, ImageSetMember.image_id)
-            .join(ImageSetMember, ImageSetMember.set_id == ImageSet.id, isouter=True)
-            .order_by(ImageSet.name, ImageSetMember.image_id)
-        ).all()
-    sets: dict[str, list[int]] = {}
-    for name, image_id in rows:
-        sets.setdefault(name, [])
-        if image_id is not None:
-            sets[name].append(image_id)
-    return sets

@@ -1,17 +1,18 @@
 """Science runs: compute what is missing, stream results into the database, record provenance.
 
 The pure metrics live in the family modules; decoding and mapping over an executor live in
-:mod:`~itagger_lib.science.worker`. This module is the database edge: it picks the images
-that lack values for a parameter set, writes each value with its run, parameters hash,
-metric version and package version, records failures, and stores the composites'
-standardisation and the bins' cut points with the run so an export can be reproduced.
+:mod:`~itagger_lib.science.parallel`. This module is the database edge that writes: it
+picks the images that lack values for a parameter set, writes each value with its run,
+parameters hash, metric version and package version, records failures, and stores the
+composites' standardisation and the bins' cut points with the run so an export can be
+reproduced. Reading results back is :mod:`~itagger_lib.science.results`.
 """
 
 from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,15 +20,25 @@ import sqlalchemy as sa
 
 from itagger_lib._version import __version__
 from itagger_lib.db.dml import insert_ignore
-from itagger_lib.db.models import Image, Metric, Run
+from itagger_lib.db.models import Image, Metric
 from itagger_lib.errors import ImageNotFoundError, ScienceError
-from itagger_lib.runs import finish_run, record_failures, start_run, update_run
+from itagger_lib.images import select as select_images
+from itagger_lib.runs import close_stale_runs, finish_run, record_failures, start_run, update_run
+from itagger_lib.science.composites import (
+    COMPOSITES,
+    compute_composites,
+    compute_cut_points,
+    standardisation_stats,
+)
 from itagger_lib.science.metrics import METRIC_VERSIONS, metric_keys, params_hash, resolve_params
+from itagger_lib.science.parallel import ExecutorLike, map_images
+from itagger_lib.science.results import wide_metrics
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from distributed import Client
 
-    from itagger_lib.workspace import Workspace
+    from itagger_lib._types import ImageSelection
+    from itagger_lib.context import Context
 
 BATCH_IMAGES = 64
 FLUSH_SECONDS = 2.0  # write at least this often, so a killed run loses little
@@ -70,19 +81,8 @@ def _family_of(key: str) -> str:
     return key.split(".", 1)[0]
 
 
-def _select_images(ws: Workspace, images: Any) -> list[int] | None:
-    if images is None:
-        return None
-    if isinstance(images, (int, str)):
-        images = [images]
-    ids: list[int] = []
-    for ref in images:
-        ids.append(int(ws.image(ref)["id"]))
-    return ids
-
-
 def _pending(
-    ws: Workspace, ids: list[int] | None, phash: str, keys: list[str]
+    ctx: Context, ids: list[int] | None, phash: str, keys: list[str]
 ) -> tuple[list[tuple[int, str, str, int, int]], int]:
     """Images lacking any of ``keys`` for ``phash``, and how many are already complete."""
     have = (
@@ -98,7 +98,7 @@ def _pending(
     )
     if ids is not None:
         query = query.where(Image.id.in_(ids))
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         rows = connection.execute(query).all()
     if ids is not None and len(rows) < len(set(ids)):
         raise ImageNotFoundError(f"some of the images {sorted(set(ids))[:10]} are not in this workspace")
@@ -106,15 +106,10 @@ def _pending(
     return pending, len(rows) - len(pending)
 
 
-def _mark_stale_runs(ws: Workspace, phash: str) -> None:
-    """Science runs with these parameters left ``running`` by a killed process."""
-    from itagger_lib.runs import close_stale_runs
-
-    close_stale_runs(ws.engine, kind="science", params_hash=phash)
-
-
-def _make_executor(executor: Any, scheduler: str | None) -> tuple[Any, Any]:
-    """The executor to use, and what to close afterwards."""
+def _make_executor(
+    executor: ExecutorLike | None, scheduler: str | None
+) -> tuple[ExecutorLike | None, Client | None]:
+    """The executor to use (``None``: :func:`map_images` makes a pool), and what to close afterwards."""
     if executor is not None:
         return executor, None
     if scheduler:
@@ -131,10 +126,10 @@ def _make_executor(executor: Any, scheduler: str | None) -> tuple[Any, Any]:
 
 
 def run_science(
-    ws: Workspace,
-    images: Iterable[int | str] | int | str | None = None,
+    ctx: Context,
+    images: ImageSelection = None,
     params: Mapping[str, Any] | None = None,
-    executor: Any = None,
+    executor: ExecutorLike | None = None,
     *,
     scheduler: str | None = None,
     progress: bool = True,
@@ -145,7 +140,8 @@ def run_science(
     Parameters
     ----------
     images
-        Ids or SHA-256 prefixes; default every image in the workspace.
+        Image ids or SHA-256 prefixes, or a DataFrame indexed by image id; default every
+        image in the workspace.
     params
         Overrides of :data:`~itagger_lib.science.DEFAULT_PARAMS`. Unchanged images with
         unchanged parameters compute nothing; changed parameters give a new result set
@@ -158,22 +154,20 @@ def run_science(
     """
     from tqdm.auto import tqdm
 
-    from itagger_lib.science.worker import map_images
-
     started = time.perf_counter()
     resolved = resolve_params(params)
     phash = params_hash(resolved)
     keys = metric_keys(resolved)
-    ids = _select_images(ws, images)
-    _mark_stale_runs(ws, phash)
-    pending, complete = _pending(ws, ids, phash, keys)
-    run_id = start_run(ws.engine, "science", resolved, ws.user, params_hash=phash, n_total=len(pending))
+    ids = select_images(ctx.engine, images)
+    close_stale_runs(ctx.engine, kind="science", params_hash=phash)  # left running by a killed process
+    pending, complete = _pending(ctx, ids, phash, keys)
+    run_id = start_run(ctx.engine, "science", resolved, ctx.user, params_hash=phash, n_total=len(pending))
     report = ScienceReport(run_id=run_id, params_hash=phash, skipped=complete)
     by_id = {row[0]: row for row in pending}
 
     def items() -> Iterator[tuple[int, str, int, int]]:
         for image_id, sha, ext, width, height in pending:
-            yield image_id, str(ws.store.path_for(sha, ext)), width, height
+            yield image_id, str(ctx.store.path_for(sha, ext)), width, height
 
     rows: list[dict[str, Any]] = []
     failures: list[tuple[str, int | None, str]] = []
@@ -182,7 +176,7 @@ def run_science(
 
     def flush() -> None:
         last_flush[0] = time.monotonic()
-        with ws.engine.begin() as connection:
+        with ctx.engine.begin() as connection:
             insert_ignore(connection, Metric, rows)
             record_failures(connection, run_id, failures)
             update_run(
@@ -229,7 +223,7 @@ def run_science(
         bar.close()
         flush()
         finish_run(
-            ws.engine,
+            ctx.engine,
             run_id,
             status="interrupted",
             error=f"{type(exc).__name__}: {exc}",
@@ -241,10 +235,10 @@ def run_science(
         if owned is not None:
             owned.close()
     bar.close()
-    details = _summaries(ws, phash, keys)
+    details = _summaries(ctx, phash, keys)
     report.seconds = time.perf_counter() - started
     report.status = finish_run(
-        ws.engine,
+        ctx.engine,
         run_id,
         status=("failed" if not report.computed else "partial") if report.failed else "succeeded",
         n_done=report.computed,
@@ -255,16 +249,9 @@ def run_science(
     return report
 
 
-def _summaries(ws: Workspace, phash: str, keys: list[str]) -> dict[str, Any]:
+def _summaries(ctx: Context, phash: str, keys: list[str]) -> dict[str, Any]:
     """Standardisation of the composites and tertile cut points over the workspace."""
-    from itagger_lib.science.composites import (
-        COMPOSITES,
-        compute_composites,
-        compute_cut_points,
-        standardisation_stats,
-    )
-
-    wide = wide_metrics(ws, phash)
+    wide = wide_metrics(ctx, phash)
     if wide.empty:
         return {"standardisation": {}, "cut_points": {}}
     needed = sorted({metric for parts in COMPOSITES.values() for metric, _ in parts})
@@ -274,116 +261,3 @@ def _summaries(ws: Workspace, phash: str, keys: list[str]) -> dict[str, Any]:
         wide = wide.join(compute_composites(wide, stats=stats))
     columns = [c for c in wide.columns if not c.startswith("meta.") and wide[c].notna().any()]
     return {"standardisation": stats, "cut_points": compute_cut_points(wide, columns)}
-
-
-def wide_metrics(
-    ws: Workspace, phash: str, keys: Iterable[str] | None = None, image_ids: Iterable[int] | None = None
-) -> pd.DataFrame:
-    """Stored values of one parameter set as image × metric (optionally some keys / images)."""
-    import pandas as pd
-
-    query = sa.select(Metric.image_id, Metric.key, Metric.value).where(Metric.params_hash == phash)
-    if keys is not None:
-        query = query.where(Metric.key.in_(list(keys)))
-    if image_ids is not None:
-        query = query.where(Metric.image_id.in_(list(image_ids)))
-    if ws.engine.dialect.name == "postgresql":
-        long = _copy_long(ws, query)
-    else:
-        with ws.engine.connect() as connection:
-            long = pd.read_sql(query, connection)
-    if long.empty:
-        return pd.DataFrame()
-    return _pivot(long)
-
-
-def _pivot(long: pd.DataFrame) -> pd.DataFrame:
-    """(image_id, key, value) rows as image × key, images and keys sorted.
-
-    ``DataFrame.pivot`` by array indexing: (image, parameters, key) is unique in the table,
-    so each cell is written once; 8x faster than pandas' sort-based reshape at 2.8 M rows.
-    """
-    import numpy as np
-    import pandas as pd
-
-    image_codes, images = pd.factorize(long["image_id"], sort=True)
-    key_codes, keys = pd.factorize(long["key"], sort=True)  # hashing: a few dozen distinct keys
-    cells = np.full((len(images), len(keys)), np.nan)
-    cells[image_codes, key_codes] = long["value"].to_numpy(dtype=float, na_value=np.nan)
-    index = pd.Index(np.asarray(images, dtype=np.int64), name="image_id")
-    return pd.DataFrame(cells, index=index, columns=pd.Index([str(k) for k in keys]))
-
-
-def _copy_long(ws: Workspace, query: Any, streams: int = 2) -> pd.DataFrame:
-    """``query``'s (image_id, key, value) rows through COPY into Arrow (4x ``read_sql`` at 100k images).
-
-    Read as ``streams`` image-id ranges at once (one server process and parser each).
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    import pyarrow as pa
-
-    from itagger_lib.db.arrow import read_arrow
-
-    with ws.engine.connect() as connection:
-        low, high = connection.execute(sa.select(sa.func.min(Image.id), sa.func.max(Image.id))).one()
-    low, high = (low or 0), (high or 0) + 1
-    edges = [low + (high - low) * k // streams for k in range(streams + 1)]
-    types = {"image_id": pa.int64(), "key": pa.string(), "value": pa.float64()}
-
-    def part(a: int, b: int) -> pa.Table:
-        ranged = query.where(Metric.image_id >= a, Metric.image_id < b)
-        return read_arrow(ws.engine, ranged, column_types=types, threads=False)
-
-    with ThreadPoolExecutor(streams) as pool:
-        parts = list(pool.map(part, edges[:-1], edges[1:]))
-    return pa.concat_tables(parts).to_pandas()
-
-
-def metrics_frame(
-    ws: Workspace,
-    run: int | None = None,
-    *,
-    params: Mapping[str, Any] | None = None,
-    composites: bool = True,
-    bins: bool = False,
-) -> pd.DataFrame:
-    """Science values as a DataFrame, one row per image, one column per metric.
-
-    By default the newest science run's parameter set; ``run=`` picks a run's set, and
-    ``params=`` a parameter set. With ``composites`` the composite indices are added with
-    the standardisation stored on that run; with ``bins`` a ``bin.<metric>`` column
-    (low/mid/high) per metric, with the run's stored cut points.
-    """
-    import pandas as pd
-
-    query = sa.select(Run).where(Run.kind == "science", Run.status.in_(("succeeded", "partial")))
-    if run is not None:
-        query = sa.select(Run).where(Run.id == run, Run.kind == "science")
-    elif params is not None:
-        query = query.where(Run.params_hash == params_hash(params))
-    with ws.session() as session:
-        record = session.execute(query.order_by(Run.id.desc()).limit(1)).scalars().first()
-        if record is not None:
-            session.expunge(record)
-    if record is None:
-        if run is not None:
-            raise ScienceError(f"run {run} is not a science run of this workspace; see ws.runs('science')")
-        return pd.DataFrame()
-    wide = wide_metrics(ws, record.params_hash or "")
-    if wide.empty:
-        return wide
-    details = record.details or {}
-    if composites and details.get("standardisation"):
-        from itagger_lib.science.composites import compute_composites
-
-        wide = wide.join(compute_composites(wide, stats=details["standardisation"]))
-    if bins and details.get("cut_points"):
-        from itagger_lib.science.composites import assign_bins
-
-        binned = assign_bins(wide, {k: v for k, v in details["cut_points"].items() if k in wide.columns})
-        wide = wide.join(binned.add_prefix("bin."))
-    wide.attrs.update(
-        {"run_id": record.id, "params_hash": record.params_hash, "package_version": record.version}
-    )
-    return wide

@@ -1,4 +1,13 @@
-"""What the SDK providers share: error mapping (keys scrubbed), the HTTP client, the body template."""
+"""The base of the providers that speak through a vendor SDK (OpenAI, Anthropic).
+
+:class:`SDKProvider` holds what they share: the key (from the environment or its secret
+file), the base URL, the SDK's async client built with ``max_retries=0`` (retries are the
+engine's), the request body serialised once per prompt (:class:`BodyTemplate`) and sent
+through the client's own ``post``, the mapping of SDK errors to
+:class:`~itagger_lib.errors.RetryableError` or :class:`~itagger_lib.errors.ProviderError`
+with keys scrubbed (:func:`translate`), and the input-token bound. A subclass says which
+SDK, which endpoint, how the body looks and how to read the answer.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +15,20 @@ import functools
 import importlib
 import inspect
 import json
+import os
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any, ClassVar
 
-from itagger_lib.errors import ConfigError, ProviderError
-from itagger_lib.vlm.registry import RetryableError, VLMRequest, redact
+from itagger_lib.errors import ArgumentError, ProviderError, RetryableError
+from itagger_lib.vlm.base import VLMRequest, VLMResponse
+from itagger_lib.vlm.secrets import read_secret, redact
+
+__all__ = ["BodyTemplate", "SDKProvider", "http_client", "retry_after_seconds", "translate"]
 
 
-def retry_after_seconds(headers: Any) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     """Seconds from a ``Retry-After`` (or ``retry-after-ms``) header, if it holds a number."""
     if headers is None:
         return None
@@ -43,7 +57,7 @@ def _connect_failure(exc: BaseException) -> BaseException | None:
     return None
 
 
-def translate(exc: Exception, provider: str, key: str | None, sdk: Any) -> Exception:
+def translate(exc: Exception, provider: str, key: str | None, sdk: ModuleType) -> Exception:
     """The engine's view of an SDK exception: :class:`RetryableError` or :class:`ProviderError`.
 
     A connection that was never made is a connection error even when the SDK calls it a
@@ -85,7 +99,7 @@ def _tls_context(package: str) -> Any:
     return importlib.import_module(package).create_ssl_context()
 
 
-def http_client(sdk: Any, http: str) -> Any:
+def http_client(sdk: ModuleType, http: str) -> Any:
     """The HTTP client for an SDK: its aiohttp transport (``http="aiohttp"``, or ``"auto"``
     when the SDK's ``aiohttp`` extra is installed) or its default httpx client.
 
@@ -94,7 +108,7 @@ def http_client(sdk: Any, http: str) -> Any:
     get the SDK's default limits and timeouts and one shared TLS context.
     """
     if http not in ("auto", "aiohttp", "httpx"):
-        raise ConfigError(f"http={http!r}: use 'auto', 'aiohttp' or 'httpx'")
+        raise ArgumentError(f"http={http!r}: use 'auto', 'aiohttp' or 'httpx'")
     httpx_client = getattr(sdk, "DefaultAsyncHttpxClient", None)
     if httpx_client is None:
         return None  # an SDK too old to have either: its own default
@@ -109,7 +123,7 @@ def http_client(sdk: Any, http: str) -> Any:
             return sdk.DefaultAioHttpClient(verify=verify)
         except (RuntimeError, AttributeError) as exc:  # the SDK's aiohttp extra is not installed
             if http == "aiohttp":
-                raise ConfigError(
+                raise ArgumentError(
                     f"http='aiohttp' needs the SDK's aiohttp transport ({exc}); "
                     f"pip install '{sdk.__name__}[aiohttp]' or use http='httpx'"
                 ) from None
@@ -176,3 +190,96 @@ def _takes_content(client_class: Any) -> bool:
     if client_class not in _TAKES_CONTENT:
         _TAKES_CONTENT[client_class] = "content" in inspect.signature(client_class.post).parameters
     return _TAKES_CONTENT[client_class]
+
+
+class SDKProvider:
+    """A provider over a vendor SDK's async client (see the module docstring).
+
+    Subclasses set the class attributes and implement :meth:`image_tokens` and
+    :meth:`parse`; ``body`` is the :class:`BodyTemplate` of their request.
+
+    Parameters
+    ----------
+    model
+        The model name, sent with every request.
+    base_url
+        Another endpoint (default the ``base_url_variable`` environment variable, else the
+        vendor's API).
+    api_key
+        Default: the ``key_variable`` environment variable or the file ``$<variable>_FILE``.
+    timeout
+        Seconds per request, for the client (the engine bounds each request too).
+    http
+        ``"auto"`` (the SDK's aiohttp transport where installed), ``"aiohttp"`` or ``"httpx"``.
+    """
+
+    name: str
+    sdk: ModuleType
+    #: the SDK's async client class (``openai.AsyncOpenAI``, ``anthropic.AsyncAnthropic``)
+    client_class: ClassVar[Callable[..., Any]]
+    path: ClassVar[str]  # the endpoint, relative to the base URL
+    key_variable: ClassVar[str]
+    base_url_variable: ClassVar[str]
+    framing_tokens: ClassVar[int]  # input tokens the provider adds beyond the body
+    answer: ClassVar[str]  # what a response is, for messages ("a chat completion")
+    body: BodyTemplate
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        http: str = "auto",
+    ) -> None:
+        self.model = model
+        self.base_url = base_url or os.environ.get(self.base_url_variable) or None
+        self._key = api_key or read_secret(self.key_variable) or self._without_key()
+        self._client = self.client_class(
+            api_key=self._key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=timeout,
+            http_client=http_client(self.sdk, http),
+        )
+
+    def _without_key(self) -> str:
+        """The key to use when none is configured; by default there is none to use."""
+        variable = self.key_variable
+        raise ProviderError(
+            f"provider {self.name!r} needs {variable} (or {variable}_FILE) in the environment"
+        )
+
+    @staticmethod
+    def image_tokens(model: str, width: int, height: int) -> int:
+        """An upper bound on the input tokens of one ``width × height`` image for ``model``."""
+        raise NotImplementedError
+
+    @classmethod
+    def bound(cls, body: BodyTemplate, model: str, request: VLMRequest) -> int:
+        """Body bytes without the image + the framing + the image formula (see ``tokens``)."""
+        image = cls.image_tokens(model, request.image_width, request.image_height)
+        return body.text_bytes(model, request) + cls.framing_tokens + image
+
+    def input_token_bound(self, request: VLMRequest) -> int:
+        """The input-token bound of ``request`` as this provider sends it (its body's bytes)."""
+        return self.bound(self.body, self.model, request)
+
+    def parse(self, text: str) -> VLMResponse:
+        """The response body (JSON text) as a :class:`VLMResponse`."""
+        raise NotImplementedError
+
+    async def complete(self, request: VLMRequest) -> VLMResponse:
+        try:
+            text = await self.body.post(self._client, self.path, self.model, request)
+        except Exception as exc:  # every failure becomes a retryable or a provider error
+            raise translate(exc, self.name, self._key, self.sdk) from None
+        try:
+            return self.parse(text)
+        except (ValueError, AttributeError, TypeError, IndexError) as exc:
+            error = redact(f"{self.name}: the response is not {self.answer} ({exc}): {text[:200]}", self._key)
+            raise ProviderError(error or "") from None
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import cv2
 import numpy as np
@@ -28,7 +28,14 @@ from itagger_lib.imaging import decode_rgb
 from itagger_lib.science.metrics import compute_metrics, resolve_params
 from itagger_lib.science.working import working_size
 
-__all__ = ["analyse_file", "decode_for_science", "default_executor", "map_images"]
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["ExecutorLike", "analyse_file", "decode_for_science", "default_executor", "map_images"]
+
+#: Where images are analysed: any :class:`concurrent.futures.Executor` (a process pool) or a
+#: ``dask.distributed.Client``.
+ExecutorLike: TypeAlias = "cf.Executor | Client"
 
 Item = tuple[Any, str, int | None, int | None]
 # Images per Dask task: a Dask task costs milliseconds of scheduler and worker time, a
@@ -212,7 +219,7 @@ def _describe(exc: BaseException) -> str:
 def map_images(
     items: Iterable[Item],
     params: Mapping[str, Any] | None = None,
-    executor: Any = None,
+    executor: ExecutorLike | None = None,
     max_in_flight: int | None = None,
 ) -> Iterator[Outcome]:
     """Compute metrics for many images in parallel, yielding results as they complete.

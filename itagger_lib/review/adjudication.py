@@ -1,5 +1,7 @@
 """Adjudication: a queue of images ordered by disagreement, and recorded consensus values.
 
+Part of the review room, after agreement (:mod:`.agreement`) and monitoring (:mod:`.monitor`).
+
 A consensus value is a rating with ``source="adjudication"``: the adjudicator is its rater,
 ``rated_at`` says when, ``note`` says why. Agreement statistics leave such ratings out; the
 exports carry them as their own source.
@@ -9,16 +11,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
+from itagger_lib.codebook import get_codebook_by_id
 from itagger_lib.db.dml import inserted_id
 from itagger_lib.db.models import Codebook, Rating, utcnow
-from itagger_lib.errors import RatingError
+from itagger_lib.errors import ArgumentError, RatingError
+from itagger_lib.images import resolve as resolve_image
+from itagger_lib.review.agreement import first_presentations
+from itagger_lib.review.coefficients import ratings_matrix
+from itagger_lib.review.disagreement import expected_disagreement, unit_disagreement
+from itagger_lib.review.reading import load_levels
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from itagger_lib._types import ImageRef
+    from itagger_lib.codebook import Answer
+    from itagger_lib.context import Context
 
-    from itagger_lib.workspace import Workspace
+__all__ = ["QUEUE_COLUMNS", "adjudicate", "queue"]
 
 
 QUEUE_COLUMNS = [
@@ -28,7 +40,7 @@ QUEUE_COLUMNS = [
 
 
 def queue(
-    ws: Workspace,
+    ctx: Context,
     attribute: str | None = None,
     by: str = "disagreement",
     min_raters: int = 2,
@@ -38,11 +50,11 @@ def queue(
 
     ``by="disagreement"`` orders by the human raters' disagreement at the attribute's level
     of measurement (from its codebook; attributes without one count as interval):
-    ``disagreement`` is :func:`~itagger_lib.review.coefficients.unit_disagreement` (nominal:
+    ``disagreement`` is :func:`~itagger_lib.review.disagreement.unit_disagreement` (nominal:
     share of rater pairs that disagree; ordinal/interval/ratio: mean squared difference of
     rater pairs, 2 × variance) and the queue sorts by ``relative_disagreement``, that divided
     by the attribute's expected disagreement
-    (:func:`~itagger_lib.review.coefficients.expected_disagreement`), so attributes of
+    (:func:`~itagger_lib.review.disagreement.expected_disagreement`), so attributes of
     different levels and scales rank together (1 = as much as two random ratings).
     ``by="vlm_conflict"`` orders by the distance between the VLM and the humans: nominal,
     the share of (human, VLM) rating pairs that differ; otherwise the VLM mean's distance
@@ -50,12 +62,8 @@ def queue(
     that already have a consensus value are left out. ``human_mean``, ``human_sd`` and
     ``vlm_mean`` are empty for nominal attributes, where they mean nothing.
     """
-    import pandas as pd
-
-    from itagger_lib.review.agreement import first_presentations, load_levels
-
     if by not in {"disagreement", "vlm_conflict"}:
-        raise ValueError(f"by={by!r}: use 'disagreement' or 'vlm_conflict'")
+        raise ArgumentError(f"by={by!r}: use 'disagreement' or 'vlm_conflict'")
     query = sa.select(
         Rating.image_id,
         Rating.attribute,
@@ -67,11 +75,11 @@ def queue(
     ).where(Rating.value.is_not(None))
     if attribute:
         query = query.where(Rating.attribute == attribute)
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         ratings = pd.read_sql(query, connection)
     if ratings.empty:
         return pd.DataFrame(columns=QUEUE_COLUMNS)
-    levels, _ = load_levels(ws)
+    levels, _ = load_levels(ctx)
     decided = ratings.loc[ratings["source"] == "adjudication", ["image_id", "attribute"]]
     first = first_presentations(ratings)
     human = first[first["source"].isin(["human", "import"])]
@@ -94,11 +102,6 @@ def queue(
 
 def _attribute_queue(attribute: str, level: str, human: pd.DataFrame, vlm: pd.DataFrame) -> pd.DataFrame:
     """Per image of one attribute: counts, human spread, level-aware disagreement, VLM conflict."""
-    import numpy as np
-    import pandas as pd
-
-    from itagger_lib.review.coefficients import expected_disagreement, ratings_matrix, unit_disagreement
-
     matrix = ratings_matrix(human)
     stats = pd.DataFrame(index=matrix.index)
     stats["n_raters"] = matrix.notna().sum(axis=1)
@@ -125,15 +128,13 @@ def _attribute_queue(attribute: str, level: str, human: pd.DataFrame, vlm: pd.Da
     return stats.reset_index()
 
 
-def adjudicate(
-    ws: Workspace, image: int | str, attribute: str, value: float | str, note: str | None = None
-) -> int:
+def adjudicate(ctx: Context, image: ImageRef, attribute: str, value: Answer, note: str | None = None) -> int:
     """Record the consensus value of ``attribute`` for ``image``; returns the rating id.
 
     ``value`` is an answer as the codebook allows it (a number, or a categorical label).
     """
-    image_id = int(ws.image(image)["id"])
-    with ws.engine.begin() as connection:
+    image_id = resolve_image(ctx.engine, image)
+    with ctx.engine.begin() as connection:
         codebook_id = connection.execute(
             sa.select(Rating.codebook_id)
             .where(Rating.image_id == image_id, Rating.attribute == attribute)
@@ -146,11 +147,9 @@ def adjudicate(
             ).scalar()
         if codebook_id is None:
             raise RatingError(f"attribute {attribute!r}: no codebook is loaded; run ws.load_codebook() first")
-        from itagger_lib.codebook import get_codebook_by_id
-
         # stored as the write path stores answers: a categorical label as its level index
         # plus the label in value_text, a number as itself
-        number, text = get_codebook_by_id(ws, int(codebook_id)).attribute(attribute).to_columns(value)
+        number, text = get_codebook_by_id(ctx, int(codebook_id)).attribute(attribute).to_columns(value)
         existing = connection.execute(
             sa.select(Rating.id).where(
                 Rating.image_id == image_id, Rating.attribute == attribute, Rating.source == "adjudication"
@@ -160,7 +159,7 @@ def adjudicate(
             connection.execute(
                 sa.update(Rating)
                 .where(Rating.id == existing)
-                .values(value=number, value_text=text, rater=ws.user, note=note, updated_at=utcnow())
+                .values(value=number, value_text=text, rater=ctx.user, note=note, updated_at=utcnow())
             )
             return int(existing)
         result = connection.execute(
@@ -168,7 +167,7 @@ def adjudicate(
                 image_id=image_id,
                 attribute=attribute,
                 codebook_id=codebook_id,
-                rater=ws.user,
+                rater=ctx.user,
                 source="adjudication",
                 value=number,
                 value_text=text,

@@ -1,7 +1,6 @@
-"""Rating studies and the tagging queue: who rates which image next.
+"""The tagging queue: who rates which image of a study next, and where each rater stands.
 
-A study gives every image ``raters_per_image`` open *slots* (rows of ``assignments``). A
-rater's next item is, in order:
+A rater's next item is, in order:
 
 1. an item already claimed by this rater and not finished (resume after a reload);
 2. a *gold* item (an image with a known answer) once every ``gold_every`` items;
@@ -28,28 +27,26 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from itagger_lib.codebook import resolve_codebook
-from itagger_lib.db.models import Assignment, Image, Study, utcnow
+from itagger_lib.db.models import Assignment, utcnow
 from itagger_lib.errors import AssignmentError
+from itagger_lib.ratings.studies import StudyInfo, get_study
 
 if TYPE_CHECKING:
-    from itagger_lib.workspace import Workspace
+    from itagger_lib.context import Context
+    from itagger_lib.ratings.studies import StudyRef
+
+__all__ = [
+    "Item",
+    "get_item",
+    "next_assignment",
+    "progress",
+    "rater_items",
+    "rater_permutation",
+    "set_status",
+    "upcoming_images",
+]
 
 _P = 2_147_483_647  # 2**31 - 1, prime
-MODES = ("blind", "assisted")
-
-
-@dataclass(frozen=True)
-class StudyInfo:
-    """A study as the tagging code needs it."""
-
-    id: int
-    name: str
-    codebook_id: int
-    raters_per_image: int
-    seed: int
-    mode: str
-    design: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -79,128 +76,6 @@ def rater_permutation(seed: int, rater: str) -> tuple[int, int]:
     a = int.from_bytes(digest[:8], "big") % (_P - 1) + 1
     b = int.from_bytes(digest[8:16], "big") % _P
     return a, b
-
-
-def _study_info(row: Any) -> StudyInfo:
-    return StudyInfo(
-        id=int(row["id"]),
-        name=row["name"],
-        codebook_id=int(row["codebook_id"]),
-        raters_per_image=int(row["raters_per_image"]),
-        seed=int(row["seed"]),
-        mode=row["mode"],
-        design=dict(row["design"] or {}),
-    )
-
-
-def get_study(ws: Workspace, study: Any = None) -> StudyInfo:
-    """A study by id, name or :class:`StudyInfo`; ``None`` gives the newest study."""
-    if isinstance(study, StudyInfo):
-        return study
-    query = sa.select(Study).order_by(Study.id.desc()).limit(1)
-    if isinstance(study, int):
-        query = query.where(Study.id == study)
-    elif study is not None:
-        query = query.where(Study.name == str(study))
-    with ws.engine.connect() as connection:
-        row = connection.execute(query).mappings().first()
-    if row is None:
-        what = "no study exists" if study is None else f"no study {study!r}"
-        raise AssignmentError(
-            f"{what} in this workspace; create one with ws.create_study('name') "
-            "(after ws.ingest(folder) and, optionally, ws.load_codebook(path))"
-        )
-    return _study_info(row)
-
-
-def list_studies(ws: Workspace) -> list[StudyInfo]:
-    with ws.engine.connect() as connection:
-        rows = connection.execute(sa.select(Study).order_by(Study.id)).mappings().all()
-    return [_study_info(r) for r in rows]
-
-
-def create_study(
-    ws: Workspace,
-    name: str,
-    codebook: Any = None,
-    raters_per_image: int = 3,
-    seed: int | None = None,
-    retest_share: float = 0.0,
-    gold: dict[Any, dict[str, Any]] | None = None,
-    mode: str = "blind",
-    images: Any = None,
-    gold_every: int = 10,
-) -> StudyInfo:
-    """Create a study with ``raters_per_image`` open slots for every image.
-
-    Parameters
-    ----------
-    name : unique study name.
-    codebook : stored codebook (id, :class:`Codebook`, path or YAML); default: the newest
-        stored one, else the shipped default is stored.
-    raters_per_image : k ≥ 1, how many different raters rate each image.
-    seed : seed of the per-rater image orders; chosen at random and recorded if omitted.
-    retest_share : share in [0, 1) of a rater's done images shown again later (test–retest).
-    gold : ``{image id or sha prefix: {attribute: value}}``, images with known answers shown
-        to every rater once every ``gold_every`` items; values are validated.
-    mode : ``"blind"`` (no machine answer shown) or ``"assisted"`` (the VLM answer is shown).
-    images : image ids / sha prefixes; default all images.
-    """
-    if mode not in MODES:
-        raise AssignmentError(f"study {name!r}: mode {mode!r} is not one of {MODES}")
-    if int(raters_per_image) < 1:
-        raise AssignmentError(f"study {name!r}: raters_per_image must be ≥ 1, got {raters_per_image}")
-    if not 0.0 <= float(retest_share) < 1.0:
-        raise AssignmentError(f"study {name!r}: retest_share must be in [0, 1), got {retest_share}")
-    book = resolve_codebook(ws, codebook)
-    if seed is None:
-        seed = random.SystemRandom().randrange(1, 2**31)
-    if images is None:
-        with ws.engine.connect() as connection:
-            image_ids = list(connection.execute(sa.select(Image.id).order_by(Image.id)).scalars())
-    else:
-        image_ids = [int(ws.image(ref)["id"]) for ref in images]
-    if not image_ids:
-        raise AssignmentError(
-            f"study {name!r}: the workspace has no images; ingest some first with ws.ingest(folder)"
-        )
-    gold_answers: dict[str, dict[str, Any]] = {}
-    for ref, answers in (gold or {}).items():
-        image_id = int(ws.image(ref)["id"])
-        gold_answers[str(image_id)] = {k: book.validate_value(k, v) for k, v in answers.items()}
-    design = {
-        "retest_share": float(retest_share),
-        "gold": gold_answers,
-        "gold_every": int(gold_every),
-        "codebook": f"{book.name} {book.version}",
-    }
-    gold_ids = {int(k) for k in gold_answers}
-    with ws.engine.begin() as connection:
-        if connection.execute(sa.select(Study.id).where(Study.name == name)).first():
-            raise AssignmentError(f"a study named {name!r} already exists; choose another name")
-        study_id = connection.execute(
-            sa.insert(Study)
-            .values(
-                name=name,
-                codebook_id=book.id,
-                raters_per_image=int(raters_per_image),
-                seed=int(seed),
-                mode=mode,
-                design=design,
-                created_at=utcnow(),
-                created_by=ws.user,
-            )
-            .returning(Study.id)
-        ).scalar_one()
-        rows = [
-            {"study_id": study_id, "image_id": i, "slot": s, "kind": "normal", "status": "open"}
-            for i in image_ids
-            if i not in gold_ids
-            for s in range(int(raters_per_image))
-        ]
-        for start in range(0, len(rows), 5000):
-            connection.execute(sa.insert(Assignment), rows[start : start + 5000])
-    return get_study(ws, int(study_id))
 
 
 def _item(row: Any) -> Item:
@@ -299,14 +174,14 @@ def _special(connection: sa.Connection, info: StudyInfo, rater: str, position: i
     return None
 
 
-def next_assignment(ws: Workspace, study: Any, rater: str | None = None) -> Item | None:
+def next_assignment(ctx: Context, study: StudyRef, rater: str | None = None) -> Item | None:
     """The rater's next item (resume, gold, repeat, or a newly claimed slot); ``None`` when done.
 
     Committed before returning: a claimed slot belongs to the rater until rated or skipped.
     """
-    info = get_study(ws, study)
-    rater = rater or ws.user
-    with ws.engine.connect() as connection:
+    info = get_study(ctx, study)
+    rater = rater or ctx.user
+    with ctx.engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
@@ -350,8 +225,9 @@ def next_assignment(ws: Workspace, study: Any, rater: str | None = None) -> Item
             raise
 
 
-def get_item(ws: Workspace, assignment_id: int) -> Item:
-    with ws.engine.connect() as connection:
+def get_item(ctx: Context, assignment_id: int) -> Item:
+    """One item of a queue by its assignment id."""
+    with ctx.engine.connect() as connection:
         row = (
             connection.execute(sa.select(Assignment).where(Assignment.id == assignment_id)).mappings().first()
         )
@@ -360,10 +236,10 @@ def get_item(ws: Workspace, assignment_id: int) -> Item:
     return _item(row)
 
 
-def rater_items(ws: Workspace, study: Any, rater: str) -> list[Item]:
+def rater_items(ctx: Context, study: StudyRef, rater: str) -> list[Item]:
     """The rater's items in the order they were given (done, skipped and open)."""
-    info = get_study(ws, study)
-    with ws.engine.connect() as connection:
+    info = get_study(ctx, study)
+    with ctx.engine.connect() as connection:
         rows = (
             connection.execute(
                 sa.select(Assignment)
@@ -377,7 +253,7 @@ def rater_items(ws: Workspace, study: Any, rater: str) -> list[Item]:
 
 
 def set_status(
-    ws: Workspace, assignment_id: int, status: str, connection: sa.Connection | None = None
+    ctx: Context, assignment_id: int, status: str, connection: sa.Connection | None = None
 ) -> None:
     """Mark an item ``done`` or ``skipped`` (or ``assigned`` again when the rater goes back)."""
     if status not in ("assigned", "done", "skipped"):
@@ -390,18 +266,18 @@ def set_status(
     if connection is not None:
         connection.execute(statement)
         return
-    with ws.engine.begin() as conn:
+    with ctx.engine.begin() as conn:
         conn.execute(statement)
 
 
-def progress(ws: Workspace, study: Any, rater: str) -> dict[str, int]:
+def progress(ctx: Context, study: StudyRef, rater: str) -> dict[str, int]:
     """``{"done": n, "total": N, "remaining": m}`` for the rater.
 
     ``total`` = items finished by the rater + images still available to them (open slots of
     images they have not got, at most one per image); ``remaining = total - done``.
     """
-    info = get_study(ws, study)
-    with ws.engine.connect() as connection:
+    info = get_study(ctx, study)
+    with ctx.engine.connect() as connection:
         finished = connection.execute(
             sa.select(sa.func.count()).where(
                 Assignment.study_id == info.id,
@@ -427,9 +303,9 @@ def progress(ws: Workspace, study: Any, rater: str) -> dict[str, int]:
     return {"done": int(finished), "total": total, "remaining": total - int(finished)}
 
 
-def upcoming_images(ws: Workspace, study: Any, rater: str, n: int = 3) -> list[int]:
+def upcoming_images(ctx: Context, study: StudyRef, rater: str, n: int = 3) -> list[int]:
     """The images the rater would most likely be given next (for prefetching; claims nothing)."""
-    info = get_study(ws, study)
+    info = get_study(ctx, study)
     a, b = rater_permutation(info.seed, rater)
     mine = sa.select(Assignment.image_id).where(Assignment.study_id == info.id, Assignment.rater == rater)
     order = (
@@ -448,5 +324,5 @@ def upcoming_images(ws: Workspace, study: Any, rater: str, n: int = 3) -> list[i
         .order_by("o")
         .limit(n)
     )
-    with ws.engine.connect() as connection:
+    with ctx.engine.connect() as connection:
         return [int(r.image_id) for r in connection.execute(query)]

@@ -1,0 +1,115 @@
+"""Review's edge to the database: a workspace's ratings and levels, read for the pure tables.
+
+:func:`load_ratings` (adjudications left out, VLM raters labelled per model and prompt
+version) and :func:`load_levels` (every stored codebook's levels of measurement) feed the
+pure functions of :mod:`~itagger_lib.review.agreement`; :func:`agreement` and
+:func:`vlm_agreement` are those tables for a whole workspace (``ws.agreement()``), with
+groups from a science bin read through :mod:`itagger_lib.science.results`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import sqlalchemy as sa
+
+from itagger_lib.errors import ArgumentError
+from itagger_lib.review.agreement import (
+    DEFAULT_N_BOOT,
+    agreement_table,
+    codebook_levels,
+    label_vlm_raters,
+    vlm_raters,
+    vlm_vs_human,
+)
+from itagger_lib.science.results import metrics_frame
+
+if TYPE_CHECKING:
+    from itagger_lib.context import Context
+
+__all__ = ["agreement", "load_levels", "load_ratings", "vlm_agreement"]
+
+
+RATINGS_QUERY = sa.text(
+    "SELECT r.image_id, r.rater, r.attribute, r.value, r.source, r.is_repeat, r.repeat_index, "
+    "r.codebook_id, i.collection, v.prompt_version AS vlm_prompt_version "
+    "FROM ratings r JOIN images i ON i.id = r.image_id LEFT JOIN vlm_calls v ON v.id = r.vlm_call_id "
+    "WHERE r.source <> 'adjudication' ORDER BY r.rated_at, r.id"
+)
+CODEBOOKS_QUERY = sa.text("SELECT id, definition FROM codebooks")
+
+
+def load_ratings(ctx: Context) -> pd.DataFrame:
+    """A workspace's ratings for agreement (adjudications left out, VLM raters labelled)."""
+    with ctx.engine.connect() as connection:
+        return label_vlm_raters(pd.read_sql(RATINGS_QUERY, connection))
+
+
+def load_levels(ctx: Context) -> tuple[dict[str, str], dict[str, list[float]]]:
+    """Levels of measurement and domains of every stored codebook (newer ones win)."""
+    with ctx.engine.connect() as connection:
+        codebooks = pd.read_sql(CODEBOOKS_QUERY, connection)
+    levels: dict[str, str] = {}
+    domains: dict[str, list[float]] = {}
+    for definition in codebooks.sort_values("id")["definition"]:
+        more_levels, more_domains = codebook_levels(definition or {})
+        levels.update(more_levels)
+        domains.update(more_domains)
+    return levels, domains
+
+
+def _select(levels: dict[str, str], attributes: Sequence[str] | None) -> dict[str, str]:
+    return levels if attributes is None else {a: levels[a] for a in attributes if a in levels}
+
+
+def agreement(
+    ctx: Context,
+    attributes: Sequence[str] | None = None,
+    raters: Sequence[str] | None = None,
+    by: pd.Series | str | None = None,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Agreement table of a workspace (see :func:`agreement_table`).
+
+    Reads ratings (adjudications left out) and codebook levels through ``ctx.engine``.
+    ``raters`` defaults to every non-VLM rater (VLMs are compared in :func:`vlm_agreement`);
+    ``by``: a Series indexed by image id, ``"collection"``, or a science bin of the newest
+    science run (``"bin.<metric>"``, or just the metric key: its low/mid/high bin).
+    """
+    ratings = load_ratings(ctx)
+    levels, domains = load_levels(ctx)
+    if raters is not None:
+        ratings = ratings[ratings["rater"].isin(list(raters))]
+    else:
+        ratings = ratings[~vlm_raters(ratings["rater"])]
+    group = by
+    if isinstance(by, str):
+        group = _groups(ctx, ratings, by)
+    table = agreement_table(
+        ratings, _select(levels, attributes), by=group, n_boot=n_boot, seed=seed, domains=domains
+    )
+    return table
+
+
+def _groups(ctx: Context, ratings: pd.DataFrame, by: str) -> pd.Series:
+    """Each image's group for ``by=<name>``: a ratings column (collection) or a science bin."""
+    if by == "collection":
+        return ratings.drop_duplicates("image_id").set_index("image_id")[by]
+    metrics = metrics_frame(ctx, bins=True)
+    name = by if by.startswith("bin.") else f"bin.{by}"
+    if name not in metrics.columns:
+        known = sorted(c for c in metrics.columns if str(c).startswith("bin."))
+        raise ArgumentError(
+            f"by={by!r}: not 'collection' nor a science bin of the newest science run; "
+            + (f"bins: {', '.join(known)}" if known else "run the science pipeline first (ws.run_science())")
+        )
+    return metrics[name]
+
+
+def vlm_agreement(ctx: Context, attributes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Each VLM (model × prompt version) against the workspace's humans; see :func:`vlm_vs_human`."""
+    levels, domains = load_levels(ctx)
+    return vlm_vs_human(load_ratings(ctx), _select(levels, attributes), domains=domains)

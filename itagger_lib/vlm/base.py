@@ -1,0 +1,85 @@
+"""The contract between the VLM engine and a provider: a request, a response, the provider.
+
+A provider turns a :class:`VLMRequest` (prompt, JSON schema, one JPEG) into a
+:class:`VLMResponse` (the answer's JSON text, token usage, the raw response). It raises
+:class:`~itagger_lib.errors.RetryableError` for what is worth asking again (429, 5xx,
+timeouts, connection errors) and :class:`~itagger_lib.errors.ProviderError` for the rest.
+Retries, budgets, caching and the ledger are the engine's job, not the provider's: as
+httpx's transports know a ``Request`` and never the ``Client``, a provider knows a request
+and never the run, the workspace or the database.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["Provider", "ProviderFactory", "TokenBound", "VLMRequest", "VLMResponse"]
+
+
+@dataclass(frozen=True)
+class VLMRequest:
+    """One question to a model: system and user text, the answer's schema, one image.
+
+    ``image_width``/``image_height`` are the size of the JPEG (for the token bound);
+    ``image_base64`` is its base64 text, encoded once per image by the engine (empty: the
+    provider encodes ``image_jpeg`` itself).
+    """
+
+    system: str
+    prompt: str
+    schema: dict[str, Any]
+    image_jpeg: bytes
+    temperature: float = 0.0
+    seed: int | None = None
+    max_tokens: int = 400
+    timeout: float = 60.0
+    repeat_index: int = 0  # not sent; lets the stub vary across repeats like a sampled model
+    image_width: int = 0
+    image_height: int = 0
+    image_base64: str = ""
+
+    @property
+    def base64(self) -> str:
+        return self.image_base64 or base64.b64encode(self.image_jpeg).decode("ascii")
+
+
+@dataclass
+class VLMResponse:
+    """What came back: the answer as JSON text (or a refusal), token usage, the raw body.
+
+    ``usage_reported`` is false when the response carried no usage: the engine then charges
+    the request's reservation (its maximum cost) rather than nothing.
+    """
+
+    text: str | None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    raw: str = ""
+    refusal: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    usage_reported: bool = True
+
+
+class Provider(Protocol):
+    """A model behind an API: ``name`` (its registry name), ``model``, and the two calls.
+
+    A provider may also have ``input_token_bound(request) -> int``, an upper bound on the
+    input tokens it bills for the request as it will send it; the engine reserves with it.
+    """
+
+    name: str
+    model: str
+
+    async def complete(self, request: VLMRequest) -> VLMResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+#: ``factory(model=..., **options)`` makes a provider
+#: (see :func:`~itagger_lib.vlm.registry.register_provider`).
+ProviderFactory = Callable[..., Provider]
+#: ``bound(model, request) -> int``: at most this many input tokens are billed for ``request``.
+TokenBound = Callable[[str, VLMRequest], int]
