@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from itagger_lib.ops.doctor import check_https, check_tls, cookie_is_secure
+from itagger_lib.ops.endpoint import check_https, check_tls, cookie_is_secure
 from tests.deploy._hubstack import NGINX, render_nginx, self_signed_cert
 
 pytestmark = [

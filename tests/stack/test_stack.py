@@ -17,9 +17,9 @@ tests run in order on one stack:
 5. backup -> ``docker compose down -v`` -> up -> restore: ratings, accounts and homes back;
 6. a restart of the whole stack loses nothing; lockouts survive it; a new ADMIN_PASSWORD in
    ``.env`` takes effect;
-7. a certificate from a real ACME server (Debian's ``pebble``, as a container on the stack's
-   network) through the proxy's challenge path, and renewal reloads nginx;
-8. ``itagger doctor`` passes against the live stack.
+7. ``itagger doctor`` passes against the live stack (with its self-signed certificate);
+8. a certificate from a real ACME server (Debian's ``pebble``, as a container on the stack's
+   network) through the proxy's challenge path, and renewal reloads nginx.
 
 Every request goes to 127.0.0.1 or to containers on the networks this test's compose project
 made. How long each part took is printed at the end (``-s`` shows it; so does the junit log).
@@ -478,22 +478,47 @@ def test_a_restart_loses_nothing_keeps_lockouts_and_applies_a_new_admin_password
     for _ in range(5):  # tagger-b mistypes the password five times: locked out for 10 minutes
         with pytest.raises(RuntimeError, match="failed"):
             hub.login_session("tagger-b", "wrong-" + secrets.token_hex(4))
+    with Timer("restart of every service"):
+        stack.compose("restart", timeout=300)
+        stack.compose("up -d --wait", timeout=600)
+    with pytest.raises(RuntimeError, match="failed"):  # still locked out: the count is in the hub's database
+        hub.login_session("tagger-b", hub.passwords["tagger-b"])
+    hub.login_session("tagger-a", hub.passwords["tagger-a"])  # others are not
+    # the admin rotates the admin password in .env; down and up recreate every container
     new_password = secrets.token_hex(24)
     set_env(stack.env_file, ADMIN_PASSWORD=new_password)
-    with Timer("restart of the whole stack"):
+    with Timer("down + up of the whole stack"):
         stack.compose("down", timeout=300)
         stack.compose("up -d --wait", timeout=600)
     assert _ratings(stack) == before
-    with pytest.raises(RuntimeError, match="failed"):  # still locked out after the restart
-        hub.login_session("tagger-b", hub.passwords["tagger-b"])
-    hub.login_session("tagger-a", hub.passwords["tagger-a"])  # others are not
     with pytest.raises(RuntimeError, match="failed"):
         hub.login_session(hub.admin_user, hub.admin_password)
     hub.admin_password = new_password
     hub.login_session(hub.admin_user, new_password)
 
 
-# ---- 7. Let's Encrypt, played by pebble ------------------------------------------------------------
+# ---- 7. doctor -------------------------------------------------------------------------------------
+def test_doctor_passes_against_the_live_stack(stack: Stack) -> None:
+    # docs/deploy.md, "Check": run from deploy/ on the Docker host
+    cmd = (
+        f"{sys.executable} -m itagger_lib.cli doctor --url https://127.0.0.1:{stack.ports['https']} "
+        "--ca certs/fullchain.pem --backups backups"
+    )
+    out = stack.sh(cmd, check=False)
+    failed = [line for line in out.splitlines() if line.startswith("[FAIL]")]
+    assert not failed, out
+    for name in (
+        "tls-ciphers",
+        "secure-cookies",
+        "certificate-expiry",
+        "env-file",
+        "running-images",
+        "https",
+    ):
+        assert re.search(rf"\[PASS\] {name}:", out), out
+
+
+# ---- 8. Let's Encrypt, played by pebble ------------------------------------------------------------
 PEBBLE_CONFIG = {
     "pebble": {
         "listenAddress": "0.0.0.0:14000",
@@ -570,24 +595,3 @@ def _served_issuer_and_serial(stack: Stack, issuer: str, not_serial: int | None 
         if time.monotonic() > deadline:
             raise AssertionError(f"the proxy still serves {name} (serial {cert.serial_number})")
         time.sleep(1)
-
-
-# ---- 8. doctor -------------------------------------------------------------------------------------
-def test_doctor_passes_against_the_live_stack(stack: Stack) -> None:
-    # docs/deploy.md, "Check": run from deploy/ on the Docker host
-    cmd = (
-        f"{sys.executable} -m itagger_lib.cli doctor --url https://127.0.0.1:{stack.ports['https']} "
-        "--ca certs/fullchain.pem --backups backups"
-    )
-    out = stack.sh(cmd, check=False)
-    failed = [line for line in out.splitlines() if line.startswith("[FAIL]")]
-    assert not failed, out
-    for name in (
-        "tls-ciphers",
-        "secure-cookies",
-        "certificate-expiry",
-        "env-file",
-        "running-images",
-        "https",
-    ):
-        assert re.search(rf"\[PASS\] {name}:", out), out
