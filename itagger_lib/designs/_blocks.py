@@ -144,7 +144,10 @@ class _Search:
         blocks = stream.reshape(-1, k)
         left, right = np.triu_indices(k, 1)
         a, b = blocks[:, left].ravel(), blocks[:, right].ravel()
-        keys, counts = np.unique(np.minimum(a, b) * n + np.maximum(a, b), return_counts=True)
+        distinct = a != b  # an item twice in a block is a broken block, not a pair
+        keys, counts = np.unique(
+            np.minimum(a, b)[distinct] * n + np.maximum(a, b)[distinct], return_counts=True
+        )
         self.counts: dict[int, int] = dict(zip(keys.tolist(), counts.tolist(), strict=True))
         self.mean = len(a) / max(n * (n - 1) / 2, 1)
         self.target = max(1, math.ceil(self.mean))
@@ -240,8 +243,12 @@ class _Search:
         """
         total = len(self.stream)
         cost = best = 0
+        # Stop early at the least possible cost: every pair q or q + 1 times.
+        excess = sum(c * (c - 1) // 2 for c in self.counts.values()) - self.least_cost()
         best_stream = self.stream.copy()
         for step in range(steps):
+            if excess + best <= 0:
+                break
             temperature = 2.0 * 0.025 ** (step / steps)
             p = int(self.rng.integers(0, total))
             start, stop = self.round_of(p) if within_rounds else (0, total)
@@ -256,6 +263,16 @@ class _Search:
                     best = cost
                     best_stream = self.stream.copy()
         self.stream[:] = best_stream
+
+    def least_cost(self) -> int:
+        """``Σ c(c-1)/2`` when the pairs' co-occurrences differ by at most one."""
+        pairs = self.n * (self.n - 1) // 2
+        if self.groups is not None:
+            sizes = np.bincount(self.groups)
+            pairs -= int((sizes * (sizes - 1) // 2).sum())
+        incidences = sum(self.counts.values())
+        low, high_pairs = divmod(incidences, max(pairs, 1))
+        return (pairs - high_pairs) * low * (low - 1) // 2 + high_pairs * (low + 1) * low // 2
 
     def run(self, anneal_steps: int, within_rounds: bool, passes: int = 60, attempts: int = 40) -> bool:
         """Repair broken blocks, then spread co-occurrences; ``False`` if a block stays broken."""

@@ -22,6 +22,11 @@ from itagger_lib.errors import ScienceError
 __all__ = ["EXACT_LIMIT", "ComparisonGraph", "maximise"]
 
 EXACT_LIMIT = 2000
+# Connected parts up to this size are always inverted exactly: belief propagation is exact
+# on a tree, the slow mode of its mean included, so adding that mode to a small tree-like
+# part would count it twice; from this size on the mode's variance, 1/(n_c λ), is small
+# next to an item's own.
+SMALL_PART = 200
 
 
 class ComparisonGraph:
@@ -76,8 +81,9 @@ class ComparisonGraph:
         """Diagonal of ``C H⁻¹ C`` with ``C = I - 11ᵀ/n``: the variances of centred scores.
 
         Exact (dense Cholesky) when ``n ≤ exact_limit``; otherwise each connected component
-        of at most ``exact_limit`` items is inverted exactly and larger ones by Gaussian belief
-        propagation, which is exact on trees and within a fraction of a percent on sparse
+        of at most ``max(exact_limit, SMALL_PART)`` items is inverted exactly and larger ones
+        by Gaussian belief propagation plus the variance ``1/(n_c λ)`` of the component's
+        mean, which is exact on trees and within a fraction of a percent on sparse
         random designs (Weiss & Freeman 2001; Malioutov, Johnson & Willsky 2006, whose
         walk-summability condition holds because ``H`` is diagonally dominant). Returns the
         variances and ``"exact"`` or ``"belief-propagation"``.
@@ -98,7 +104,7 @@ class ComparisonGraph:
         # Belief propagation sees the neighbourhood of an item, not the slow mode of a whole
         # component: its mean is pinned by the prior alone, with variance 1/(n_c λ).
         variances = variances + 1.0 / (sizes[labels] * ridge)
-        small = np.flatnonzero((sizes > 1) & (sizes <= exact_limit))
+        small = np.flatnonzero((sizes > 1) & (sizes <= max(exact_limit, SMALL_PART)))
         if len(small):
             members = np.argsort(labels, kind="stable")
             starts = np.concatenate([[0], np.cumsum(sizes)])
@@ -113,6 +119,9 @@ class ComparisonGraph:
 
 
 def _inverse_diagonal(matrix: np.ndarray) -> np.ndarray:
+    if len(matrix) <= 500:
+        # Small: numpy's inverse; SciPy's threaded LAPACK spends ~100× longer starting up.
+        return np.diag(np.linalg.inv(matrix)).copy()
     factor = scipy.linalg.cho_factor(matrix, lower=False, check_finite=False)[0]
     inverse, info = scipy.linalg.lapack.dpotri(factor, lower=0)
     if info != 0:
