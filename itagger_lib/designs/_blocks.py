@@ -276,10 +276,15 @@ class _Search:
 
     def run(self, anneal_steps: int, within_rounds: bool, passes: int = 60, attempts: int = 40) -> bool:
         """Repair broken blocks, then spread co-occurrences; ``False`` if a block stays broken."""
+        fewest, stalled = len(self.stream) + 1, 0
         for _ in range(passes):
             bad = self.bad_positions("broken")
             if not bad:
                 break
+            # A design that cannot be balanced stops shrinking: give this try up early.
+            fewest, stalled = (len(bad), 0) if len(bad) < fewest else (fewest, stalled + 1)
+            if stalled >= 8:
+                return False
             for position in bad:
                 self.improve(position, attempts)
         if self.bad_positions("broken"):

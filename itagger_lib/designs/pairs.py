@@ -9,7 +9,9 @@ Bradley–Terry fit learns most from next.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy.special import expit
@@ -164,7 +166,8 @@ def adaptive_pairs(
     """The next ``n_pairs`` pairs, chosen for the largest expected information gain.
 
     Candidates are each item with its ``window`` nearest neighbours in score order (the
-    gain falls off with the score difference); they are ranked by
+    gain falls off with the score difference; the window doubles while the rules leave too
+    few, so a long study reaches farther pairs); they are ranked by
     :func:`information_gain` and taken greedily so that no item appears twice in the batch,
     no pair of ``judged`` (for example the pairs this rater has judged) comes again and no
     two members of a near-duplicate group meet. Refit and call again for the next batch.
@@ -201,28 +204,93 @@ def adaptive_pairs(
         raise ScienceError(f"window must be at least 1, not {window}")
     labels = check_groups(groups, n)
     rng = np.random.default_rng(seed)
-    # Random tie-breaks in the order, so equal scores (a fresh study) give random partners.
-    order = np.lexsort((rng.random(n), scores))
-    offsets = np.arange(1, min(window, n - 1) + 1)
-    first = np.repeat(np.arange(n), len(offsets))
-    second = first + np.tile(offsets, n)
-    keep = second < n
-    candidates = np.stack([order[first[keep]], order[second[keep]]], axis=1)
-    if labels is not None:
-        candidates = candidates[labels[candidates[:, 0]] != labels[candidates[:, 1]]]
+    done = None
     if judged is not None and len(judged):
         judged = np.asarray(judged, dtype=np.int64)
         done = np.minimum(judged[:, 0], judged[:, 1]) * n + np.maximum(judged[:, 0], judged[:, 1])
-        keys = candidates.min(axis=1) * n + candidates.max(axis=1)
-        candidates = candidates[~np.isin(keys, done)]
-    gain = information_gain(scores, variances, candidates)
+    # Random tie-breaks in the order, so equal scores (a fresh study) give random partners.
+    order = np.lexsort((rng.random(n), scores))
+    while True:
+        candidates = _neighbours(order, min(window, n - 1))
+        if labels is not None:
+            candidates = candidates[labels[candidates[:, 0]] != labels[candidates[:, 1]]]
+        if done is not None:
+            keys = candidates.min(axis=1) * n + candidates.max(axis=1)
+            candidates = candidates[~np.isin(keys, done)]
+        chosen = _greedy_matching(candidates, information_gain(scores, variances, candidates), n_pairs, rng)
+        # Late in a study the near neighbours may all be judged: look further out.
+        if len(chosen) == n_pairs or window >= n - 1:
+            break
+        window *= 2
+
+    def allowed(a: int, b: int) -> bool:
+        if labels is not None and labels[a] == labels[b]:
+            return False
+        return done is None or not np.isin(min(a, b) * n + max(a, b), done)
+
+    return _complete(chosen, n, n_pairs, allowed)
+
+
+def _complete(chosen: np.ndarray, n: int, n_pairs: int, allowed: Callable[[int, int], bool]) -> np.ndarray:
+    """Pair up items a greedy batch left over, directly or by re-pairing a chosen pair.
+
+    A greedy matching can strand two items that may not meet (already judged, one group);
+    ``(u, v)`` and a chosen ``(a, b)`` become ``(u, a), (v, b)`` when those may meet. Runs
+    only when the batch is short and at most 50 items are left over.
+    """
+    pairs: list[tuple[int, int]] = [(a, b) for a, b in chosen.tolist()]
+    left = sorted(set(range(n)) - set(chosen.ravel().tolist()))
+    if len(pairs) >= n_pairs or len(left) > 50:
+        return chosen
+    while len(pairs) < n_pairs and len(left) >= 2:
+        step = _repair_step(pairs, left, allowed)
+        if step is None:
+            break
+        new, replaced = step
+        if replaced is not None:
+            pairs.pop(replaced)
+        pairs.extend(new)
+        placed = {item for pair in new for item in pair}
+        left = [item for item in left if item not in placed]
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def _repair_step(
+    pairs: list[tuple[int, int]], left: list[int], allowed: Callable[[int, int], bool]
+) -> tuple[list[tuple[int, int]], int | None] | None:
+    """New pairs for two left-over items, and the index of the chosen pair they replace."""
+    for u, v in itertools.combinations(left, 2):
+        if allowed(u, v):
+            return [(u, v)], None
+        for k, (a, b) in enumerate(pairs):
+            if allowed(u, a) and allowed(v, b):
+                return [(u, a), (v, b)], k
+            if allowed(u, b) and allowed(v, a):
+                return [(u, b), (v, a)], k
+    return None
+
+
+def _neighbours(order: np.ndarray, window: int) -> np.ndarray:
+    """Pairs of items at most ``window`` places apart in ``order``."""
+    n = len(order)
+    offsets = np.arange(1, window + 1)
+    first = np.repeat(np.arange(n), len(offsets))
+    second = first + np.tile(offsets, n)
+    keep = second < n
+    return np.stack([order[first[keep]], order[second[keep]]], axis=1)
+
+
+def _greedy_matching(
+    candidates: np.ndarray, gain: np.ndarray, n_pairs: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Highest-gain candidates first, each item at most once; random left/right."""
     ranked = candidates[np.lexsort((rng.random(len(gain)), -gain))]
-    used = np.zeros(n, dtype=bool)
+    used: set[int] = set()
     chosen: list[tuple[int, int]] = []
     for a, b in ranked.tolist():
-        if used[a] or used[b]:
+        if a in used or b in used:
             continue
-        used[a] = used[b] = True
+        used.update((a, b))
         chosen.append((a, b) if rng.random() < 0.5 else (b, a))
         if len(chosen) == n_pairs:
             break

@@ -141,27 +141,41 @@ def test_adaptive_pairs_close_uncertain_items_once_each() -> None:
         adaptive_pairs(scores, errors, 4)
 
 
-def test_adaptive_choice_learns_more_than_a_balanced_schedule() -> None:
+def test_adaptive_choice_beats_a_balanced_schedule_when_strengths_spread_widely() -> None:
+    # Strengths 3 logits apart on average: many random pairs are foregone conclusions.
     rng = np.random.default_rng(11)
     n, budget, batch = 80, 1600, 40
-    errors = {"balanced": [], "adaptive": []}
+    error = {"balanced": [], "adaptive": []}
+    rank = {"balanced": [], "adaptive": []}
     for _ in range(3):
-        theta = rng.normal(0, 2.0, n)
+        theta = rng.normal(0, 3.0, n)
         theta -= theta.mean()
         balanced = rater_pairs(n, budget, seed=int(rng.integers(1 << 30)))
-        fit = bradley_terry(balanced, pairwise_outcomes(theta, balanced, rng), n_items=n)
-        errors["balanced"].append(np.sqrt(np.mean((fit.scores - theta) ** 2)))
-        pairs = rater_pairs(n, 4 * batch, seed=int(rng.integers(1 << 30)))
+        fits = {"balanced": bradley_terry(balanced, pairwise_outcomes(theta, balanced, rng), n_items=n)}
+        pairs = rater_pairs(n, 4 * batch, seed=int(rng.integers(1 << 30)))  # a balanced start
         outcomes = pairwise_outcomes(theta, pairs, rng)
         while len(pairs) < budget:
             fit = bradley_terry(pairs, outcomes, n_items=n)
-            more = adaptive_pairs(fit.scores, fit.standard_errors, batch, seed=len(pairs))
+            more = adaptive_pairs(fit.scores, fit.standard_errors, batch, judged=pairs, seed=len(pairs))
+            assert len(more) == batch and len(np.unique(more)) == 2 * batch
             pairs = np.concatenate([pairs, more])
             outcomes = np.concatenate([outcomes, pairwise_outcomes(theta, more, rng)])
-        fit = bradley_terry(pairs, outcomes, n_items=n)
-        errors["adaptive"].append(np.sqrt(np.mean((fit.scores - theta) ** 2)))
-        assert spearmanr(fit.scores, theta)[0] > 0.95
-    assert np.mean(errors["adaptive"]) < 0.85 * np.mean(errors["balanced"])
+        assert len(np.unique(unordered(pairs), axis=0)) == budget  # never the same pair twice
+        fits["adaptive"] = bradley_terry(pairs, outcomes, n_items=n)
+        for name, fit in fits.items():
+            error[name].append(np.sqrt(np.mean((fit.scores - theta) ** 2)))
+            rank[name].append(spearmanr(fit.scores, theta)[0])
+    assert np.mean(error["adaptive"]) < 0.9 * np.mean(error["balanced"])
+    assert np.mean(rank["adaptive"]) > np.mean(rank["balanced"])
+
+
+def test_adaptive_choice_reaches_beyond_judged_neighbours() -> None:
+    scores = np.linspace(-2, 2, 10)
+    errors = np.full(10, 0.5)
+    judged = np.array([(i, j) for i in range(10) for j in range(i + 1, min(i + 3, 10))])
+    chosen = adaptive_pairs(scores, errors, 5, judged=judged, window=2)
+    assert len(chosen) == 5
+    assert not ({tuple(sorted(p)) for p in chosen.tolist()} & {tuple(p) for p in judged.tolist()})
 
 
 def test_complete_designs_give_every_pair_once() -> None:
