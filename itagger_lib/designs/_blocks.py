@@ -85,6 +85,9 @@ def schedule(
         _check_capacity(n, n_blocks, block_size, max_together, groups)
     shared = np.random.default_rng([seed, 0]).permutation(n)
     rng = np.random.default_rng([seed, 1, rater])
+    if block_size == 2 and max_together == 1 and groups is None and n_blocks == n * (n - 1) // 2 and n > 30:
+        # Every pair once: a round-robin tournament, which random repair rarely completes.
+        return universe[_round_robin(n, rng)]
     rounds, extra = divmod(n_blocks * block_size, n)
     for _ in range(tries):
         parts = [rng.permutation(n) for _ in range(rounds)]
@@ -97,6 +100,34 @@ def schedule(
         f"could not schedule {n_blocks} blocks of {block_size} over {n} items without repeats "
         "or near-duplicates together; ask for fewer blocks per rater"
     )
+
+
+def _round_robin(n: int, rng: np.random.Generator) -> np.ndarray:
+    """All ``n(n-1)/2`` pairs as ``n - 1`` (even ``n``) or ``n`` rounds of disjoint pairs.
+
+    The circle method (Kirkman 1847; Lucas 1883): item ``n - 1`` stays, the others rotate.
+    Every round of an even ``n`` holds every item once, so every prefix is balanced within
+    ±1; with an odd ``n`` a phantom item makes one item sit out each round, and the counts
+    are balanced within ±1 at the end of every round (within a round, pairs of the items
+    that have sat out come first). Items, rounds and pairs are shuffled.
+    """
+    size = n + n % 2
+    rounds = []
+    for r in range(size - 1):
+        pairs = [(size - 1, r)] + [((r + i) % (size - 1), (r - i) % (size - 1)) for i in range(1, size // 2)]
+        rounds.append([(a, b) for a, b in pairs if a < n and b < n])
+    label = rng.permutation(n)
+    counts = np.zeros(n, dtype=np.int64)
+    ordered = []
+    for index in rng.permutation(len(rounds)):
+        pairs = [(int(label[a]), int(label[b])) for a, b in rounds[index]]
+        rng.shuffle(pairs)
+        pairs.sort(key=lambda pair: counts[pair[0]] + counts[pair[1]])
+        for a, b in pairs:
+            counts[a] += 1
+            counts[b] += 1
+        ordered.extend(pairs)
+    return np.array(ordered, dtype=np.int64).reshape(-1, 2)
 
 
 def _representatives(groups: np.ndarray, rater: int, seed: int) -> np.ndarray:

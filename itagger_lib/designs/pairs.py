@@ -41,7 +41,10 @@ def rater_pairs(
       of the schedule is balanced within ±1 as well;
     * raters ``0 … R-1`` together see every item equally often within ±1;
     * no pair comes twice and no item is paired with itself: a local search swaps items
-      inside a round (which keeps both properties) until no pair breaks a rule;
+      inside a round (which keeps both properties) until no pair breaks a rule; a
+      complete design (every pair once) of more than 30 items is a round-robin tournament
+      instead, whose prefixes are balanced within ±1 for an even number of items and
+      within ±1 at the end of each round (±2 inside one) for an odd number;
     * with ``groups`` (a near-duplicate group label per item), ``avoid="block"`` never
       pairs two members of a group; ``avoid="rater"`` shows the rater one member of each
       group (member ``(rater + offset) mod size``, so members take turns over raters; every

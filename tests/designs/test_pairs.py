@@ -178,7 +178,13 @@ def test_adaptive_choice_reaches_beyond_judged_neighbours() -> None:
     assert not ({tuple(sorted(p)) for p in chosen.tolist()} & {tuple(p) for p in judged.tolist()})
 
 
-def test_complete_designs_give_every_pair_once() -> None:
-    for n in (4, 7, 10):
-        pairs = rater_pairs(n, n * (n - 1) // 2, seed=n)
-        assert {tuple(sorted(p)) for p in pairs.tolist()} == set(itertools.combinations(range(n), 2))
+@pytest.mark.parametrize("n", [4, 7, 10, 60, 61])
+def test_complete_designs_give_every_pair_once(n: int) -> None:
+    pairs = rater_pairs(n, n * (n - 1) // 2, seed=n)
+    assert {tuple(sorted(p)) for p in pairs.tolist()} == set(itertools.combinations(range(n), 2))
+    if n % 2 == 0 or n <= 30:
+        assert_balanced_prefixes(pairs, n)
+    else:  # a round-robin of an odd number: one item sits out each round of (n - 1)/2 pairs
+        for end in range((n - 1) // 2, len(pairs) + 1, (n - 1) // 2):
+            counts = np.bincount(pairs[:end].ravel(), minlength=n)
+            assert counts.max() - counts.min() <= 1
