@@ -105,9 +105,9 @@ def schedule(
 def _round_robin(n: int, rng: np.random.Generator) -> np.ndarray:
     """All ``n(n-1)/2`` pairs as ``n - 1`` (even ``n``) or ``n`` rounds of disjoint pairs.
 
-    The circle method (Kirkman 1847; Lucas 1883): item ``n - 1`` stays, the others rotate.
-    Every round of an even ``n`` holds every item once, so every prefix is balanced within
-    ±1; with an odd ``n`` a phantom item makes one item sit out each round, and the counts
+    The circle method (Walecki's construction, in Lucas 1883): one item stays, the others
+    rotate. Every round of an even ``n`` holds every item once, so every prefix is balanced
+    within ±1; with an odd ``n`` a phantom item makes one item sit out each round, and the counts
     are balanced within ±1 at the end of every round (within a round, pairs of the items
     that have sat out come first). Items, rounds and pairs are shuffled.
     """
