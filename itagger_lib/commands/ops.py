@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from itagger_lib.commands import open_workspace
-from itagger_lib.errors import ConfigError
+from itagger_lib.errors import ArgumentError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +52,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         print(problem or "backup schedule running; last backup fine")
         return 1 if problem else 0
     if not args.dest:
-        raise ConfigError("itagger backup needs a folder: itagger backup /backups/$(date +%F)")
+        raise ArgumentError("itagger backup needs a folder: itagger backup /backups/$(date +%F)")
     if args.schedule:
         at = stack.parse_time_of_day(args.schedule)
         stack.run_schedule(Path(args.dest), at, args.keep, lambda dest: _backup_once(args, dest))
