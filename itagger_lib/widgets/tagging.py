@@ -89,6 +89,7 @@ class TaggingWorkbench(W.VBox):
         self.skip_button = W.Button(description="Skip image (S)", tooltip="S")
         self.back_button.on_click(lambda _: self.back())
         self.skip_button.on_click(lambda _: self.skip())
+        self.skip_button.add_class("itagger-skip")
         self.message = W.HTML(
             "<span style='color:#6e6e73'>Each answer is saved the moment you give it.</span>"
         )

@@ -30,7 +30,7 @@ STYLE = """
 .itagger-tagging .itagger-panel { grid-column: 2; grid-row: 1; min-width: 0; min-height: 0;
   overflow-y: auto; gap: 8px; }
 .itagger-tagging .itagger-panel > .widget-html { margin: 0; }
-.itagger-tagging .widget-html-content { line-height: 1.35; }
+.itagger-tagging .widget-html-content { line-height: 1.35; font-size: inherit; }
 .itagger-tagging .itagger-progress b { font-size: 1.15em; }
 .itagger-tagging .itagger-bar { height: 6px; background: #e5e5ea; border-radius: 3px; margin-top: 6px; }
 .itagger-tagging .itagger-bar > div { height: 6px; background: #2f7d32; border-radius: 3px; }
@@ -49,7 +49,7 @@ STYLE = """
 .itagger-tagging .itagger-end { font-size: 1.15em; }
 .itagger-tagging .itagger-end h2 { font-size: 1.8em; margin: 0 0 .4em 0; }
 .itagger-tagging.itagger-done { grid-template-columns: minmax(0, 1fr); }
-.itagger-tagging.itagger-done .itagger-figure { display: none; }
+.itagger-tagging.itagger-done .itagger-figure, .itagger-tagging.itagger-done .itagger-skip { display: none; }
 .itagger-tagging.itagger-done .itagger-panel { grid-column: 1; width: min(640px, 100%); justify-self: center;
   align-self: center; }
 @media (max-width: 860px), (max-aspect-ratio: 1/1) {
@@ -128,7 +128,8 @@ def not_saved_html(reason: str) -> str:
 
 def end_html(images: int) -> str:
     return (
-        "<div class='itagger-end'><h2>All done — thank you!</h2>"
+        "<div class='itagger-end'><div style='font-size:3em;color:#2f7d32;line-height:1'>✓</div>"
+        "<h2>All done — thank you!</h2>"
         f"<p>You finished all {images} image{'s' if images != 1 else ''} of this study. "
         "Every answer is saved.</p>"
         "<p>You can close this page. To change your last answer, press <b>←</b>.</p></div>"
