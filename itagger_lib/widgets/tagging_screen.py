@@ -2,8 +2,8 @@
 
 One screen per question: the image large on the left, and on the right, top to bottom, the
 progress line, the question, every answer as a full-width button carrying its key and its
-anchor label, back and skip, and the saved state. On a screen narrower than it is wide
-enough for two columns the panel goes under the image. The page never scrolls in the app
+anchor label, back and skip, and the saved state. In the app, on a screen too narrow for
+two columns (or taller than wide) the panel goes under the image. The page never scrolls in the app
 (``.itagger-app``: fixed to the viewport); in a notebook the screen is at most 88 % of the
 window high. Pure functions and a constant, used by :mod:`itagger_lib.widgets.tagging`.
 """
@@ -53,11 +53,11 @@ STYLE = """
 .itagger-tagging.itagger-done .itagger-panel { grid-column: 1; width: min(640px, 100%); justify-self: center;
   align-self: center; }
 @media (max-width: 860px), (max-aspect-ratio: 1/1) {
-  .itagger-tagging.widget-box { grid-template-columns: minmax(0, 1fr);
+  .itagger-tagging.itagger-app.widget-box { grid-template-columns: minmax(0, 1fr);
     grid-template-rows: minmax(0, 1fr) auto; }
-  .itagger-tagging .itagger-panel { grid-column: 1; grid-row: 2; max-height: 55vh; }
-  .itagger-tagging .itagger-answers { flex-direction: row; flex-wrap: wrap; }
-  .itagger-tagging .itagger-answers .widget-button.itagger-answer { width: auto; }
+  .itagger-app .itagger-panel { grid-column: 1; grid-row: 2; max-height: 55vh; }
+  .itagger-app .itagger-answers { flex-direction: row; flex-wrap: wrap; }
+  .itagger-app .itagger-answers .widget-button.itagger-answer { width: auto; }
 }
 </style>
 """
