@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from itagger_lib.db.arrow import read_arrow
 from itagger_lib.db.models import Image, Metric, Run
-from itagger_lib.errors import ScienceError
+from itagger_lib.errors import ScienceError, remedy
 from itagger_lib.science.composites import assign_bins, compute_composites
 
 if TYPE_CHECKING:
@@ -136,7 +136,10 @@ def metrics_frame(
     record = science_run(ctx, run, params=params)
     if record is None:
         if run is not None:
-            raise ScienceError(f"run {run} is not a science run of this workspace; see ws.runs('science')")
+            raise ScienceError(
+                f"run {run} is not a science run of this workspace; see "
+                + remedy("ws.runs('science')", "`itagger runs --kind science`")
+            )
         return pd.DataFrame()
     wide = wide_metrics(ctx, record["params_hash"] or "")
     if wide.empty:

@@ -111,7 +111,7 @@ def help_html(attribute: Attribute) -> str:
     elif len(keys) > 2 and all(k.isdigit() for k in keys):
         answer = f"<b>{keys[0]}</b>–<b>{keys[-1]}</b> answer"
     else:
-        answer = " ".join(f"<b>{html.escape(k)}</b>" for k in keys) + " answer"
+        answer = " / ".join(f"<b>{html.escape(k)}</b>" for k in keys) + " answer"
     return f"Keys: {answer} · <b>←</b> back · <b>S</b> skip image"
 
 
