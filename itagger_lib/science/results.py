@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "latest_science_run",
+    "metric_range",
     "metric_values",
     "metrics_frame",
     "percentiles",
@@ -162,6 +163,20 @@ def metric_values(ctx: Context, keys: Iterable[str], image_ids: Iterable[int] | 
     if run is None:
         return pd.DataFrame()
     return wide_metrics(ctx, run["params_hash"], keys, image_ids)
+
+
+def metric_range(ctx: Context, key: str) -> tuple[float, float] | None:
+    """The lowest and highest value of metric ``key`` in the newest science run (``None``
+    when it has none): what a range filter starts from."""
+    run = latest_science_run(ctx)
+    if run is None:
+        return None
+    query = sa.select(sa.func.min(Metric.value), sa.func.max(Metric.value)).where(
+        Metric.params_hash == run["params_hash"], Metric.key == key
+    )
+    with ctx.engine.connect() as connection:
+        low, high = connection.execute(query).one()
+    return None if low is None or high is None else (float(low), float(high))
 
 
 def percentiles(ctx: Context, image_id: int) -> pd.DataFrame:
