@@ -39,6 +39,14 @@ def _auto() -> dict[str, Any]:
     return {"style": {"description_width": "initial"}, "layout": W.Layout(width="auto")}
 
 
+def _rounded_out(low: float, high: float) -> tuple[float, float]:
+    """``(low, high)`` to four significant digits of their span, rounded outwards so that
+    no observed value falls outside."""
+    span = abs(high - low) or abs(high) or 1.0
+    scale = 10.0 ** (3 - math.floor(math.log10(span)))
+    return math.floor(low * scale) / scale, math.ceil(high * scale) / scale
+
+
 def _row(children: list[W.Widget]) -> W.HBox:
     return W.HBox(children, layout=W.Layout(**ROW))
 
@@ -72,7 +80,9 @@ class Explorer(W.VBox):
         self.filters_html = W.HTML()
         sort_options = ["id"] + self.metric_keys + [f"rating:{a}" for a in self.attributes]
         self.sort = W.Dropdown(options=sort_options, value="id", description="sort by", **_auto())
-        self.descending = W.Checkbox(description="descending", value=False, indent=False)
+        self.descending = W.Checkbox(
+            description="descending", value=False, indent=False, layout=W.Layout(width="auto")
+        )
         self.sort.observe(lambda _: self.set_sort(self.sort.value, self.descending.value), "value")
         self.descending.observe(lambda _: self.set_sort(self.sort.value, self.descending.value), "value")
         self.collection = W.Dropdown(
@@ -205,7 +215,7 @@ class Explorer(W.VBox):
         """Start the range fields at the chosen metric's lowest and highest value."""
         observed = metric_range(self.ws, self.filter_metric.value) if self.filter_metric.value else None
         if observed is not None:
-            self.filter_low.value, self.filter_high.value = observed
+            self.filter_low.value, self.filter_high.value = _rounded_out(*observed)
 
     # -- rendering ----------------------------------------------------------------------
 
