@@ -70,8 +70,6 @@ __all__ = [
     "UnsupportedFormatError",
     "VLMError",
     "VLMResponseError",
-    "remedy",
-    "speak_shell",
 ]
 
 _shell = False

@@ -127,11 +127,16 @@ def not_saved_html(reason: str) -> str:
 
 
 def end_html(images: int) -> str:
+    if images == 0:
+        return notice_html(
+            "Nothing left for you here",
+            "Every image of this study already has all the raters it needs. Thank you!",
+        )
+    finished = "the one image" if images == 1 else f"all {images} images"
     return (
         "<div class='itagger-end'><div style='font-size:3em;color:#2f7d32;line-height:1'>✓</div>"
         "<h2>All done — thank you!</h2>"
-        f"<p>You finished all {images} image{'s' if images != 1 else ''} of this study. "
-        "Every answer is saved.</p>"
+        f"<p>You finished {finished} of this study. Every answer is saved.</p>"
         "<p>You can close this page. To change your last answer, press <b>←</b>.</p></div>"
     )
 
