@@ -84,7 +84,6 @@ def main() -> None:
             page.keyboard.press("Escape")
             run_all_cells(page)
             page.wait_for_selector(".itagger-tagging .itagger-answer", timeout=60_000)
-            page.hover(".itagger-tagging img")
             page.evaluate(INSTALL)
             page.wait_for_timeout(1000)
             for n in range(1, args.n + 1):

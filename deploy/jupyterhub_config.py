@@ -172,6 +172,8 @@ async def pre_spawn_hook(spawner) -> None:  # pragma: no cover - runs inside the
             user.name, groups, env, db_host=DB_HOST, db_name=DB_NAME, db_port=DB_PORT, store=STORE
         )
     )
+    # taggers land in the tagging app, researchers and admins in JupyterLab
+    spawner.default_url = hubconfig.default_url(groups)
     if SPAWNER == "simple":
         _seed_home(Path(spawner.home_dir))
     if hasattr(spawner, "volumes"):
@@ -185,7 +187,7 @@ async def pre_spawn_hook(spawner) -> None:  # pragma: no cover - runs inside the
 
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
-c.Spawner.default_url = "/lab"
+c.Spawner.default_url = hubconfig.LAB_URL  # per user in pre_spawn_hook
 # extra single-user server options (e.g. --LabApp.expose_app_in_browser=True for browser tests)
 c.Spawner.args = shlex.split(env.get("ITAGGER_SINGLEUSER_ARGS", ""))
 

@@ -33,6 +33,11 @@ under ``ConfigError`` because bad arguments were reported as configuration error
 existed, and code that catches ``ConfigError`` for them keeps working. Files with no row and
 rows with no file are reported by ``itagger check`` (:class:`~itagger_lib.check.StoreReport`),
 not raised.
+
+Messages tell what to do in the words of the surface the user is on: the same remedy is a
+CLI command or option in the shell and a Python call in a notebook. :func:`remedy` picks one
+(``remedy("ws.failures(7)", "itagger failures 7")``); the ``itagger`` command calls
+:func:`speak_shell` once at start.
 """
 
 from __future__ import annotations
@@ -66,6 +71,21 @@ __all__ = [
     "VLMError",
     "VLMResponseError",
 ]
+
+_shell = False
+
+
+def speak_shell(on: bool = True) -> bool:
+    """Word remedies as CLI commands and options (``on``) or Python calls from now on;
+    returns the previous setting."""
+    global _shell
+    previous, _shell = _shell, on
+    return previous
+
+
+def remedy(python: str, cli: str) -> str:
+    """``cli`` when the user is in the shell (see :func:`speak_shell`), else ``python``."""
+    return cli if _shell else python
 
 
 class ItaggerError(Exception):

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 
 from itagger_lib.db.models import Image
-from itagger_lib.errors import ImageNotFoundError
+from itagger_lib.errors import ImageNotFoundError, remedy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,7 +50,10 @@ __all__ = [
 
 MIN_PREFIX = 8  # hex digits of a SHA-256 that name an image
 _BULK = 64  # more references than this: read the index once instead of querying each
-_WHERE = "see ws.images()"
+
+
+def _where() -> str:
+    return remedy("see ws.images()", "see `itagger images`")
 
 
 class _Candidates(Protocol):
@@ -133,7 +136,7 @@ def _integer(ref: object) -> int | None:
         value = float(ref)
         if math.isfinite(value) and value.is_integer():
             return int(value)
-        raise ImageNotFoundError(f"image id {ref!r} is not in this workspace ({_WHERE})")
+        raise ImageNotFoundError(f"image id {ref!r} is not in this workspace ({_where()})")
     return None
 
 
@@ -149,7 +152,7 @@ def _match(candidates: _Candidates, ref: object, by_name: bool) -> int:
         if candidates.has_id(number):
             return number
         raise ImageNotFoundError(
-            f"image id {number} is not in this workspace: no image has that id ({_WHERE})"
+            f"image id {number} is not in this workspace: no image has that id ({_where()})"
         )
     text = str(ref).strip()
     if text.isdigit() and len(text) < MIN_PREFIX and candidates.has_id(int(text)):
@@ -170,7 +173,7 @@ def _match(candidates: _Candidates, ref: object, by_name: bool) -> int:
             return matches[0]
         if matches:
             raise ImageNotFoundError(f"SHA-256 prefix {text!r} matches several images; give more digits")
-    raise ImageNotFoundError(f"image {text!r} is not in this workspace (give {accepted}; {_WHERE})")
+    raise ImageNotFoundError(f"image {text!r} is not in this workspace (give {accepted}; {_where()})")
 
 
 def _scalar(ref: Any) -> Any:

@@ -22,9 +22,9 @@ import sqlalchemy as sa
 
 from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Image, ImageSource, utcnow
-from itagger_lib.errors import ImageError, ItaggerError, UnreadableFileError
+from itagger_lib.errors import ImageError, ItaggerError, UnreadableFileError, remedy
 from itagger_lib.imaging import IMAGE_SUFFIXES, UNSUPPORTED_IMAGE_SUFFIXES, ImageInfo, probe
-from itagger_lib.runs import finish_run, record_failures, start_run, update_run
+from itagger_lib.runs import finish_run, record_failures, see_failures, start_run, update_run
 from itagger_lib.store import ImageStore, sha256_file
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class IngestReport:
         for item, reason in self.failed[:50]:
             lines.append(f"  FAILED {item}: {reason}")
         if len(self.failed) > 50:
-            lines.append(f"  ... and {len(self.failed) - 50} more (ws.failures({self.run_id}))")
+            lines.append(f"  ... and {len(self.failed) - 50} more ({see_failures(self.run_id)})")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -164,8 +164,9 @@ def expand_paths(
                         failures.append(
                             (
                                 match,
-                                "is a folder matched by a file pattern; pass recursive=True "
-                                "(--recursive) or a pattern that matches files",
+                                "is a folder matched by a file pattern; "
+                                + remedy("pass recursive=True", "leave out --no-recursive")
+                                + " or give a pattern that matches files",
                             )
                         )
                 else:

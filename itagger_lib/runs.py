@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from itagger_lib._version import __version__
 from itagger_lib.db.dml import inserted_id
 from itagger_lib.db.models import Run, RunFailure, utcnow
+from itagger_lib.errors import remedy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,6 +150,11 @@ def close_stale_runs(engine: Engine, *, kind: str | None = None, params_hash: st
             )
             closed += 1
     return closed
+
+
+def see_failures(run_id: int | None) -> str:
+    """Where the failures of run ``run_id`` are listed, in the words of the user's surface."""
+    return remedy(f"ws.failures({run_id})", f"itagger failures {run_id}")
 
 
 def runs_frame(engine: Engine, kind: str | None = None) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from itagger_lib.codebook.parsing import DEFAULT_CODEBOOK, default_codebook_text
 from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Codebook as CodebookRow
 from itagger_lib.db.models import utcnow
-from itagger_lib.errors import CodebookError
+from itagger_lib.errors import CodebookError, remedy
 
 if TYPE_CHECKING:
     from itagger_lib.context import Context
@@ -123,8 +123,11 @@ def get_codebook(ctx: Context, name: str | None = None, version: str | None = No
         if version is not None:
             what += f" version {version!r}"
         raise CodebookError(
-            f"{what} in this workspace; load one with ws.load_codebook(path) or "
-            "`itagger codebook load FILE` (ws.load_codebook() loads the default)"
+            f"{what} in this workspace; load one with "
+            + remedy(
+                "ws.load_codebook(path) (ws.load_codebook() loads the default)",
+                "`itagger codebook load FILE` (without FILE: the default)",
+            )
         )
     return _from_row(row)
 

@@ -7,7 +7,11 @@ import json
 import sys
 
 from itagger_lib.commands import open_workspace
+from itagger_lib.commands._tables import add_format_option, print_table
 from itagger_lib.errors import ArgumentError
+
+#: what ``itagger images`` shows in text; csv and json give every column
+IMAGE_COLUMNS = ["source_name", "format", "width", "height", "bytes", "collection", "ingested_at"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("status", help="workspace counts, schema revision and version")
     p.set_defaults(func=cmd_status)
 
-    p = subparsers.add_parser("images", help="list images as CSV")
+    p = subparsers.add_parser(
+        "images",
+        help="list images: id, file name, format, size, collection",
+        description="List the workspace's images, one per line: id and the file name they were "
+        "ingested from first, format, size and collection. --format csv or json gives every "
+        "column (SHA-256, source path, who ingested it).",
+    )
+    add_format_option(p)
     p.set_defaults(func=cmd_images)
 
     p = subparsers.add_parser("db", help="database schema migrations")
@@ -80,7 +91,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    open_workspace(args).images().to_csv(sys.stdout)
+    images = open_workspace(args).images()
+    if args.table_format == "text":
+        images = images[IMAGE_COLUMNS].rename(columns={"source_name": "file"})
+    print_table(
+        images,
+        args.table_format,
+        index=True,
+        empty="no images yet: add some with `itagger ingest FOLDER` (or `itagger sample DIR` first)",
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from itagger_lib.commands import open_workspace
+from itagger_lib.commands._tables import add_format_option, print_table
 from itagger_lib.errors import ArgumentError, ImageNotFoundError, RatingError
 from itagger_lib.ratings.imports import ERRORS, IF_IMPORTED, ImportReport
 from itagger_lib.ratings.recording import SOURCES
@@ -53,17 +54,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     imp.set_defaults(func=cmd_import)
 
-    agr = sub.add_parser("agreement", help="inter-rater agreement per attribute, as CSV")
+    agr = sub.add_parser("agreement", help="inter-rater agreement per attribute")
     agr.add_argument("--attributes", help="comma-separated attribute keys (default: all rated)")
     agr.add_argument("--raters", help="comma-separated raters (default: all human and imported raters)")
     agr.add_argument("--by", help="group by 'collection' or a science bin (bin.<metric>)")
     agr.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for alpha's 95%% CI")
-    agr.add_argument("--out", help="write the CSV here instead of standard output")
+    agr.add_argument("--out", help="write the table as CSV to this file instead of printing it")
+    add_format_option(agr)
     agr.set_defaults(func=cmd_agreement)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """A ratings table from a file, by its extension."""
+    """A ratings table from a file, by its extension, its rows numbered for messages as the
+    user sees them: CSV and TSV by spreadsheet line (the header is line 1; blank lines count
+    and are dropped), JSON by record and Parquet by row, both from 1."""
     path = Path(path)
     kind = READERS.get(path.suffix.lower())
     if kind is None:
@@ -75,13 +79,25 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise ArgumentError(f"{path}: no such file")
     try:
         if kind == "parquet":
-            return pd.read_parquet(path)
+            return _numbered(pd.read_parquet(path), "row", 1)
         if kind == "json":
-            return pd.read_json(path, orient="records")
+            return _numbered(pd.read_json(path, orient="records"), "record", 1)
         # image references stay text: a SHA-256 prefix of digits must not become a number
-        return pd.read_csv(path, sep="\t" if kind == "tsv" else _delimiter(path), dtype={"image": str})
+        frame = pd.read_csv(
+            path,
+            sep="\t" if kind == "tsv" else _delimiter(path),
+            dtype={"image": str},
+            skip_blank_lines=False,
+        )
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise ArgumentError(f"{path}: not a readable {kind} table ({exc})") from None
+    frame = _numbered(frame, "line", 2)
+    return frame.dropna(how="all")
+
+
+def _numbered(frame: pd.DataFrame, name: str, first: int) -> pd.DataFrame:
+    frame.index = pd.RangeIndex(first, first + len(frame), name=name)
+    return frame
 
 
 def _delimiter(path: Path) -> str:
@@ -116,7 +132,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"  skipped {problem}", file=sys.stderr)
     if len(report.problems) > 20:
         more = len(report.problems) - 20
-        print(f"  ... and {more} more (all in ws.failures({report.run_id}))", file=sys.stderr)
+        print(f"  ... and {more} more (all in `itagger failures {report.run_id}`)", file=sys.stderr)
     return 0
 
 
@@ -152,5 +168,5 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         table.to_csv(args.out, index=False)
         print(args.out)
     else:
-        table.to_csv(sys.stdout, index=False)
+        print_table(table, args.table_format, empty="no ratings to compare yet")
     return 0

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from itagger_lib.commands import open_workspace
+from itagger_lib.commands._tables import add_format_option, print_table
 from itagger_lib.errors import ArgumentError
 
 
@@ -38,9 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786")
     p.set_defaults(func=cmd_science)
 
-    p = subparsers.add_parser("metrics", help="write the science metrics (image × metric) as CSV")
+    p = subparsers.add_parser(
+        "metrics", help="the science metrics, one line per image (id, file name) and a column per metric"
+    )
     p.add_argument("--run", type=int, help="a science run id (default: the newest)")
     p.add_argument("--bins", action="store_true", help="add low/mid/high bins with the run's cut points")
+    add_format_option(p)
     p.set_defaults(func=cmd_metrics)
 
 
@@ -69,5 +73,14 @@ def cmd_science(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    open_workspace(args).metrics(run=args.run, bins=args.bins).to_csv(sys.stdout)
+    ws = open_workspace(args)
+    metrics = ws.metrics(run=args.run, bins=args.bins)
+    names = ws.images()["source_name"]
+    metrics.insert(0, "file", names.reindex(metrics.index).to_numpy())
+    print_table(
+        metrics,
+        args.table_format,
+        index=True,
+        empty="no science metrics yet: run `itagger science` first",
+    )
     return 0

@@ -122,6 +122,18 @@ def primary_group(groups: Iterable[str]) -> str:
     return "tagger"
 
 
+#: where a user's server opens: taggers in the tagging app (``notebooks/tagging_app.ipynb``
+#: served by Voilà's server extension), everyone else in JupyterLab
+TAGGING_APP_URL = "/voila/render/tagging_app.ipynb"
+LAB_URL = "/lab"
+
+
+def default_url(groups: Iterable[str]) -> str:
+    """The page a user lands on: the tagging app for taggers (and users in no group, who
+    get the tagger's rights), JupyterLab for researchers and admins."""
+    return TAGGING_APP_URL if primary_group(groups) == "tagger" else LAB_URL
+
+
 def quote_ident(name: str) -> str:
     """Quote a SQL identifier."""
     return '"' + name.replace('"', '""') + '"'

@@ -12,6 +12,10 @@ were ingested from (``source_name``, where it is unique in the workspace), with 
 the images table for the whole table (:class:`~itagger_lib.images.ImageIndex`). A blank value
 (missing in the table: ``None``, NaN) is an unanswered item: it is counted and skipped, not
 an error.
+
+A problem names its row by the table's index: ``row 3`` for a DataFrame (its index label),
+``line 5`` when the index is named ``line`` (the CLI numbers a CSV file's rows as a
+spreadsheet does, the header being line 1), or ``record 2`` for a JSON file.
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ import sqlalchemy as sa
 
 from itagger_lib.codebook import resolve_codebook
 from itagger_lib.db.models import Rating, Run, utcnow
-from itagger_lib.errors import CodebookError, ImageNotFoundError, RatingError
+from itagger_lib.errors import CodebookError, ImageNotFoundError, RatingError, remedy
 from itagger_lib.images import ImageIndex
 from itagger_lib.images import resolve as resolve_image
 from itagger_lib.ratings.recording import SOURCES
-from itagger_lib.runs import finish_run, record_failures, start_run
+from itagger_lib.runs import finish_run, record_failures, see_failures, start_run
 
 if TYPE_CHECKING:
     from itagger_lib.codebook import CodebookRef
@@ -44,6 +48,7 @@ __all__ = ["ERRORS", "IF_IMPORTED", "ImportReport", "add_ratings"]
 ERRORS = ("raise", "skip")
 IF_IMPORTED = ("fail", "skip", "append")  # as pandas' to_sql(if_exists=...)
 SHOWN = 10  # problems listed in an error message; the rest are counted
+ROW_NAMES = ("line", "record", "row")  # index names a problem's place is given in
 
 
 @dataclass(frozen=True)
@@ -54,9 +59,14 @@ class Problem:
     image: Any
     image_id: int | None
     reason: str
+    row_name: str = "row"
+
+    @property
+    def where(self) -> str:
+        return f"{self.row_name} {self.row}"
 
     def __str__(self) -> str:
-        return f"row {self.row} (image {self.image!r}): {self.reason}"
+        return f"{self.where} (image {self.image!r}): {self.reason}"
 
 
 @dataclass(repr=False)
@@ -90,7 +100,7 @@ class ImportReport:
         if self.blank:
             text += f", {self.blank:,} blank (unanswered) skipped"
         if self.problems:
-            text += f", {len(self.problems):,} invalid skipped (ws.failures({self.run_id}))"
+            text += f", {len(self.problems):,} invalid skipped ({see_failures(self.run_id)})"
         return text
 
 
@@ -165,11 +175,12 @@ def add_ratings(
     rows: list[dict[str, Any]] = []
     problems: list[Problem] = []
     blank = 0
+    row_name = frame.index.name if frame.index.name in ROW_NAMES else "row"
     for position, record in zip(frame.index, frame.to_dict("records"), strict=True):
         ref = _scalar(record[image_column])
 
         def problem(reason: str, image_id: int | None = None) -> None:
-            problems.append(Problem(position, ref, image_id, reason))  # noqa: B023
+            problems.append(Problem(position, ref, image_id, reason, row_name))  # noqa: B023
 
         value = _scalar(record["value"])
         if _missing(value):
@@ -251,8 +262,10 @@ def add_ratings(
             raise RatingError(
                 f"{duplicates:,} of {len(rows):,} valid ratings rows were already imported "
                 f"({_runs_text(ctx, runs)}); storing them again would count those answers twice. "
-                f"Pass if_imported='skip' {skip}, or "
-                "'append' to store all of them again (CLI: --if-imported)"
+                + remedy(
+                    f"Pass if_imported='skip' {skip}, or 'append' to store all of them again",
+                    f"Give --if-imported skip {skip}, or --if-imported append to store all of them again",
+                )
             )
         if duplicates == len(rows):
             return ImportReport(max(runs), len(frame), 0, blank, problems, duplicates, already_imported=True)
@@ -274,7 +287,7 @@ def add_ratings(
             record_failures(
                 connection,
                 run_id,
-                ((f"row {p.row}: image {p.image!r}", p.image_id, p.reason) for p in problems),
+                ((f"{p.where}: image {p.image!r}", p.image_id, p.reason) for p in problems),
             )
     except BaseException as exc:
         finish_run(ctx.engine, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -296,8 +309,10 @@ def _invalid(problems: list[Problem], total: int, kind: type[Exception]) -> Exce
         lines.append(f"... and {len(problems) - SHOWN} more")
     return kind(
         f"{len(problems)} of {total} ratings rows cannot be imported; nothing was stored "
-        "(fix them, or pass errors='skip' (CLI: --errors skip) to store the valid rows and record "
-        "these as the import's failures):\n  " + "\n  ".join(lines)
+        "(fix them, or "
+        + remedy("pass errors='skip'", "give --errors skip")
+        + " to store the valid rows and record these as the import's failures):\n  "
+        + "\n  ".join(lines)
     )
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import sqlalchemy as sa
 
-from itagger_lib.errors import ArgumentError
+from itagger_lib.errors import ArgumentError, remedy
 from itagger_lib.review.agreement import (
     DEFAULT_N_BOOT,
     agreement_table,
@@ -103,8 +103,15 @@ def _groups(ctx: Context, ratings: pd.DataFrame, by: str) -> pd.Series:
     if name not in metrics.columns:
         known = sorted(c for c in metrics.columns if str(c).startswith("bin."))
         raise ArgumentError(
-            f"by={by!r}: not 'collection' nor a science bin of the newest science run; "
-            + (f"bins: {', '.join(known)}" if known else "run the science pipeline first (ws.run_science())")
+            remedy(f"by={by!r}", f"--by {by}")
+            + ": not 'collection' nor a science bin of the newest science run; "
+            + (
+                f"bins: {', '.join(known)}"
+                if known
+                else "run the science pipeline first ("
+                + remedy("ws.run_science()", "`itagger science`")
+                + ")"
+            )
         )
     return metrics[name]
 

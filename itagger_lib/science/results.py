@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from itagger_lib.db.arrow import read_arrow
 from itagger_lib.db.models import Image, Metric, Run
-from itagger_lib.errors import ScienceError
+from itagger_lib.errors import ScienceError, remedy
 from itagger_lib.science.composites import assign_bins, compute_composites
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "latest_science_run",
+    "metric_range",
     "metric_values",
     "metrics_frame",
     "percentiles",
@@ -136,7 +137,10 @@ def metrics_frame(
     record = science_run(ctx, run, params=params)
     if record is None:
         if run is not None:
-            raise ScienceError(f"run {run} is not a science run of this workspace; see ws.runs('science')")
+            raise ScienceError(
+                f"run {run} is not a science run of this workspace; see "
+                + remedy("ws.runs('science')", "`itagger runs --kind science`")
+            )
         return pd.DataFrame()
     wide = wide_metrics(ctx, record["params_hash"] or "")
     if wide.empty:
@@ -159,6 +163,20 @@ def metric_values(ctx: Context, keys: Iterable[str], image_ids: Iterable[int] | 
     if run is None:
         return pd.DataFrame()
     return wide_metrics(ctx, run["params_hash"], keys, image_ids)
+
+
+def metric_range(ctx: Context, key: str) -> tuple[float, float] | None:
+    """The lowest and highest value of metric ``key`` in the newest science run (``None``
+    when it has none): what a range filter starts from."""
+    run = latest_science_run(ctx)
+    if run is None:
+        return None
+    query = sa.select(sa.func.min(Metric.value), sa.func.max(Metric.value)).where(
+        Metric.params_hash == run["params_hash"], Metric.key == key
+    )
+    with ctx.engine.connect() as connection:
+        low, high = connection.execute(query).one()
+    return None if low is None or high is None else (float(low), float(high))
 
 
 def percentiles(ctx: Context, image_id: int) -> pd.DataFrame:

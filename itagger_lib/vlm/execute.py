@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from itagger_lib.errors import KillSwitchError, PriceUnknownError
+from itagger_lib.errors import KillSwitchError, PriceUnknownError, remedy
 from itagger_lib.runs import close_stale_runs, finish_run, start_run
 from itagger_lib.stored_settings import get_setting
 from itagger_lib.vlm import ledger
@@ -115,8 +115,11 @@ def execute(
     report = plan.report(dry_run=False)
     if get_setting(ctx.engine, ledger.KILL_SWITCH_KEY):
         raise KillSwitchError(
-            "the VLM kill switch is on (setting vlm.kill_switch); turn it off with "
-            "ws.set_setting('vlm.kill_switch', False)"
+            "the VLM kill switch is on (setting vlm.kill_switch); turn it off "
+            + remedy(
+                "with ws.set_setting('vlm.kill_switch', False)",
+                "with the Kill switch button of the admin cockpit (00_Admin.ipynb)",
+            )
         )
     close_stale_runs(ctx.engine, kind="vlm")
     ledger.release_stale(ctx)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from itagger_lib.errors import ProviderError
+from itagger_lib.errors import ProviderError, remedy
 from itagger_lib.stored_settings import get_setting
 from itagger_lib.vlm.base import Provider, ProviderFactory, TokenBound, VLMRequest
 from itagger_lib.vlm.secrets import KEY_VARIABLES, read_secret
@@ -115,7 +115,7 @@ def get_provider(name: str, model: str | None = None, **options: Any) -> Provide
         )
     model = model or _DEFAULT_MODELS.get(name)
     if not model:
-        raise ProviderError(f"VLM provider {name!r} needs a model; pass model=... or set vlm.model")
+        raise ProviderError(f"VLM provider {name!r} needs a model; {_give_model()}")
     return _REGISTRY[name](model=model, **options)
 
 
@@ -135,19 +135,29 @@ def resolve(ctx: Context | None, provider: str | None = None, model: str | None 
             if read_secret(variable):
                 provider = name
                 break
+    if provider is None and os.environ.get("OPENAI_BASE_URL"):
+        provider = "openai"  # a local OpenAI-compatible server (Ollama, vLLM) needs no key
     if provider is None:
         raise ProviderError(
             "no VLM provider configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY (or *_FILE), "
-            "ws.set_setting('vlm.provider', ...), ITAGGER_VLM_PROVIDER, or pass provider=...; "
-            "provider='stub' gives labelled fake ratings for demos"
+            "OPENAI_BASE_URL for a local OpenAI-compatible server, ITAGGER_VLM_PROVIDER, or "
+            + remedy(
+                "ws.set_setting('vlm.provider', ...), or pass provider=...; "
+                "provider='stub' gives labelled fake ratings for demos",
+                "give --provider; --provider stub gives labelled fake ratings for demos",
+            )
         )
     if model is None and stored.get("vlm.provider") in (None, provider):
         model = _text(stored.get("vlm.model"))
     model = model or os.environ.get("ITAGGER_VLM_MODEL") or default_model(provider)
     if not model:
-        raise ProviderError(f"no model for VLM provider {provider!r}; pass model=... or set vlm.model")
+        raise ProviderError(f"no model for VLM provider {provider!r}; {_give_model()}")
     get_provider_factory(provider)
     return provider, model
+
+
+def _give_model() -> str:
+    return remedy("pass model=... or set vlm.model", "give --model, or set ITAGGER_VLM_MODEL")
 
 
 def _text(value: object) -> str | None:

@@ -6,6 +6,8 @@ import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from itagger_lib.runs import see_failures
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -63,7 +65,7 @@ class VLMReport:
         lines = [self.summary()]
         lines += [f"  failed: {item}: {reason}" for item, reason in self.failed[:10]]
         if len(self.failed) > 10:
-            lines.append(f"  ... and {len(self.failed) - 10} more (ws.failures({self.run_id}))")
+            lines.append(f"  ... and {len(self.failed) - 10} more ({see_failures(self.run_id)})")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:

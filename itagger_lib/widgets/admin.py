@@ -1,7 +1,9 @@
-"""The admin cockpit: workspace status, the VLM engine card, uploads and smoke checks.
+"""The admin cockpit: workspace status, the VLM engine card, recent runs, uploads and smoke checks.
 
 Each panel is a plain method returning data (tested in pytest); :attr:`AdminCockpit.widget`
-only lays them out. The VLM card shows which keys are present, never their values.
+only lays them out, in rows that wrap so nothing runs off a 1366-pixel screen. The VLM card
+shows which keys are present, never their values; runs are a compact table with their
+status in colour, and the failures of a run are one click away.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from itagger_lib.widgets.tagging_app import app_link
 from itagger_lib.widgets.upload import UploadPanel
 
 if TYPE_CHECKING:
@@ -27,6 +30,31 @@ SETTING_PROVIDER = "vlm.provider"
 SETTING_MODEL = "vlm.model"
 SETTING_BUDGET = "vlm.budget_usd"
 SMOKE_IMAGES = 3
+RECENT_RUNS = 10
+STATUS_COLOURS = {
+    "succeeded": "#2f7d32",
+    "partial": "#b26a00",
+    "failed": "#b00020",
+    "interrupted": "#b00020",
+    "running": "#1565c0",
+}
+TABLE_STYLE = "border-collapse:collapse;font-size:.9em"
+CELL = "padding:2px 8px;text-align:left;vertical-align:top"
+WRAP = widgets.Layout(flex_flow="row wrap", align_items="center")
+
+
+def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
+    """An HTML table of already escaped cells."""
+    head = "".join(f"<th style='{CELL}'>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td style='{CELL}'>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table class='{cls}' style='{TABLE_STYLE}'><tr>{head}</tr>{body}</table>"
+
+
+def _when(value: Any) -> str:
+    try:
+        return value.strftime("%Y-%m-%d %H:%M")  # type: ignore[no-any-return]
+    except (AttributeError, ValueError):
+        return ""
 
 
 def feature_available(module: str) -> bool:
@@ -72,6 +100,7 @@ def _engine_details(ws: Workspace) -> dict[str, Any]:
             f"{row.provider}/{row.model}": f"in {row.input_per_mtok:g} / out {row.output_per_mtok:g} per Mtok"
             for row in ledger.prices(ws).itertuples()
         },
+        "price_table": ledger.prices(ws),
         "spend_usd": ledger.spent(ws),
     }
     try:
@@ -129,6 +158,23 @@ class AdminCockpit:
         card["provider"] = card["provider"] or "not set (chosen from the keys present)"
         card["model"] = card["model"] or "provider default"
         return card
+
+    def recent_runs(self, limit: int = RECENT_RUNS) -> list[dict[str, Any]]:
+        """The newest runs: id, kind, status, start, user, done of total, failures, error."""
+        runs = self.ws.runs().head(limit)
+        return [
+            {
+                "id": int(run_id),
+                "kind": row["kind"],
+                "status": row["status"],
+                "started": _when(row["started_at"]),
+                "user": row["created_by"],
+                "done": f"{int(row['n_done'])} of {int(row['n_total'])}",
+                "failed": int(row["n_failed"]),
+                "error": row["error"] or "",
+            }
+            for run_id, row in runs.iterrows()
+        ]
 
     def set_kill_switch(self, on: bool) -> None:
         """Stop (``True``) or allow (``False``) new VLM calls in this workspace."""
@@ -191,7 +237,26 @@ class AdminCockpit:
     def engine_html(self) -> str:
         card = self.engine_card()
         keys = ", ".join(f"{k}: {'present' if v else 'absent'}" for k, v in card["keys"].items())
-        prices = ", ".join(f"{m}: {p}" for m, p in card["prices"].items()) or "none set"
+        table = card.get("price_table")
+        prices = (
+            "none set"
+            if table is None or table.empty
+            else _table(
+                ["provider", "model", "input", "output", "set on"],
+                [
+                    [
+                        html.escape(str(p.provider)),
+                        html.escape(str(p.model)),
+                        f"${p.input_per_mtok:g}",
+                        f"${p.output_per_mtok:g}",
+                        _when(p.updated_at),
+                    ]
+                    for p in table.itertuples()
+                ],
+                "itagger-prices",
+            )
+            + "<div style='color:#666;font-size:.85em'>USD per million tokens</div>"
+        )
         spend = "n/a" if card["spend_usd"] is None else f"${card['spend_usd']:.4f}"
         budget = "none set" if card["budget_usd"] is None else f"${float(card['budget_usd']):.2f}"
         rows = [
@@ -199,12 +264,46 @@ class AdminCockpit:
             ("provider", card["provider"]),
             ("model", card["model"]),
             ("keys", keys),
-            ("prices (USD)", prices),
             ("budget", budget),
             ("spend so far", spend),
         ]
         body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        body += f"<tr><th>prices</th><td>{prices}</td></tr>"
         return f"<h3>VLM engine</h3><table>{body}</table>"
+
+    def runs_html(self) -> str:
+        runs = self.recent_runs()
+        if not runs:
+            return "<h3>Recent runs</h3><p>No runs yet: upload images below, or run `itagger batch demo`.</p>"
+        rows = [
+            [
+                str(r["id"]),
+                html.escape(r["kind"]),
+                f"<b style='color:{STATUS_COLOURS.get(r['status'], '#333')}'>{html.escape(r['status'])}</b>",
+                r["started"],
+                html.escape(str(r["user"])),
+                r["done"],
+                str(r["failed"] or ""),
+                f"<span title='{html.escape(r['error'])}'>{html.escape(r['error'][:60])}</span>",
+            ]
+            for r in runs
+        ]
+        header = ["run", "kind", "status", "started", "user", "done", "failed", "error"]
+        return "<h3>Recent runs</h3>" + _table(header, rows, "itagger-runs")
+
+    def failures_html(self, run_id: int) -> str:
+        failures = self.ws.failures(run_id)
+        if failures.empty:
+            return f"<p>Run {run_id} recorded no failures.</p>"
+        rows = [
+            [html.escape(str(f.input)), html.escape(str(f.reason))] for f in failures.head(50).itertuples()
+        ]
+        more = f"<p>… and {len(failures) - 50} more: ws.failures({run_id})</p>" if len(failures) > 50 else ""
+        return (
+            f"<h4>Failures of run {run_id}</h4>"
+            + _table(["input", "reason"], rows, "itagger-failures")
+            + more
+        )
 
     def checks_html(self) -> str:
         if not self.checks:
@@ -259,14 +358,37 @@ class AdminCockpit:
         run.on_click(on_run)
         refresh = widgets.Button(description="Refresh", icon="refresh")
         refresh.on_click(on_refresh)
+        runs, failures = widgets.HTML(self.runs_html()), widgets.HTML()
+        failure_buttons = widgets.HBox(layout=WRAP)
+
+        def show_runs() -> None:
+            runs.value = self.runs_html()
+            buttons = []
+            for r in self.recent_runs():
+                if r["failed"]:
+                    button = widgets.Button(
+                        description=f"failures of run {r['id']} ({r['failed']})",
+                        layout=widgets.Layout(width="auto"),
+                    )
+                    button.on_click(lambda _, i=r["id"]: setattr(failures, "value", self.failures_html(i)))
+                    buttons.append(button)
+            failure_buttons.children = buttons
+
+        show_runs()
+        refresh.on_click(lambda _: show_runs())
+        self.failure_buttons, self.failures = failure_buttons, failures
         upload.ingest_button.on_click(on_refresh)
         upload.folder_button.on_click(on_refresh)
         self.kill_switch_button, self.run_button, self.upload = kill, run, upload
         return widgets.VBox(
             [
-                widgets.HBox([status, refresh]),
+                app_link(),
+                widgets.HBox([status, refresh], layout=WRAP),
                 engine,
                 kill,
+                runs,
+                failure_buttons,
+                failures,
                 upload.widget,
                 widgets.HTML("<h3>Smoke checks</h3>"),
                 run,

@@ -20,7 +20,7 @@ from itagger_lib.errors import ArgumentError
 from itagger_lib.image_sets import save_set
 from itagger_lib.images import collections
 from itagger_lib.ratings.frames import mean_ratings, rated_attributes
-from itagger_lib.science.results import latest_science_run, metric_values
+from itagger_lib.science.results import latest_science_run, metric_range, metric_values
 from itagger_lib.thumbnails import display_jpeg
 
 if TYPE_CHECKING:
@@ -29,6 +29,26 @@ if TYPE_CHECKING:
     from itagger_lib.workspace import Workspace
 
 TILE = 180
+#: a row of controls that wraps onto the next line instead of running off the cell's edge
+ROW = {"flex_flow": "row wrap", "align_items": "center", "grid_gap": "4px 8px"}
+NARROW = {"width": "auto", "min_width": "9em", "max_width": "16em"}
+
+
+def _auto() -> dict[str, Any]:
+    """A control as wide as its label and value need, not the default 300 px."""
+    return {"style": {"description_width": "initial"}, "layout": W.Layout(width="auto")}
+
+
+def _rounded_out(low: float, high: float) -> tuple[float, float]:
+    """``(low, high)`` to four significant digits of their span, rounded outwards so that
+    no observed value falls outside."""
+    span = abs(high - low) or abs(high) or 1.0
+    scale = 10.0 ** (3 - math.floor(math.log10(span)))
+    return math.floor(low * scale) / scale, math.ceil(high * scale) / scale
+
+
+def _row(children: list[W.Widget]) -> W.HBox:
+    return W.HBox(children, layout=W.Layout(**ROW))
 
 
 class Explorer(W.VBox):
@@ -47,21 +67,30 @@ class Explorer(W.VBox):
         self.attributes = rated_attributes(ws)
         self.collections = collections(ws.engine)
         self.message = W.HTML()
-        self.filter_metric = W.Dropdown(options=self.metric_keys, description="metric")
-        self.filter_low = W.FloatText(description="from")
-        self.filter_high = W.FloatText(description="to")
-        self.filter_bin = W.Dropdown(options=["", "low", "mid", "high"], description="or bin")
+        short = {"description_width": "initial"}
+        self.filter_metric = W.Dropdown(options=self.metric_keys, description="metric", **_auto())
+        self.filter_low = W.FloatText(description="from", style=short, layout=W.Layout(**NARROW))
+        self.filter_high = W.FloatText(description="to", style=short, layout=W.Layout(**NARROW))
+        self.filter_metric.observe(lambda _: self._observed_range(), "value")
+        self.filter_bin = W.Dropdown(options=["", "low", "mid", "high"], description="or bin", **_auto())
         add = W.Button(description="Add filter", icon="filter")
         add.on_click(lambda _: self._add_filter_from_controls())
         clear = W.Button(description="Clear filters")
         clear.on_click(lambda _: self.clear_filters())
         self.filters_html = W.HTML()
         sort_options = ["id"] + self.metric_keys + [f"rating:{a}" for a in self.attributes]
-        self.sort = W.Dropdown(options=sort_options, value="id", description="sort by")
-        self.descending = W.Checkbox(description="descending", value=False)
+        self.sort = W.Dropdown(options=sort_options, value="id", description="sort by", **_auto())
+        self.descending = W.Checkbox(
+            description="descending", value=False, indent=False, layout=W.Layout(width="auto")
+        )
         self.sort.observe(lambda _: self.set_sort(self.sort.value, self.descending.value), "value")
         self.descending.observe(lambda _: self.set_sort(self.sort.value, self.descending.value), "value")
-        self.collection = W.Dropdown(options=["", *list(self.collections)], description="collection")
+        self.collection = W.Dropdown(
+            options=["", *list(self.collections)],
+            description="collection",
+            style=short,
+            layout=W.Layout(width="auto"),
+        )
         self.collection.observe(lambda change: self.set_collection(change["new"] or None), "value")
         prev_button = W.Button(description="◀ previous")
         next_button = W.Button(description="next ▶")
@@ -69,26 +98,28 @@ class Explorer(W.VBox):
         next_button.on_click(lambda _: self.next_page())
         self.page_label = W.HTML()
         self.grid = W.GridBox(layout=W.Layout(grid_template_columns=f"repeat(auto-fill, {TILE + 10}px)"))
-        self.set_name = W.Text(placeholder="name of the set", description="selection")
+        self.set_name = W.Text(
+            placeholder="name of the set", description="selection", style=short, layout=W.Layout(**NARROW)
+        )
         save = W.Button(description="Save selection")
         save.on_click(lambda _: self._save_from_controls())
         compare = W.Button(description="Compare selected")
         compare.on_click(lambda _: self._show_comparison())
-        self.plot_metric = W.Dropdown(options=self.metric_keys, description="metric")
-        self.plot_attribute = W.Dropdown(options=["", *self.attributes], description="vs rating")
+        self.plot_metric = W.Dropdown(options=self.metric_keys, description="metric", **_auto())
+        self.plot_attribute = W.Dropdown(options=["", *self.attributes], description="vs rating", **_auto())
         plot = W.Button(description="Plot")
         plot.on_click(lambda _: self._show_plot())
         self.output = W.Output()
         super().__init__(
             [
                 self.message,
-                W.HBox([self.filter_metric, self.filter_low, self.filter_high, self.filter_bin, add, clear]),
+                _row([self.filter_metric, self.filter_low, self.filter_high, self.filter_bin, add, clear]),
                 self.filters_html,
-                W.HBox([self.sort, self.descending, self.collection]),
-                W.HBox([prev_button, self.page_label, next_button]),
+                _row([self.sort, self.descending, self.collection]),
+                _row([prev_button, self.page_label, next_button]),
                 self.grid,
-                W.HBox([self.set_name, save, compare]),
-                W.HBox([self.plot_metric, self.plot_attribute, plot]),
+                _row([self.set_name, save, compare]),
+                _row([self.plot_metric, self.plot_attribute, plot]),
                 self.output,
             ]
         )
@@ -97,6 +128,7 @@ class Explorer(W.VBox):
                 "<b>No science metrics yet.</b> Ingest images (01_Upload) and run "
                 "<code>ws.run_science()</code>; until then images are listed by id."
             )
+        self._observed_range()
         self.refresh()
 
     # -- actions (used by the buttons and by tests) -------------------------------------
@@ -160,6 +192,10 @@ class Explorer(W.VBox):
             raise ArgumentError(f"select 2 to 4 images to compare (selected: {len(self.selected)})")
         return metric_values(self.ws, self.metric_keys, sorted(self.selected)).T
 
+    def comparison_label(self, image_id: int) -> str:
+        """``#12 facade_003.jpg``: an image as the comparison names it."""
+        return f"#{int(image_id)} {self.ws.image(int(image_id))['source_name']}"
+
     def scatter_data(self, metric: str, attribute: str) -> tuple[pd.DataFrame, float, float]:
         """Per-image metric and mean rating, with Pearson's r and Spearman's ρ."""
         import pandas as pd
@@ -174,6 +210,12 @@ class Explorer(W.VBox):
         pearson = float(joined[metric].corr(joined[attribute]))
         spearman = float(joined[metric].corr(joined[attribute], method="spearman"))
         return joined, pearson, spearman
+
+    def _observed_range(self) -> None:
+        """Start the range fields at the chosen metric's lowest and highest value."""
+        observed = metric_range(self.ws, self.filter_metric.value) if self.filter_metric.value else None
+        if observed is not None:
+            self.filter_low.value, self.filter_high.value = _rounded_out(*observed)
 
     # -- rendering ----------------------------------------------------------------------
 
@@ -215,7 +257,14 @@ class Explorer(W.VBox):
             label += f" · {row['sort_value']:.3g}"
         box = W.Checkbox(value=row["id"] in self.selected, description=label, indent=False)
         box.observe(lambda change, i=row["id"]: self.select([i], change["new"]), "value")
-        return W.VBox([picture, box], layout=W.Layout(width=f"{TILE + 6}px"))
+        name = html.escape(str(row.get("source_name") or ""))
+        file_name = W.HTML(
+            f"<div title='{name}' style='overflow:hidden;text-overflow:ellipsis;white-space:nowrap;"
+            f"font-size:.85em;color:#555'>{name}</div>",
+            layout=W.Layout(width=f"{TILE}px"),
+        )
+        file_name.add_class("itagger-file-name")
+        return W.VBox([picture, box, file_name], layout=W.Layout(width=f"{TILE + 6}px"))
 
     def _add_filter_from_controls(self) -> None:
         key = self.filter_metric.value
@@ -243,9 +292,18 @@ class Explorer(W.VBox):
             except Exception as exc:
                 print(exc)
                 return
-            tiles = [W.Image(value=display_jpeg(self.ws, int(i), 320), format="jpeg") for i in table.columns]
-            display(W.HBox(tiles))
-            display(table)
+            labels = {i: self.comparison_label(i) for i in table.columns}
+            tiles = [
+                W.VBox(
+                    [
+                        W.Image(value=display_jpeg(self.ws, int(i), 320), format="jpeg"),
+                        W.HTML(html.escape(labels[i])),
+                    ]
+                )
+                for i in table.columns
+            ]
+            display(_row(tiles))
+            display(table.rename(columns=labels))
 
     def _show_plot(self) -> None:
         import matplotlib.pyplot as plt

@@ -1,13 +1,16 @@
 """``TaggingWorkbench``: keyboard-first human rating of a study's images.
 
-One image at a time, large; one question at a time with answer buttons (hotkeys from the
-codebook: number keys for levels), auto-advance after an answer, ``←``/``Backspace`` to go
-back and change an answer, ``S`` to skip. Every answer is written through (committed before
-the next question appears), so a new workbench for the same rater resumes where they
-stopped.
+One screen per question: the image large, beside it the progress line, the question and
+every answer as a button with its key and anchor label (:mod:`.tagging_screen` draws it),
+auto-advance after an answer, ``←``/``Backspace`` to go back and change an answer, ``S`` to
+skip. Keys come from a :class:`~itagger_lib.widgets.keys.KeyCatcher`: no hovering needed.
+Every answer is written through (committed before the next question appears) and the
+screen says so; a new workbench for the same rater resumes where they stopped. With
+``app=True`` the screen fills the browser window and takes every key of the page (the
+tagging app, :mod:`.tagging_app`).
 
 Dwell time (ms a question was on screen before it was answered) is measured in the browser:
-ipyevents sends each key press with the DOM ``event.timeStamp`` (a monotonic
+the key catcher sends each key press with the DOM ``event.timeStamp`` (a monotonic
 ``performance.now()`` clock of the page). The dwell of a question answered by key press
 *n* is ``timeStamp(n) − timeStamp(n−1)`` when press *n−1* is what brought the question on
 screen; otherwise (first question after a page load, a question reached with the mouse)
@@ -25,7 +28,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
-from ipyevents import Event
 
 from itagger_lib.codebook import Attribute, get_codebook_by_id
 from itagger_lib.errors import AssignmentError
@@ -34,6 +36,8 @@ from itagger_lib.ratings.frames import machine_answer
 from itagger_lib.ratings.recording import rater_ratings, record_rating
 from itagger_lib.ratings.studies import StudyInfo, get_study
 from itagger_lib.thumbnails import display_jpeg
+from itagger_lib.widgets import tagging_screen as screen
+from itagger_lib.widgets.keys import KeyCatcher
 
 if TYPE_CHECKING:
     from itagger_lib.codebook import Answer, CodebookRef
@@ -66,40 +70,61 @@ class TaggingWorkbench(W.VBox):
         attributes: list[str] | None = None,
         long_side: int = LONG_SIDE,
         prefetch: int = 3,
+        app: bool = False,
     ) -> None:
         self.ws = ws
         self.rater = rater or ws.user
         self.long_side = long_side
         self.n_prefetch = prefetch
+        self.app = app
         self.session_id = uuid.uuid4().hex
         self.header = W.HTML()
         self.progress_label = W.HTML()
-        self.image = W.Image(
-            format="jpeg", layout=W.Layout(max_width="100%", max_height="70vh", object_fit="contain")
-        )
+        self.image = W.Image(format="jpeg")
         self.question = W.HTML()
         self.assist = W.HTML()
-        self.answers = W.HBox(layout=W.Layout(flex_flow="row wrap"))
+        self.answers = W.VBox()
+        self.answers.add_class("itagger-answers")
         self.back_button = W.Button(description="← Back", tooltip="Left arrow or Backspace")
-        self.skip_button = W.Button(description="Skip (S)", tooltip="S")
+        self.skip_button = W.Button(description="Skip image (S)", tooltip="S")
         self.back_button.on_click(lambda _: self.back())
         self.skip_button.on_click(lambda _: self.skip())
-        self.message = W.HTML()
-        super().__init__(
+        self.skip_button.add_class("itagger-skip")
+        self.message = W.HTML(
+            "<span style='color:#6e6e73'>Each answer is saved the moment you give it.</span>"
+        )
+        self.message.add_class("itagger-saved")
+        self.help = W.HTML()
+        self.help.add_class("itagger-help")
+        self.key_catcher = KeyCatcher(scope="document" if app else "container")
+        self.key_catcher.add_class("itagger-hidden")
+        self.key_catcher.on_key(self._on_event)
+        style = W.HTML(screen.STYLE)
+        style.add_class("itagger-hidden")
+        self.figure = W.Box([self.image])
+        self.figure.add_class("itagger-figure")
+        nav = W.HBox([self.back_button, self.skip_button])
+        nav.add_class("itagger-nav")
+        self.progress_label.add_class("itagger-progress-line")
+        self.question.add_class("itagger-question")
+        self.header.add_class("itagger-help")
+        self.panel = W.VBox(
             [
-                self.header,
                 self.progress_label,
-                self.image,
                 self.question,
                 self.assist,
                 self.answers,
-                W.HBox([self.back_button, self.skip_button]),
+                nav,
                 self.message,
+                self.help,
+                self.header,
             ]
         )
+        self.panel.add_class("itagger-panel")
+        super().__init__([style, self.key_catcher, self.figure, self.panel])
         self.add_class("itagger-tagging")
-        self.events = Event(source=self, watched_events=["keydown"], prevent_default_action=True)
-        self.events.on_dom_event(self._on_event)
+        if app:
+            self.add_class("itagger-app")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="itagger-prefetch")
         self._cache: dict[int, Future[bytes]] = {}
         self._controls: dict[str, tuple[tuple[W.Widget, ...], Any]] = {}
@@ -107,6 +132,7 @@ class TaggingWorkbench(W.VBox):
         self.index = 0
         self.attr_index = 0
         self.finished = False
+        self.progress = ""
         self._shown_mono = time.monotonic()
         self._shown_ts: float | None = None
         self.last_dwell: tuple[int, str] | None = None
@@ -129,8 +155,7 @@ class TaggingWorkbench(W.VBox):
         self.attributes: list[Attribute] = self.codebook.select(attributes)
         self.mode = self.study.mode
         self.header.value = (
-            f"<b>{html.escape(self.study.name)}</b> · rater <b>{html.escape(self.rater)}</b> · "
-            f"{'assisted' if self.mode == 'assisted' else 'blind'}"
+            f"Rating as <b>{html.escape(self.rater)}</b> · study {html.escape(self.study.name)}"
         )
         self.items = [
             i for i in queue.rater_items(ws, self.study, self.rater) if i.status in ("done", "skipped")
@@ -153,7 +178,7 @@ class TaggingWorkbench(W.VBox):
         nxt = queue.next_assignment(self.ws, self.study, self.rater)
         if nxt is None:
             self.finished = True
-            self._stop("All done — no images left for you in this study. Thank you!")
+            self._finish()
             return
         self.finished = False
         self.items.append(nxt)
@@ -196,10 +221,11 @@ class TaggingWorkbench(W.VBox):
                 complete=last,
             )
         except Exception as exc:  # shown to the rater, the question stays
-            self.message.value = f"<span style='color:#b00'>Not saved: {html.escape(str(exc))}</span>"
+            self.message.value = screen.not_saved_html(str(exc))
             return
         self.last_dwell = (dwell, method)
         self._shown_ts = timestamp
+        self.message.value = screen.saved_html(attribute.label, self._answer_label(attribute, value))
         if last:
             self._next_item()
         else:
@@ -215,6 +241,7 @@ class TaggingWorkbench(W.VBox):
             self.index -= 1
             self.attr_index = len(self.attributes) - 1
         self.finished = False
+        self.remove_class("itagger-done")
         self._show()
 
     def skip(self, timestamp: float | None = None) -> None:
@@ -225,6 +252,7 @@ class TaggingWorkbench(W.VBox):
         self._shown_ts = timestamp
         if queue.get_item(self.ws, item.id).status == "assigned":
             queue.set_status(self.ws, item.id, "skipped")
+        self.message.value = "<span style='color:#6e6e73'>Image skipped: it will not come back.</span>"
         self._next_item()
 
     # -- keyboard ----------------------------------------------------------------------------
@@ -248,10 +276,7 @@ class TaggingWorkbench(W.VBox):
 
     def press(self, key: str, timestamp: float | None = None) -> None:
         """Send a key as the browser would (for tests and scripts)."""
-        content: dict[str, Any] = {"type": "keydown", "key": key}
-        if timestamp is not None:
-            content["timeStamp"] = timestamp
-        self.events._handle_mouse_msg(None, content, [])
+        self.key_catcher.press(key, timestamp)
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -295,20 +320,18 @@ class TaggingWorkbench(W.VBox):
             self._shown_image = item.image_id
         answers = rater_ratings(self.ws, item.id, self.rater, self.codebook)
         current = answers.get(attribute.key)
-        kind = {"repeat": " · repeat", "gold": " · check item"}.get(item.kind, "")
-        self.question.value = (
-            f"<div style='font-size:1.3em'><b>{html.escape(attribute.label)}</b>: "
-            f"{html.escape(attribute.question)}</div>"
-            f"<div style='color:#666'>question {self.attr_index + 1} of {len(self.attributes)}{kind}</div>"
-        )
+        self.question.value = screen.question_html(attribute)
         self.assist.value = self._assist_text(item.image_id, attribute) if self.mode == "assisted" else ""
         controls = self._answer_controls(attribute, current)
         if self.answers.children != controls:
             self.answers.children = controls
+        self.key_catcher.watched_keys = self._keys_of(attribute)
+        self.help.value = screen.help_html(attribute)
         stats = queue.progress(self.ws, self.study, self.rater)
         n = min(self.index + 1, stats["total"])
-        self.progress_label.value = f"{n} of {stats['total']}, {stats['remaining']} remaining"
-        self.message.value = ""
+        left = len(self.attributes) - self.attr_index
+        self.progress = screen.progress_text(n, stats["total"], left)
+        self.progress_label.value = screen.progress_html(n, stats["total"], left, stats["done"])
         self._shown_mono = time.monotonic()
         self._prefetch()
 
@@ -353,17 +376,33 @@ class TaggingWorkbench(W.VBox):
             return (select, ok)
         buttons = []
         for level in attribute.levels:
-            label = level.label or str(level.value)
-            text = f"{level.hotkey} · {label}" if level.hotkey else label
-            button = W.Button(
-                description=text,
-                tooltip=level.definition or label,
-                layout=W.Layout(width="auto", min_width="6em"),
-            )
+            button = W.Button(description=screen.answer_text(level), tooltip=level.definition or "")
             button.on_click(lambda _, v=level.value: self.answer(v))
             button.add_class("itagger-answer")
             buttons.append(button)
         return tuple(buttons)
+
+    @staticmethod
+    def _keys_of(attribute: Attribute) -> list[str]:
+        """The keys the page hands to this question: its hotkeys, back, skip (and Enter)."""
+        enter = ["Enter"] if attribute.type in ("continuous", "multi_label") else []
+        return [*attribute.hotkeys, *BACK_KEYS, *SKIP_KEYS, *enter]
+
+    @staticmethod
+    def _answer_label(attribute: Attribute, value: Any) -> str:
+        if attribute.type == "continuous":
+            return f"{value:g}" if isinstance(value, int | float) else str(value)
+        if attribute.type == "multi_label":
+            return ", ".join(str(v) for v in value) or "none"
+        try:
+            level = attribute.level(value)
+        except Exception:
+            return str(value)
+        return (
+            f"{level.value} · {level.label}"
+            if level.label and str(level.value) != level.label
+            else str(level.label or level.value)
+        )
 
     def _assist_text(self, image_id: int, attribute: Attribute) -> str:
         stored = machine_answer(self.ws, image_id, attribute.key)
@@ -376,13 +415,24 @@ class TaggingWorkbench(W.VBox):
             label = value
         return f"<div style='color:#555'>Model's answer: <b>{html.escape(str(label))}</b></div>"
 
-    def _stop(self, text: str) -> None:
+    def _stop(self, text: str, title: str = "Nothing to tag") -> None:
+        """A screen without a question: ``text`` says why (no study, no images)."""
         self.answers.children = ()
-        self.question.value = f"<div style='font-size:1.2em'>{html.escape(text)}</div>"
-        self.assist.value = ""
-        if self.study is not None:
-            stats = queue.progress(self.ws, self.study, self.rater)
-            self.progress_label.value = f"{stats['done']} of {stats['total']}, {stats['remaining']} remaining"
+        self.question.value = screen.notice_html(title, text)
+        self.assist.value = self.help.value = self.progress_label.value = self.progress = ""
+        self.key_catcher.watched_keys = []
+        self.add_class("itagger-done")
+
+    def _finish(self) -> None:
+        """The end screen: the rater's queue is empty; ``←`` still goes back."""
+        assert self.study is not None
+        stats = queue.progress(self.ws, self.study, self.rater)
+        self.answers.children = ()
+        self.question.value = screen.end_html(stats["done"])
+        self.progress = f"All done: {stats['done']} of {stats['total']} images"
+        self.assist.value = self.help.value = self.progress_label.value = ""
+        self.key_catcher.watched_keys = list(BACK_KEYS)
+        self.add_class("itagger-done")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

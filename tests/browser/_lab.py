@@ -51,6 +51,12 @@ def _free_port() -> int:
 def jupyter_lab(root: Path, env: dict[str, str], timeout: float = 90) -> Iterator[Lab]:
     """A running JupyterLab server over ``root`` whose kernels see ``env``."""
     port, token = _free_port(), secrets.token_hex(16)
+    # no "get notified about Jupyter news?" toast over the page (and its screenshots)
+    notification = root / ".lab-settings" / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True, exist_ok=True)
+    (notification / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}'
+    )
     log = open(root / "jupyter-lab.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [

@@ -1,6 +1,7 @@
 """In a real browser, JupyterLab opens each cockpit notebook, runs it, and its widgets render
 with no errors in the browser console; a screenshot of each is saved for the CI log
-(``.test-artifacts/screenshots/``)."""
+(``.test-artifacts/screenshots/``). At 1366×768 and 1920×1080 no control of the admin
+cockpit or the explorer sticks out of its output cell (from their bounding boxes)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser._lab import CHROMIUM, chromium, jupyter_lab, run_all_cells
+from tests.browser._layout import overflowing_controls
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / ".test-artifacts" / "screenshots"
@@ -37,6 +39,11 @@ def lab(tmp_path_factory, sample_dir):
     home = root / "workspace"
     ws = Workspace(home=home, database_url=f"sqlite:///{home / 'itagger.db'}", store=home / "store")
     ws.ingest([str(p) for p in sorted(sample_dir.glob("*.jpg"))[:3]], progress=False)
+    ws.run_science(progress=False)  # the explorer's filters and sort need metrics
+    broken = root / "uploads"
+    broken.mkdir()
+    (broken / "broken_upload_with_a_long_file_name.jpg").write_bytes(b"not an image")
+    ws.ingest(broken, progress=False)  # a run with a failure for the admin's runs table
     ws.close()
     env = {
         "ITAGGER_HOME": str(home),
@@ -79,6 +86,42 @@ def test_cockpit_notebook_runs_in_jupyterlab(lab, name) -> None:
     except Exception:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"{Path(name).stem}-FAILED.png"), full_page=True)
+        raise
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("viewport", [(1366, 768), (1920, 1080)], ids=lambda v: f"{v[0]}x{v[1]}")
+@pytest.mark.parametrize("name", ["00_Admin.ipynb", "04_Explore.ipynb"])
+def test_cockpit_controls_fit_their_cell(lab, name, viewport) -> None:
+    server, browser = lab
+    width, height = viewport
+    page = browser.new_page(viewport={"width": width, "height": height})
+    try:
+        page.goto(server.notebook_url(name))
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+        page.keyboard.press("Escape")
+        run_all_cells(page)
+        page.wait_for_selector(".jp-OutputArea .widget-button", timeout=60_000)
+        page.wait_for_timeout(500)
+        if name == "00_Admin.ipynb":  # the failures of a run, one click away
+            page.get_by_role("button", name="failures of run").first.click()
+            page.locator(".itagger-failures").wait_for(timeout=30_000)
+            assert "broken_upload_with_a_long_file_name.jpg" in page.locator(".itagger-failures").inner_text()
+        else:  # ranges start at the metric's observed values, not 0 to 0
+            values = page.locator(".jp-OutputArea .widget-text input[type=number]").evaluate_all(
+                "inputs => inputs.slice(0, 2).map(i => parseFloat(i.value))"
+            )
+            assert len(values) == 2 and values[0] < values[1], values
+            assert page.locator(".jp-OutputArea .itagger-file-name").count() == 3
+        bad = overflowing_controls(page)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{Path(name).stem}-{width}x{height}.png"), full_page=True)
+        assert not bad, f"{name} at {width}×{height}: controls outside their cell: {bad}"
+    except Exception:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        failed = SCREENSHOTS / f"{Path(name).stem}-{width}x{height}-FAILED.png"
+        page.screenshot(path=str(failed), full_page=True)
         raise
     finally:
         page.close()

@@ -2,8 +2,9 @@
 
 Postgres, JupyterHub with the project's ``deploy/jupyterhub_config.py`` (local-process
 spawner), configurable-http-proxy and nginx with ``deploy/nginx/itagger.conf`` and a
-self-signed certificate. Through HTTPS, headless Chromium logs in as two taggers, opens
-``02_Tag.ipynb``, runs it (kernel websockets through nginx) and rates an image. Then: tagger A,
+self-signed certificate. Through HTTPS, headless Chromium logs in as two taggers, who land
+in the tagging app (Voilà, their group's default URL; kernel websockets through nginx) and
+rate an image with the keyboard only, everything on one 1366×768 screen. Then: tagger A,
 with the database credentials the hub gave A's server, cannot change tagger B's ratings (the
 database refuses); http:// redirects to https://; ``itagger doctor`` passes on this setup and
 fails on ``deploy/.env.example`` naming the reason. Screenshots go to

@@ -187,3 +187,35 @@ def test_hub_config_refuses_missing_or_example_secret(name: str, monkeypatch: py
     env[name] = "change-me-" + secrets.token_hex(20)
     with pytest.raises(ConfigError, match=f"{name} still has the example"):
         load_hub_config(env, monkeypatch)
+
+
+def test_taggers_land_in_the_tagging_app_others_in_jupyterlab() -> None:
+    from itagger_lib.widgets.tagging_app import APP_PATH
+
+    assert hubconfig.TAGGING_APP_URL == "/" + APP_PATH
+    assert hubconfig.default_url(["tagger"]) == hubconfig.TAGGING_APP_URL
+    assert hubconfig.default_url([]) == hubconfig.TAGGING_APP_URL  # no group: a tagger's rights
+    assert hubconfig.default_url(["tagger", "researcher"]) == "/lab"
+    assert hubconfig.default_url(["admin"]) == "/lab"
+
+
+def test_pre_spawn_hook_sets_the_landing_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    env = good_env() | {"ITAGGER_SPAWNER": "simple", "ITAGGER_SKIP_DB_ROLES": "1"}
+    cfg = load_hub_config(env, monkeypatch)
+    assert cfg.Spawner.default_url == "/lab"
+    for groups, admin, landing in (
+        (["tagger"], False, hubconfig.TAGGING_APP_URL),
+        (["researcher"], False, "/lab"),
+    ):
+        spawner = SimpleNamespace(
+            user=SimpleNamespace(name="ann", admin=admin, groups=[SimpleNamespace(name=g) for g in groups]),
+            environment={},
+            home_dir=str(tmp_path / "ann"),
+            default_url="/lab",
+        )
+        asyncio.run(cfg.Spawner.pre_spawn_hook(spawner))
+        assert spawner.default_url == landing
+        assert (tmp_path / "ann" / "tagging_app.ipynb").is_file()  # the app's notebook is in the home

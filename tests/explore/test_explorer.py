@@ -16,6 +16,7 @@ from itagger_lib.errors import ConfigError
 from itagger_lib.ratings import frames
 from itagger_lib.review import adjudication
 from itagger_lib.science import results
+from itagger_lib.science.results import metric_values
 
 
 @pytest.fixture
@@ -148,6 +149,19 @@ def test_explorer_widget_actions(scienced) -> None:
     assert image_sets.image_sets(ws)["favourites"] == sorted(explorer.selected)
     table = explorer.comparison()
     assert table.shape[1] == 3 and "fractal.dimension" in table.index
+    names = ws.images()["source_name"]
+    tile = explorer.grid.children[0].children
+    assert names[int(explorer.rows["id"].iloc[0])] in tile[2].value  # the file name under it
+    low, high = explorer.filter_low.value, explorer.filter_high.value  # the observed range
+    values = metric_values(ws, [explorer.filter_metric.value]).iloc[:, 0]
+    assert low <= values.min() < values.max() <= high  # the observed range, rounded outwards
+    assert (low, high) == pytest.approx((values.min(), values.max()), rel=1e-2)
+    explorer.filter_metric.value = "fractal.dimension"
+    values = metric_values(ws, ["fractal.dimension"]).iloc[:, 0]
+    assert explorer.filter_low.value <= values.min() < values.max() <= explorer.filter_high.value
+    assert [explorer.comparison_label(i) for i in table.columns] == [
+        f"#{i} {names[i]}" for i in sorted(explorer.selected)
+    ]
     data, pearson, _spearman = explorer.scatter_data("complexity.edge_density", "pleasantness")
     assert len(data) == 12
     assert pearson == pytest.approx(np.corrcoef(data.iloc[:, 0], data.iloc[:, 1])[0, 1])

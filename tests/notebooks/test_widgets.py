@@ -128,3 +128,35 @@ def test_engine_card_reads_the_engines_prices_and_spend(workspace, monkeypatch) 
     assert card["budget_usd"] == 5.0 and card["spend_usd"] == 0.0
     assert card["provider"] == "stub"
     assert "$5.00" in AdminCockpit(workspace).engine_html()
+
+
+def test_admin_runs_table_and_failures_one_click_away(workspace, sample_dir, tmp_path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.jpg").write_bytes(b"not an image")
+    workspace.ingest(sample_dir, progress=False)
+    report = workspace.ingest(bad, progress=False)
+    cockpit = AdminCockpit(workspace)
+    runs = cockpit.recent_runs()
+    assert [r["kind"] for r in runs] == ["ingest", "ingest"] and runs[0]["failed"] == 1
+    assert runs[0]["status"] in ("partial", "failed") and runs[0]["done"] == "0 of 1"
+    html = cockpit.runs_html()
+    assert "class='itagger-runs'" in html and "color:#2f7d32" in html  # succeeded in green
+    cockpit.widget  # noqa: B018 - builds the buttons
+    (button,) = cockpit.failure_buttons.children
+    assert button.description == f"failures of run {report.run_id} (1)"
+    button.click()
+    assert "broken.jpg" in cockpit.failures.value and "not a readable image" in cockpit.failures.value
+
+
+def test_engine_card_prices_are_a_table_with_dates(workspace, monkeypatch) -> None:
+    from itagger_lib.vlm import ledger
+
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ITAGGER_VLM_PROVIDER"):
+        monkeypatch.delenv(name, raising=False)
+    assert "none set" in AdminCockpit(workspace).engine_html()
+    ledger.set_price(workspace, "openai", "gpt-4o-mini", 0.15, 0.6)
+    html = AdminCockpit(workspace).engine_html()
+    assert "class='itagger-prices'" in html and "$0.15" in html and "set on" in html
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")  # a local server, no key
+    assert AdminCockpit(workspace).engine_card()["provider"] == "openai"

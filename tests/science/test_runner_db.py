@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -117,11 +118,15 @@ def test_cli_science_and_metrics(tmp_path: Path, sample_dir: Path) -> None:
     assert science.returncode == 0 and "12 computed" in science.stdout, science.stderr
     bad = run("science", "-p", "no_such_parameter=1")
     assert bad.returncode == 1 and "no_such_parameter" in bad.stderr
-    csv = run("metrics", "--bins")
+    csv = run("metrics", "--bins", "--format", "csv")
     assert csv.returncode == 0
     header = csv.stdout.splitlines()[0].split(",")
+    assert header[:2] == ["image_id", "file"]
     assert "fractal.dimension" in header and "bin.fractal.dimension" in header
     assert len(csv.stdout.splitlines()) == 13
+    text = run("metrics", "--bins").stdout.splitlines()  # aligned, with file names beside ids
+    assert text[0].split()[:2] == ["image_id", "file"] and len(text) == 13
+    assert all(re.match(r"\s*\d+  \S+\.(jpg|png|webp|tif|tiff|bmp)\b", line) for line in text[1:]), text[1]
 
 
 def test_wide_metrics_reads_the_same_values_on_every_path(workspace, sample_dir: Path) -> None:

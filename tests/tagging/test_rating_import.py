@@ -3,6 +3,7 @@ failures, re-imports refused, images found by file name, the CLI (SQLite and Pos
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,8 @@ def test_cli_import_and_agreement(tagged_ws: Any, tmp_path: Path, capsys: pytest
     assert main([*workspace, "ratings", "import", str(good)]) == 0
     assert _count(tagged_ws) == 2 * len(images)
     assert main([*workspace, "ratings", "import", str(good)]) == 1  # already imported
+    err = capsys.readouterr().err
+    assert "Give --if-imported skip to store nothing" in err and "if_imported=" not in err
     assert main([*workspace, "ratings", "import", str(good), "--if-imported", "skip"]) == 0
     semicolons = tmp_path / "excel.csv"  # a spreadsheet's CSV in many locales, with a BOM
     semicolons.write_text(pd.DataFrame(rows).to_csv(index=False, sep=";"), encoding="utf-8-sig")
@@ -204,12 +207,18 @@ def test_cli_import_and_agreement(tagged_ws: Any, tmp_path: Path, capsys: pytest
     capsys.readouterr()
     assert main([*workspace, "ratings", "import", str(bad)]) == 1
     err = capsys.readouterr().err
-    assert f"{bad}: 1 of 3 ratings rows cannot be imported" in err and "--errors skip" in err
-    assert "row 2 (image 'nope.jpg')" in err
+    assert f"{bad}: 1 of 3 ratings rows cannot be imported" in err and "give --errors skip" in err
+    assert "errors='skip'" not in err
+    assert "line 4 (image 'nope.jpg')" in err  # as the spreadsheet numbers it: header line 1
     assert main([*workspace, "ratings", "import", str(bad), "--errors", "skip"]) == 0
     captured = capsys.readouterr()
     assert "2 of 3 rows stored, 1 invalid skipped" in captured.out
-    assert "skipped row 2 (image 'nope.jpg')" in captured.err
+    assert "skipped line 4 (image 'nope.jpg')" in captured.err
+    run_id = int(re.search(r"import run (\d+)", captured.out).group(1))
+    assert main([*workspace, "failures", str(run_id)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].split() == ["run_id", "input", "image_id", "file", "reason"]
+    assert f"{run_id}  line 4: image 'nope.jpg'" in listed[1] and "nope.jpg" in listed[1]
     assert main([*workspace, "ratings", "import", str(tmp_path / "forms.xlsx")]) == 1
     out = tmp_path / "agreement.csv"
     assert (

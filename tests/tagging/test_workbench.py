@@ -33,15 +33,19 @@ def test_keyboard_rating_back_change_resume(tagged_ws: Any) -> None:
     bench = TaggingWorkbench(tagged_ws, rater="alice", attributes=["test_binary", "calm"])
     assert bench.image.value[:2] == b"\xff\xd8"  # a JPEG is shown
     assert "Are people visible?" in bench.question.value
-    assert bench.progress_label.value == "1 of 12, 12 remaining"
+    assert bench.progress == "Image 1 of 12 · 2 questions left"
+    assert "Image 1 of 12" in bench.progress_label.value
+    assert bench.key_catcher.watched_keys == ["0", "1", "ArrowLeft", "Backspace", "s", "S"]
     first_image = bench.item.image_id
     bench.press("1", 1000.0)  # test_binary = 1 (first question after load: server dwell)
     assert bench.last_dwell is not None and bench.last_dwell[1] == "server"
     assert "How calm" in bench.question.value
+    assert bench.progress == "Image 1 of 12 · last question"
+    assert "✓ Saved" in bench.message.value and "People: 1 · Yes" in bench.message.value
     bench.press("4", 3500.0)  # calm = 4, browser dwell 2500 ms
     assert bench.last_dwell == (2500, "browser")
     assert bench.item.image_id != first_image
-    assert bench.progress_label.value == "2 of 12, 11 remaining"
+    assert bench.progress == "Image 2 of 12 · 2 questions left"
     bench.press("0", 4000.0)
     bench.press("ArrowLeft", 4100.0)  # back to test_binary of image 2
     assert "Are people visible?" in bench.question.value
@@ -116,5 +120,10 @@ def test_finishing_the_queue(tagged_ws: Any) -> None:
     bench.press("1")
     bench.press("2")
     assert bench.finished and "All done" in bench.question.value
-    assert bench.progress_label.value == "2 of 2, 0 remaining"
+    assert bench.progress == "All done: 2 of 2 images"
+    assert bench.key_catcher.watched_keys == ["ArrowLeft", "Backspace"]  # back still works
+    assert "itagger-done" in bench._dom_classes
+    bench.press("ArrowLeft")
+    assert not bench.finished and "Which setting?" in bench.question.value
+    assert "itagger-done" not in bench._dom_classes
     assert [r["value_text"] for r in _ratings(tagged_ws)] == ["interior", "exterior"]
