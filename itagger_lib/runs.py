@@ -19,7 +19,8 @@ from itagger_lib.db.models import Run, RunFailure, utcnow
 if TYPE_CHECKING:
     import pandas as pd
 
-STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
+# "waiting": a VLM run whose requests are in a provider batch (collected later, by any process)
+STATUSES = ("running", "waiting", "succeeded", "partial", "failed", "interrupted")
 
 
 def canonical_json(value: object) -> str:

@@ -4,13 +4,17 @@
 the images (all, a random or stratified sample, the unrated), makes one :class:`Job` per
 image × repeat, finds the jobs the cache already answers, and bounds the cost of the rest:
 each request's input tokens from the size its image will be sent at
-(:mod:`itagger_lib.vlm.tokens`), its output by ``max_tokens``, at the model's price. The
-:class:`RatingPlan` it returns is all of that; a dry run is its report, and
-:func:`itagger_lib.vlm.execute.execute` sends it.
+(:mod:`itagger_lib.vlm.tokens`), its output by ``max_tokens``, at the model's price (its
+batch price in ``mode="batch"``). The expected cost is estimated without and with the
+provider's prompt cache (the codebook prefix read from the cache after the first request).
+The :class:`RatingPlan` it returns is all of that; a dry run is its report,
+:func:`itagger_lib.vlm.execute.execute` sends it one request at a time and
+:func:`itagger_lib.vlm.batches.submit` as provider batches.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -26,8 +30,9 @@ from itagger_lib.images import rows as image_rows
 from itagger_lib.images import select as select_images
 from itagger_lib.vlm import ledger, sampling
 from itagger_lib.vlm.base import VLMRequest
+from itagger_lib.vlm.prices import Price, get_price, stale_notes
 from itagger_lib.vlm.prompts import Prompt, build_prompt
-from itagger_lib.vlm.registry import input_token_bound, resolve
+from itagger_lib.vlm.registry import input_token_bound, prompt_cache_min_tokens, resolve
 from itagger_lib.vlm.report import VLMReport
 
 if TYPE_CHECKING:
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "MODES",
     "RATIONALE_TOKENS",
     "Job",
     "RatingPlan",
@@ -45,10 +51,14 @@ __all__ = [
     "choose_images",
     "plan_rating",
     "planned_input_tokens",
+    "prefix_tokens",
+    "request_for",
 ]
 
 DEFAULT_MAX_TOKENS = 400
 RATIONALE_TOKENS = 300
+MODES = ("interactive", "batch")
+BYTES_PER_TOKEN = 4  # what real prompts run at; the estimate's assumption, not the bound's
 
 #: Which of the selected images to send: ``None`` or ``"all"``, an integer N (a random
 #: sample, its seed recorded), ``"unrated"`` (those this model has not answered for every
@@ -80,7 +90,10 @@ class RatingPlan:
     ``params`` (temperature, seed, max_tokens, long_side) are part of every call's cache
     key; ``pending`` are the jobs to send (all of them with ``force``). Without a price for
     the model, ``price`` is ``None`` and ``price_problem`` says why: a dry run reports it,
-    a real run refuses to start.
+    a real run refuses to start. ``price_notes``: a local server priced at 0, a price read
+    long ago. ``mode``: ``interactive`` or ``batch`` (the provider's batch API, at its
+    prices). ``expected_cached_cost_usd``: the estimate with the prompt cache, ``None``
+    when the provider has none or the prefix (``cache_prefix_tokens``) is below its minimum.
     """
 
     provider: str
@@ -96,11 +109,16 @@ class RatingPlan:
     image_ids: list[int]
     jobs: list[Job]
     pending: list[Job]
-    price: ledger.Price | None = None
+    price: Price | None = None
     price_problem: str | None = None
     max_cost_usd: float | None = None
     expected_cost_usd: float | None = None
     seconds: float = 0.0  # spent planning
+    mode: str = "interactive"
+    rationale: bool = False
+    price_notes: tuple[str, ...] = ()
+    expected_cached_cost_usd: float | None = None
+    cache_prefix_tokens: int = 0
 
     @property
     def rater(self) -> str:
@@ -124,8 +142,11 @@ class RatingPlan:
             sample_seed=self.sample_seed,
             max_cost_usd=self.max_cost_usd,
             expected_cost_usd=self.expected_cost_usd,
+            expected_cached_cost_usd=self.expected_cached_cost_usd,
             price_note=self.price_problem,
+            notes=list(self.price_notes),
             seconds=self.seconds,
+            mode=self.mode,
         )
         report.image_ids = list(self.image_ids)
         return report
@@ -164,6 +185,73 @@ def planned_input_tokens(
         image_height=max(1, math.ceil(height * scale)),
     )
     return input_token_bound(provider, model, request, options)
+
+
+def request_for(
+    prompt: Prompt,
+    params: Mapping[str, Any],
+    jpeg: bytes,
+    width: int,
+    height: int,
+    base64_text: str = "",
+    *,
+    repeat_index: int = 0,
+    timeout: float = 60.0,
+) -> VLMRequest:
+    """The request asking ``prompt`` about one encoded image, with the run's ``params``."""
+    return VLMRequest(
+        system=prompt.system,
+        prompt=prompt.text,
+        schema=prompt.schema,
+        image_jpeg=jpeg,
+        temperature=params["temperature"],
+        seed=params["seed"],
+        max_tokens=params["max_tokens"],
+        timeout=timeout,
+        repeat_index=repeat_index,
+        image_width=width,
+        image_height=height,
+        image_base64=base64_text,
+    )
+
+
+def prefix_tokens(prompt: Prompt) -> int:
+    """An estimate of the tokens of the cacheable prefix (system text and schema), at
+    :data:`BYTES_PER_TOKEN` bytes a token."""
+    return len((prompt.system + json.dumps(prompt.schema)).encode()) // BYTES_PER_TOKEN
+
+
+def _estimates(
+    price: Price,
+    provider: str,
+    prompt: Prompt,
+    bounds: list[int],
+    max_tokens: int,
+    *,
+    batch: bool,
+) -> tuple[float, float, float | None, int]:
+    """``(bound, expected, expected with the prompt cache, prefix tokens)`` over requests whose
+    input-token bounds are ``bounds``.
+
+    Expected: half the input bound (text runs at about 4 bytes a token, the bound counts one
+    a byte), about 10 output tokens an attribute. With the cache, every request after the
+    first reads the prefix from it (the first writes it), if the prefix reaches the
+    provider's minimum.
+    """
+    output = 10 * len(prompt.attributes)
+    prefix = prefix_tokens(prompt)
+    minimum = prompt_cache_min_tokens(provider)
+    caches = minimum is not None and prefix >= minimum
+    bound = expected = cached = 0.0
+    for index, tokens_in in enumerate(bounds):
+        bound += price.bound(tokens_in, max_tokens, batch=batch)
+        expected_in = tokens_in // 2
+        expected += price.cost(expected_in, output, batch=batch)
+        if caches:
+            part = min(prefix, expected_in)
+            reads, writes = (0, part) if index == 0 else (part, 0)
+            cached += price.cost(expected_in, output, reads, writes, batch=batch)
+    return bound, expected, (cached if caches else None), prefix
 
 
 def _unrated(
@@ -251,6 +339,7 @@ def plan_rating(
     sample_seed: int | None = None,
     long_side: int = 1024,
     provider_options: Mapping[str, Any] | None = None,
+    mode: str = "interactive",
 ) -> RatingPlan:
     """Plan a VLM run: what to send and at what bound; sends nothing, writes no run.
 
@@ -259,6 +348,8 @@ def plan_rating(
     """
     started = time.perf_counter()
     check_counts(repeats=repeats)
+    if mode not in MODES:
+        raise ArgumentError(f"mode={mode!r}: use 'interactive' (one request at a time) or 'batch'")
     provider_name, model_name = resolve(ctx, provider, model)
     rater = f"vlm:{provider_name}/{model_name}"
     book = resolve_codebook(ctx, codebook)
@@ -296,25 +387,39 @@ def plan_rating(
     cached = {} if force else ledger.cached_calls(ctx, [j.cache_key for j in jobs])
     pending = [j for j in jobs if j.cache_key not in cached]
     options = dict(provider_options or {})
+    batch = mode == "batch"
     try:
-        price: ledger.Price | None = ledger.get_price(ctx, provider_name, model_name)
+        price: Price | None = get_price(ctx, provider_name, model_name, options)
         problem = None
     except PriceUnknownError as exc:
         price, problem = None, str(exc)
-    max_cost = expected_cost = None
+    notes: list[str] = []
+    max_cost = expected_cost = expected_cached = None
+    prefix = 0
     if price is not None:
+        if price.note and price.origin in ("local",):
+            notes.append(price.note)
+        notes += stale_notes([(f"{provider_name}/{model_name}", price)])
+        if batch and not price.has_batch_rates:
+            notes.append(
+                f"no batch price for {provider_name}/{model_name}: the standard price is used "
+                "(set one with `itagger vlm prices set ... --batch-in X --batch-out Y`)"
+            )
         bounds: dict[tuple[int, int], int] = {}
-        max_cost = expected_cost = 0.0
         for job in pending:
             size = (job.width, job.height)
             if size not in bounds:
                 bounds[size] = planned_input_tokens(
                     provider_name, model_name, prompt, *size, long_side, max_tokens, options
                 )
-            tokens_in = bounds[size]
-            max_cost += price.cost(tokens_in, max_tokens)
-            # expected: half the input bound (text runs ~4 bytes a token), ~10 output tokens an attribute
-            expected_cost += price.cost(tokens_in // 2, 10 * len(prompt.attributes))
+        max_cost, expected_cost, expected_cached, prefix = _estimates(
+            price,
+            provider_name,
+            prompt,
+            [bounds[(job.width, job.height)] for job in pending],
+            max_tokens,
+            batch=batch,
+        )
     return RatingPlan(
         provider=provider_name,
         model=model_name,
@@ -334,4 +439,9 @@ def plan_rating(
         max_cost_usd=max_cost,
         expected_cost_usd=expected_cost,
         seconds=time.perf_counter() - started,
+        mode=mode,
+        rationale=rationale,
+        price_notes=tuple(notes),
+        expected_cached_cost_usd=expected_cached,
+        cache_prefix_tokens=prefix,
     )

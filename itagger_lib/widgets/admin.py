@@ -61,17 +61,23 @@ def run_check(name: str, check: Callable[[], tuple[str, str]]) -> SmokeCheck:
 
 
 def _engine_details(ws: Workspace) -> dict[str, Any]:
-    """Provider and model as the engine resolves them, keys (``*_FILE`` too), prices, spend."""
+    """Provider and model as the engine resolves them, keys (``*_FILE`` too), the workspace's
+    own prices, how many shipped ones apply, which prices are old, spend."""
     from itagger_lib.errors import ProviderError
-    from itagger_lib.vlm import ledger, registry
+    from itagger_lib.vlm import ledger, prices, registry
     from itagger_lib.vlm.secrets import read_secret
 
+    rows = prices.price_rows(ws)
+    own = [r for r in rows if r["origin"] == "workspace"]
     details: dict[str, Any] = {
         "keys": {variable: read_secret(variable) is not None for variable in KEY_VARIABLES},
         "prices": {
-            f"{row.provider}/{row.model}": f"in {row.input_per_mtok:g} / out {row.output_per_mtok:g} per Mtok"
-            for row in ledger.prices(ws).itertuples()
+            f"{r['provider']}/{r['model']}": f"in {r['input']:g} / out {r['output']:g} per Mtok" for r in own
         },
+        "shipped_prices": len(rows) - len(own),
+        "stale_prices": [
+            f"{r['provider']}/{r['model']} (read {r['read_on']}, {r['origin']})" for r in rows if r["stale"]
+        ],
         "spend_usd": ledger.spent(ws),
     }
     try:
@@ -111,8 +117,8 @@ class AdminCockpit:
         return None
 
     def engine_card(self) -> dict[str, Any]:
-        """Provider, model, which keys are present (never their values), prices, budget, spend,
-        and the kill switch."""
+        """Provider, model, which keys are present (never their values), the workspace's prices,
+        the shipped ones in use, prices older than 90 days, budget, spend, and the kill switch."""
         ws = self.ws
         card: dict[str, Any] = {
             "engine_installed": feature_available("itagger_lib.vlm.rating"),
@@ -120,6 +126,8 @@ class AdminCockpit:
             "model": ws.get_setting(SETTING_MODEL) or os.environ.get("ITAGGER_VLM_MODEL"),
             "keys": {name: bool(os.environ.get(name)) for name in KEY_VARIABLES},
             "prices": {},
+            "shipped_prices": 0,
+            "stale_prices": [],
             "budget_usd": ws.get_setting(SETTING_BUDGET),
             "spend_usd": None,
             "kill_switch": bool(ws.get_setting(KILL_SWITCH, False)),
@@ -192,6 +200,8 @@ class AdminCockpit:
         card = self.engine_card()
         keys = ", ".join(f"{k}: {'present' if v else 'absent'}" for k, v in card["keys"].items())
         prices = ", ".join(f"{m}: {p}" for m, p in card["prices"].items()) or "none set"
+        prices += f"; {card['shipped_prices']} shipped (itagger vlm prices)"
+        stale = "; ".join(card["stale_prices"]) or "none"
         spend = "n/a" if card["spend_usd"] is None else f"${card['spend_usd']:.4f}"
         budget = "none set" if card["budget_usd"] is None else f"${float(card['budget_usd']):.2f}"
         rows = [
@@ -200,6 +210,7 @@ class AdminCockpit:
             ("model", card["model"]),
             ("keys", keys),
             ("prices (USD)", prices),
+            ("prices older than 90 days", stale),
             ("budget", budget),
             ("spend so far", spend),
         ]
