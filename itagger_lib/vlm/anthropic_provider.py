@@ -130,4 +130,5 @@ register_provider(
     default_model="claude-haiku-4-5",
     input_token_bound=input_token_bound,
     prompt_cache_min_tokens=1024,
+    image_tokens=lambda model, width, height: anthropic_image_tokens(width, height),
 )

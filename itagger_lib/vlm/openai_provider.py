@@ -208,4 +208,5 @@ register_provider(
     input_token_bound=input_token_bound,
     local_server=local_server,
     prompt_cache_min_tokens=1024,
+    image_tokens=openai_image_tokens,
 )

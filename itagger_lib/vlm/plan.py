@@ -14,7 +14,6 @@ The :class:`RatingPlan` it returns is all of that; a dry run is its report,
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -30,9 +29,10 @@ from itagger_lib.images import rows as image_rows
 from itagger_lib.images import select as select_images
 from itagger_lib.vlm import ledger, sampling
 from itagger_lib.vlm.base import VLMRequest
+from itagger_lib.vlm.estimate import estimate_costs
 from itagger_lib.vlm.prices import Price, get_price, stale_notes
 from itagger_lib.vlm.prompts import Prompt, build_prompt
-from itagger_lib.vlm.registry import input_token_bound, prompt_cache_min_tokens, resolve
+from itagger_lib.vlm.registry import image_tokens, input_token_bound, resolve
 from itagger_lib.vlm.report import VLMReport
 
 if TYPE_CHECKING:
@@ -51,14 +51,13 @@ __all__ = [
     "choose_images",
     "plan_rating",
     "planned_input_tokens",
-    "prefix_tokens",
     "request_for",
+    "sent_size",
 ]
 
 DEFAULT_MAX_TOKENS = 400
 RATIONALE_TOKENS = 300
 MODES = ("interactive", "batch")
-BYTES_PER_TOKEN = 4  # what real prompts run at; the estimate's assumption, not the bound's
 
 #: Which of the selected images to send: ``None`` or ``"all"``, an integer N (a random
 #: sample, its seed recorded), ``"unrated"`` (those this model has not answered for every
@@ -174,17 +173,23 @@ def planned_input_tokens(
     The size sent is predicted (rounded up) from the stored size and ``long_side``; the
     reservation itself is computed from the JPEG actually encoded.
     """
-    scale = min(1.0, long_side / max(width, height))
+    sent_width, sent_height = sent_size(width, height, long_side)
     request = VLMRequest(
         system=prompt.system,
         prompt=prompt.text,
         schema=prompt.schema,
         image_jpeg=b"",
         max_tokens=max_tokens,
-        image_width=max(1, math.ceil(width * scale)),
-        image_height=max(1, math.ceil(height * scale)),
+        image_width=sent_width,
+        image_height=sent_height,
     )
     return input_token_bound(provider, model, request, options)
+
+
+def sent_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """The size (rounded up) a stored ``width × height`` image is sent at."""
+    scale = min(1.0, long_side / max(width, height))
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
 def request_for(
@@ -213,45 +218,6 @@ def request_for(
         image_height=height,
         image_base64=base64_text,
     )
-
-
-def prefix_tokens(prompt: Prompt) -> int:
-    """An estimate of the tokens of the cacheable prefix (system text and schema), at
-    :data:`BYTES_PER_TOKEN` bytes a token."""
-    return len((prompt.system + json.dumps(prompt.schema)).encode()) // BYTES_PER_TOKEN
-
-
-def _estimates(
-    price: Price,
-    provider: str,
-    prompt: Prompt,
-    bounds: list[int],
-    max_tokens: int,
-    *,
-    batch: bool,
-) -> tuple[float, float, float | None, int]:
-    """``(bound, expected, expected with the prompt cache, prefix tokens)`` over requests whose
-    input-token bounds are ``bounds``.
-
-    Expected: half the input bound (text runs at about 4 bytes a token, the bound counts one
-    a byte), about 10 output tokens an attribute. With the cache, every request after the
-    first reads the prefix from it (the first writes it), if the prefix reaches the
-    provider's minimum.
-    """
-    output = 10 * len(prompt.attributes)
-    prefix = prefix_tokens(prompt)
-    minimum = prompt_cache_min_tokens(provider)
-    caches = minimum is not None and prefix >= minimum
-    bound = expected = cached = 0.0
-    for index, tokens_in in enumerate(bounds):
-        bound += price.bound(tokens_in, max_tokens, batch=batch)
-        expected_in = tokens_in // 2
-        expected += price.cost(expected_in, output, batch=batch)
-        if caches:
-            part = min(prefix, expected_in)
-            reads, writes = (0, part) if index == 0 else (part, 0)
-            cached += price.cost(expected_in, output, reads, writes, batch=batch)
-    return bound, expected, (cached if caches else None), prefix
 
 
 def _unrated(
@@ -405,18 +371,19 @@ def plan_rating(
                 f"no batch price for {provider_name}/{model_name}: the standard price is used "
                 "(set one with `itagger vlm prices set ... --batch-in X --batch-out Y`)"
             )
-        bounds: dict[tuple[int, int], int] = {}
+        sizes: dict[tuple[int, int], tuple[int, int | None]] = {}
         for job in pending:
             size = (job.width, job.height)
-            if size not in bounds:
-                bounds[size] = planned_input_tokens(
+            if size not in sizes:
+                bound = planned_input_tokens(
                     provider_name, model_name, prompt, *size, long_side, max_tokens, options
                 )
-        max_cost, expected_cost, expected_cached, prefix = _estimates(
+                sizes[size] = (bound, image_tokens(provider_name, model_name, *sent_size(*size, long_side)))
+        max_cost, expected_cost, expected_cached, prefix = estimate_costs(
             price,
             provider_name,
             prompt,
-            [bounds[(job.width, job.height)] for job in pending],
+            [sizes[(job.width, job.height)] for job in pending],
             max_tokens,
             batch=batch,
         )

@@ -12,8 +12,8 @@ A model's price is, in this order:
 The shipped table is read from the package, not copied into the database, so a new
 version's prices reach every workspace; a workspace row always wins. A price carries the
 rates of prompt-cache reads and writes and of the providers' batch APIs; where the table
-has no such rate the dearer known one is used, so the ledger may overstate a cost but never
-understates it. Prices read more than :data:`STALE_DAYS` days ago are flagged.
+has no such rate the standard one is used (see :meth:`Price.rates` for a batch's cache
+rates). Prices read more than :data:`STALE_DAYS` days ago are flagged.
 """
 
 from __future__ import annotations
@@ -100,20 +100,22 @@ class Price:
     def rates(self, *, batch: bool = False) -> Rates:
         """The rates of an interactive request, or (``batch``) of one in a provider batch.
 
-        In a batch, cache reads cost the lower of the cached and the batch input rate (both
-        are documented discounts; whether they stack is not assumed) and cache writes their
-        full rate: a rate the table lacks is never guessed below a known one.
+        In a batch, cache writes get the batch discount (Anthropic documents that its cache
+        multipliers stack with it; OpenAI bills writes as input), while cache reads cost the
+        lower of the cached and the batch input rate: whether both discounts apply to a read
+        is not documented alike by both providers, so the dearer reading is kept.
         """
         cached = self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
         write = self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok
         if not batch:
             return Rates(self.input_per_mtok, self.output_per_mtok, cached, write)
         batch_input = _or(self.batch_input_per_mtok, self.input_per_mtok)
+        factor = batch_input / self.input_per_mtok if self.input_per_mtok else 1.0
         return Rates(
             batch_input,
             _or(self.batch_output_per_mtok, self.output_per_mtok),
             min(cached, batch_input),
-            write,
+            write * factor,
         )
 
     def cost(

@@ -28,6 +28,7 @@ __all__ = [
     "default_model",
     "get_provider",
     "get_provider_factory",
+    "image_tokens",
     "input_token_bound",
     "local_server",
     "prompt_cache_min_tokens",
@@ -40,6 +41,7 @@ _DEFAULT_MODELS: dict[str, str] = {}
 _TOKEN_BOUNDS: dict[str, TokenBound] = {}
 _LOCAL_SERVERS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {}
 _CACHE_MIN_TOKENS: dict[str, int] = {}
+_IMAGE_TOKENS: dict[str, Callable[[str, int, int], int]] = {}
 
 
 def register_provider(
@@ -50,6 +52,7 @@ def register_provider(
     input_token_bound: TokenBound | None = None,
     local_server: Callable[[Mapping[str, Any]], str | None] | None = None,
     prompt_cache_min_tokens: int | None = None,
+    image_tokens: Callable[[str, int, int], int] | None = None,
 ) -> None:
     """Make ``factory(model=..., **options)`` available as provider ``name``.
 
@@ -64,7 +67,8 @@ def register_provider(
     environment) point at a local compatible server rather than the provider's own API:
     such a model is priced at 0 unless the workspace sets a price. ``prompt_cache_min_tokens``
     is the shortest prompt prefix the provider caches (the dry run's estimate with caching;
-    ``None``: it does not cache).
+    ``None``: it does not cache). ``image_tokens(model, width, height)``: the tokens an
+    image of that size is billed as (the dry run's estimate; the bound may be looser).
     """
     _REGISTRY[name] = factory
     if default_model:
@@ -72,6 +76,7 @@ def register_provider(
     _set(_TOKEN_BOUNDS, name, input_token_bound)
     _set(_LOCAL_SERVERS, name, local_server)
     _set(_CACHE_MIN_TOKENS, name, prompt_cache_min_tokens)
+    _set(_IMAGE_TOKENS, name, image_tokens)
 
 
 def _set(table: dict[str, Any], name: str, value: object) -> None:
@@ -87,6 +92,13 @@ def local_server(name: str, options: Mapping[str, Any] | None = None) -> str | N
     _load_builtins(name)
     check = _LOCAL_SERVERS.get(name)
     return None if check is None else check(options or {})
+
+
+def image_tokens(name: str, model: str, width: int, height: int) -> int | None:
+    """The tokens provider ``name`` bills for a ``width × height`` image, if it says."""
+    _load_builtins(name)
+    count = _IMAGE_TOKENS.get(name)
+    return None if count is None else count(model, width, height)
 
 
 def prompt_cache_min_tokens(name: str) -> int | None:
