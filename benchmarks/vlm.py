@@ -7,7 +7,7 @@
 
 ``--costs``: the cost per 1,000 images of the full codebook, interactive, interactive with
 the prompt cache, in a batch, and in a batch with the cache, for ``gpt-4o-mini`` and
-``claude-haiku-4-5`` at the shipped prices, summed from the ledger of runs against the
+``gpt-4.1-mini`` and ``claude-haiku-4-5`` at the shipped prices, summed from the ledger of runs against the
 loopback server. The server bills what the providers' documents say these requests cost:
 input tokens = the body's text at 4 bytes a token + the model's image formula, output
 tokens = 10 an attribute, and with the cache the codebook prefix (system text and schema,
@@ -221,7 +221,7 @@ def _usage(model: str, attributes: int) -> Any:
     return usage
 
 
-COST_MODELS = (("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5"))
+COST_MODELS = (("openai", "gpt-4o-mini"), ("openai", "gpt-4.1-mini"), ("anthropic", "claude-haiku-4-5"))
 
 
 def costs(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str, float, float]]:
@@ -244,7 +244,7 @@ def costs(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str, float, fl
             ("batch", "batch", False),
             ("batch + prompt cache", "batch", True),
         ):
-            home = tmp / f"{provider}-{mode}-{cache}"
+            home = tmp / f"{model}-{mode}-{cache}"
             ws = it.Workspace(database_url=f"sqlite:///{home}.db", store=home / "store", home=home)
             ws.ingest(tmp / "images", progress=False)
             book = ws.load_codebook()

@@ -13,7 +13,7 @@ reservations (nothing was sent); a set-up error stops the run at once.
 A crash between the send and the record leaves a ``submitting`` row; the next refresh
 (:mod:`.batches`) finds the batch at the provider, or closes its calls as ``abandoned`` at
 their reservation, as an interactive request in flight is. Jobs already waiting in an open
-batch are never sent again (:func:`open_keys`).
+batch are never sent again (the plan leaves them out, :func:`~itagger_lib.vlm.ledger.open_keys`).
 """
 
 from __future__ import annotations
@@ -46,10 +46,9 @@ if TYPE_CHECKING:
     from itagger_lib.vlm.plan import RatingPlan
     from itagger_lib.vlm.report import VLMReport
 
-__all__ = ["OPEN_BATCH", "Images", "Pending", "batch_api", "open_keys", "send", "submit"]
+__all__ = ["OPEN_BATCH", "Images", "Pending", "batch_api", "send", "submit"]
 
-#: Batch states whose calls are still open (the answers not yet written).
-OPEN_BATCH = ("submitting", "in_progress", "cancelling", "ended")
+OPEN_BATCH = ledger.OPEN_BATCH
 
 
 def batch_api(provider: Provider) -> BatchAPI:
@@ -62,24 +61,6 @@ def batch_api(provider: Provider) -> BatchAPI:
         )
     api: BatchAPI = make()
     return api
-
-
-def open_keys(ctx: Context, keys: list[str]) -> set[str]:
-    """The cache keys among ``keys`` of calls waiting in an open provider batch."""
-    found: set[str] = set()
-    with ctx.engine.connect() as connection:
-        for start in range(0, len(keys), 500):
-            rows = connection.execute(
-                sa.select(VLMCall.cache_key)
-                .join(VLMBatch, VLMBatch.id == VLMCall.batch_id)
-                .where(
-                    VLMCall.cache_key.in_(keys[start : start + 500]),
-                    VLMCall.status == ledger.OPEN,
-                    VLMBatch.status.in_(OPEN_BATCH),
-                )
-            )
-            found.update(key for (key,) in rows)
-    return found
 
 
 class Images:
@@ -302,9 +283,7 @@ def submit(
     assert plan.price is not None
     started = time.perf_counter()
     report = plan.report(dry_run=False)
-    waiting = open_keys(ctx, [j.cache_key for j in plan.pending])
-    jobs = [j for j in plan.pending if j.cache_key not in waiting]
-    report.in_flight = len(plan.pending) - len(jobs)
+    jobs = plan.pending
     if not jobs:
         report.seconds = plan.seconds + time.perf_counter() - started
         return report

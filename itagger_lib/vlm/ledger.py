@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from itagger_lib.db.dml import insert_ignore
-from itagger_lib.db.models import Run, Setting, VLMCall, utcnow
+from itagger_lib.db.models import Run, Setting, VLMBatch, VLMCall, utcnow
 from itagger_lib.errors import BudgetExceededError, KillSwitchError
 from itagger_lib.runs import canonical_json
 from itagger_lib.vlm.prices import FREE_PROVIDERS, Price, get_price, set_price
@@ -37,6 +37,7 @@ __all__ = [
     "ensure_lock_row",
     "get_price",
     "ledger",
+    "open_keys",
     "release_stale",
     "reserve",
     "reserve_many",
@@ -54,6 +55,8 @@ BUDGET_KEY = "vlm.budget_usd"
 KILL_SWITCH_KEY = "vlm.kill_switch"
 # Calls that count against budgets: reserved (in flight) at their reservation, the rest at cost.
 OPEN = "reserved"
+#: Provider batch states whose calls are still open (their answers not yet written).
+OPEN_BATCH = ("submitting", "in_progress", "cancelling", "ended")
 
 
 def cache_key(
@@ -246,6 +249,25 @@ def cached_calls(ctx: Context, keys: list[str]) -> dict[str, int]:
                 .group_by(VLMCall.cache_key)
             )
             found.update({key: int(call_id) for key, call_id in rows})
+    return found
+
+
+def open_keys(ctx: Context, keys: list[str]) -> set[str]:
+    """The cache keys among ``keys`` of calls waiting in an open provider batch: no run sends
+    them again (the batch's answer is collected instead, or it is cancelled)."""
+    found: set[str] = set()
+    with ctx.engine.connect() as connection:
+        for start in range(0, len(keys), 500):
+            rows = connection.execute(
+                sa.select(VLMCall.cache_key)
+                .join(VLMBatch, VLMBatch.id == VLMCall.batch_id)
+                .where(
+                    VLMCall.cache_key.in_(keys[start : start + 500]),
+                    VLMCall.status == OPEN,
+                    VLMBatch.status.in_(OPEN_BATCH),
+                )
+            )
+            found.update(key for (key,) in rows)
     return found
 
 

@@ -87,7 +87,8 @@ class RatingPlan:
     """A VLM run before it is sent: the calls, those the cache answers, and the cost bound.
 
     ``params`` (temperature, seed, max_tokens, long_side) are part of every call's cache
-    key; ``pending`` are the jobs to send (all of them with ``force``). Without a price for
+    key; ``pending`` are the jobs to send (all of them with ``force``), less the
+    ``in_flight`` ones waiting in a provider batch, which no run sends twice. Without a price for
     the model, ``price`` is ``None`` and ``price_problem`` says why: a dry run reports it,
     a real run refuses to start. ``price_notes``: a local server priced at 0, a price read
     long ago. ``mode``: ``interactive`` or ``batch`` (the provider's batch API, at its
@@ -118,6 +119,7 @@ class RatingPlan:
     price_notes: tuple[str, ...] = ()
     expected_cached_cost_usd: float | None = None
     cache_prefix_tokens: int = 0
+    in_flight: int = 0  # jobs waiting in provider batches: neither cached nor pending
 
     @property
     def rater(self) -> str:
@@ -126,7 +128,7 @@ class RatingPlan:
 
     @property
     def cache_hits(self) -> int:
-        return len(self.jobs) - len(self.pending)
+        return len(self.jobs) - len(self.pending) - self.in_flight
 
     def report(self, *, dry_run: bool) -> VLMReport:
         """A report of this plan, to be filled in by the run (or, ``dry_run``, final)."""
@@ -146,6 +148,7 @@ class RatingPlan:
             notes=list(self.price_notes),
             seconds=self.seconds,
             mode=self.mode,
+            in_flight=self.in_flight,
         )
         report.image_ids = list(self.image_ids)
         return report
@@ -351,7 +354,9 @@ def plan_rating(
         for k in range(repeats)
     ]
     cached = {} if force else ledger.cached_calls(ctx, [j.cache_key for j in jobs])
-    pending = [j for j in jobs if j.cache_key not in cached]
+    unanswered = [j for j in jobs if j.cache_key not in cached]
+    waiting = ledger.open_keys(ctx, [j.cache_key for j in unanswered])  # in a provider batch
+    pending = [j for j in unanswered if j.cache_key not in waiting]
     options = dict(provider_options or {})
     batch = mode == "batch"
     try:
@@ -360,6 +365,11 @@ def plan_rating(
     except PriceUnknownError as exc:
         price, problem = None, str(exc)
     notes: list[str] = []
+    if waiting:
+        notes.append(
+            f"{len(waiting)} requests are waiting in provider batches and are not sent again: "
+            "collect them (ws.vlm_batches()) or cancel them (ws.cancel_vlm_batches())"
+        )
     max_cost = expected_cost = expected_cached = None
     prefix = 0
     if price is not None:
@@ -411,4 +421,5 @@ def plan_rating(
         price_notes=tuple(notes),
         expected_cached_cost_usd=expected_cached,
         cache_prefix_tokens=prefix,
+        in_flight=len(waiting),
     )

@@ -194,6 +194,6 @@ def _batch(
 
 def open_waiting(ctx: Context, plan: Any) -> set[str]:
     """Cache keys of ``plan``'s jobs still waiting in an open batch."""
-    from itagger_lib.vlm.batch_submit import open_keys
+    from itagger_lib.vlm.ledger import open_keys
 
     return open_keys(ctx, [job.cache_key for job in plan.jobs])

@@ -192,6 +192,17 @@ def test_cancel_collects_what_ran_and_the_rest_costs_nothing(priced: Any) -> Non
     with FakeVLMServer(batch_delay_s=3600) as server:
         report = _batch(ws, server, "anthropic")
         (batch_id,) = report.batches
+        # an interactive run does not send what waits in a batch either
+        interactive = rate_with_vlm(
+            ws,
+            provider="anthropic",
+            model=MODELS["anthropic"],
+            attributes=ATTRS,
+            provider_options={"base_url": server.url},
+            progress=False,
+        )
+        assert server.requests == [] and interactive.requests == 0
+        assert "12 requests are waiting in provider batches" in str(interactive)
         table = ws.cancel_vlm_batches()
         assert table.loc[batch_id, "status"] == "cancelling"
         table = ws.vlm_batches()
@@ -242,7 +253,7 @@ def test_kill_switch_and_a_refused_key_stop_a_batch_before_anything_is_sent(pric
 def test_an_interrupted_submission_is_found_again_or_charged(priced: Any) -> None:
     """A process killed after the provider took the batch but before the id was recorded."""
     from itagger_lib.runs import finish_run
-    from itagger_lib.vlm import batch_submit
+    from itagger_lib.vlm import ledger
 
     ws = priced
     with FakeVLMServer(batch_delay_s=3600) as server:
@@ -273,7 +284,7 @@ def test_an_interrupted_submission_is_found_again_or_charged(priced: Any) -> Non
     assert row["status"] == "lost"
     call = next(c for c in _rows(ws, VLMCall) if c["batch_id"] == row["id"])
     assert call["status"] == "abandoned" and call["cost_usd"] == pytest.approx(call["reserved_usd"])
-    assert batch_submit.open_keys(ws, [call["cache_key"]]) == set()
+    assert ledger.open_keys(ws, [call["cache_key"]]) == set()
 
 
 def test_cli_batch_and_batches(priced: Any, capsys: Any) -> None:
