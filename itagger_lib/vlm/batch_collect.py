@@ -91,6 +91,7 @@ async def collect(
     run.load(ctx, row)
     secrets = all_secrets()
     by_id = {item.custom_id: item for item in items}
+    mine = Refreshed()  # added to ``done`` once this process has written the batch
     finishes: list[Finish] = []
     repairs: list[tuple[dict[str, Any], str]] = []
     missing = state.error or f"no result for this request (the batch ended {state.provider_status})"
@@ -165,9 +166,9 @@ async def collect(
                 call["repeat_index"],
                 outcome["values"],
             )
-            done.succeeded += 1
+            mine.succeeded += 1
         else:
-            done.failed.append((label, error or ""))
+            mine.failed.append((label, error or ""))
         old = None
         if run.force:
             old = {
@@ -177,10 +178,18 @@ async def collect(
                 "codebook_id": run.codebook.id,
             }
         finishes.append(Finish(call["id"], values, ratings=ratings, failures=failures, replace=old))
-        done.collected += 1
-        done.spend_usd += cost
+        mine.collected += 1
+        mine.spend_usd += cost
     ok = sum(1 for f in finishes if f.values["status"] == "ok")
     with ctx.engine.begin() as connection:
+        # claimed first: of two processes collecting the same batch, one writes its results
+        claimed = connection.execute(
+            sa.update(VLMBatch)
+            .where(VLMBatch.id == row["id"], VLMBatch.status.in_(OPEN_BATCH))
+            .values(status="collected", collected_at=utcnow(), n_succeeded=ok, n_failed=len(finishes) - ok)
+        )
+        if claimed.rowcount != 1:
+            return  # another process has collected it
         write_finishes(connection, run.run_id, finishes)
         for call, _ in repairs:
             connection.execute(
@@ -197,16 +206,10 @@ async def collect(
                     error=redact(f"invalid answer ({call['problem']}); a repair was sent", *secrets),
                 )
             )
-        connection.execute(
-            sa.update(VLMBatch)
-            .where(VLMBatch.id == row["id"])
-            .values(
-                status="collected",
-                collected_at=utcnow(),
-                n_succeeded=ok,
-                n_failed=len(finishes) - ok,
-            )
-        )
+    done.collected += mine.collected
+    done.succeeded += mine.succeeded
+    done.failed += mine.failed
+    done.spend_usd += mine.spend_usd
     if repairs:
         await _repair(ctx, client, api, row, run, repairs, done)
     finish_if_done(ctx, run.run_id)

@@ -230,7 +230,8 @@ def _unsend(ctx: Context, batch_id: int, call_ids: list[int], error: str, *, rep
 
 
 def record_state(ctx: Context, batch_id: int, state: BatchState, *, submitted: bool = False) -> None:
-    """Write what the provider says of batch ``batch_id`` (its id, status, counts, times)."""
+    """Write what the provider says of batch ``batch_id`` (its id, status, counts, times),
+    unless it is no longer open (another process collected it meanwhile)."""
     values: dict[str, Any] = {
         "provider_batch_id": state.id,
         "status": state.status,
@@ -244,7 +245,11 @@ def record_state(ctx: Context, batch_id: int, state: BatchState, *, submitted: b
     if submitted:
         values["submitted_at"] = utcnow()
     with ctx.engine.begin() as connection:
-        connection.execute(sa.update(VLMBatch).where(VLMBatch.id == batch_id).values(**values))
+        connection.execute(
+            sa.update(VLMBatch)
+            .where(VLMBatch.id == batch_id, VLMBatch.status.in_(OPEN_BATCH))
+            .values(**values)
+        )
 
 
 def _call_row(plan: RatingPlan, job: Any) -> dict[str, Any]:

@@ -55,14 +55,25 @@ def _open_rows(
         return [dict(r) for r in connection.execute(query).mappings()]
 
 
-def _clients(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str | None], Provider]:
-    """One provider client per (provider, model, base URL) of ``rows``."""
+def _clients(
+    rows: list[dict[str, Any]], notes: list[str] | None = None
+) -> dict[tuple[str, str, str | None], Provider]:
+    """One provider client per (provider, model, base URL) of ``rows``; one that cannot be
+    made (no key in this environment) is left out, with a note, or raises without ``notes``."""
     clients: dict[tuple[str, str, str | None], Provider] = {}
+    failed: set[tuple[str, str, str | None]] = set()
     for row in rows:
         key = (row["provider"], row["model"], row["base_url"])
-        if key not in clients:
-            options = {"base_url": row["base_url"]} if row["base_url"] else {}
+        if key in clients or key in failed:
+            continue
+        options = {"base_url": row["base_url"]} if row["base_url"] else {}
+        try:
             clients[key] = get_provider(row["provider"], row["model"], **options)
+        except ProviderError as exc:
+            if notes is None:
+                raise
+            failed.add(key)
+            notes.append(f"batches of {row['provider']}/{row['model']}: not polled: {exc}")
     return clients
 
 
@@ -81,12 +92,14 @@ def refresh(
         return done
     close_stale_runs(ctx.engine, kind="vlm")
     ledger.ensure_lock_row(ctx)
-    clients = _clients(rows)
+    clients = _clients(rows, done.notes)
 
     async def main() -> None:
         try:
             for row in rows:
-                client = clients[(row["provider"], row["model"], row["base_url"])]
+                client = clients.get((row["provider"], row["model"], row["base_url"]))
+                if client is None:
+                    continue
                 try:
                     await _refresh_one(ctx, client, batch_api(client), row, done)
                 except (ProviderError, RetryableError, VLMBatchError) as exc:
