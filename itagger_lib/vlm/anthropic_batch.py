@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from itagger_lib.vlm.base import BatchItem, BatchState, VLMRequest
-from itagger_lib.vlm.sdk import translate
-
-if TYPE_CHECKING:
-    from itagger_lib.vlm.sdk import SDKProvider
+from itagger_lib.vlm.sdk import SDKBatchAPI
 
 __all__ = ["AnthropicBatchAPI"]
 
@@ -36,19 +33,11 @@ TRANSFER_TIMEOUT_S = 600.0
 STATUS = {"in_progress": "in_progress", "canceling": "cancelling", "ended": "ended"}
 
 
-class AnthropicBatchAPI:
+class AnthropicBatchAPI(SDKBatchAPI):
     """The :class:`~itagger_lib.vlm.base.BatchAPI` of the ``anthropic`` provider."""
 
     max_requests = 100_000
     max_bytes = 240 * 2**20  # a batch may hold 256 MB
-
-    def __init__(self, provider: SDKProvider) -> None:
-        self.provider = provider
-        self.client = provider._client
-
-    def _error(self, exc: Exception) -> Exception:
-        p = self.provider
-        return translate(exc, p.name, p._key, p.sdk, p.base_url)
 
     def entry(self, custom_id: str, request: VLMRequest) -> bytes:
         params = self.provider.body.encode(self.provider.model, request)

@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from itagger_lib.vlm.base import BatchItem, BatchState, VLMRequest
-from itagger_lib.vlm.sdk import translate
-
-if TYPE_CHECKING:
-    from itagger_lib.vlm.sdk import SDKProvider
+from itagger_lib.vlm.sdk import SDKBatchAPI
 
 __all__ = ["OpenAIBatchAPI"]
 
@@ -40,19 +37,11 @@ def _time(value: Any) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(int(value), UTC)
 
 
-class OpenAIBatchAPI:
+class OpenAIBatchAPI(SDKBatchAPI):
     """The :class:`~itagger_lib.vlm.base.BatchAPI` of the ``openai`` provider."""
 
     max_requests = 50_000
     max_bytes = 190 * 2**20  # the input file may hold 200 MB
-
-    def __init__(self, provider: SDKProvider) -> None:
-        self.provider = provider
-        self.client = provider._client
-
-    def _error(self, exc: Exception) -> Exception:
-        p = self.provider
-        return translate(exc, p.name, p._key, p.sdk, p.base_url)
 
     def entry(self, custom_id: str, request: VLMRequest) -> bytes:
         body = self.provider.body.encode(self.provider.model, request)

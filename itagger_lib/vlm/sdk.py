@@ -26,7 +26,7 @@ from itagger_lib.errors import ArgumentError, ProviderError, ProviderSetupError,
 from itagger_lib.vlm.base import VLMRequest, VLMResponse
 from itagger_lib.vlm.secrets import read_secret, redact
 
-__all__ = ["BodyTemplate", "SDKProvider", "http_client", "retry_after_seconds", "translate"]
+__all__ = ["BodyTemplate", "SDKBatchAPI", "SDKProvider", "http_client", "retry_after_seconds", "translate"]
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -320,3 +320,16 @@ class SDKProvider:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+class SDKBatchAPI:
+    """What the batch APIs over a vendor SDK share: the provider's client, and its errors
+    translated as the provider's own (a refused key on the upload is a set-up error)."""
+
+    def __init__(self, provider: SDKProvider) -> None:
+        self.provider = provider
+        self.client = provider._client
+
+    def _error(self, exc: Exception) -> Exception:
+        p = self.provider
+        return translate(exc, p.name, p._key, p.sdk, p.base_url)
