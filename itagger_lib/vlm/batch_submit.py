@@ -252,21 +252,6 @@ def record_state(ctx: Context, batch_id: int, state: BatchState, *, submitted: b
         )
 
 
-def _call_row(plan: RatingPlan, job: Any) -> dict[str, Any]:
-    return {
-        "cache_key": job.cache_key,
-        "provider": plan.provider,
-        "model": plan.model,
-        "prompt_hash": plan.prompt.hash,
-        "prompt_version": plan.prompt.version,
-        "image_id": job.image_id,
-        "image_sha256": job.sha256,
-        "codebook_id": plan.codebook.id,
-        "parameters": plan.params,
-        "repeat_index": job.repeat_index,
-    }
-
-
 def submit(
     ctx: Context,
     plan: RatingPlan,
@@ -341,7 +326,7 @@ def submit(
                     report.skipped += len(jobs) - index
                     break
                 chunk, size = [], 0
-            chunk.append(Pending(job.cache_key, entry, amount, call=_call_row(plan, job), label=job.label))
+            chunk.append(Pending(job.cache_key, entry, amount, call=plan.call_row(job), label=job.label))
             size += len(entry) + 1
         else:
             if chunk:

@@ -97,6 +97,7 @@ class Dispatcher:
         bar: tqdm[Any],
     ) -> None:
         assert plan.price is not None
+        self.plan = plan
         self.ctx, self.provider, self.report, self.run_id, self.bar = ctx, provider, report, run_id, bar
         self.provider_name, self.codebook, self.prompt, self.price = (
             plan.provider,
@@ -187,18 +188,7 @@ class Dispatcher:
         """Reserve ``amount``; wait for in-flight calls to settle when the budget is tight."""
         call = None
         if call_id is None:
-            call = {
-                "cache_key": job.cache_key,
-                "provider": self.provider_name,
-                "model": self.provider.model,
-                "prompt_hash": self.prompt.hash,
-                "prompt_version": self.prompt.version,
-                "image_id": job.image_id,
-                "image_sha256": job.sha256,
-                "codebook_id": self.codebook.id,
-                "parameters": self.params,
-                "repeat_index": job.repeat_index,
-            }
+            call = self.plan.call_row(job)
         while True:
             if self.report.stopped:
                 return None

@@ -126,6 +126,21 @@ class RatingPlan:
         """The rater its ratings are stored under: ``vlm:<provider>/<model>``."""
         return f"vlm:{self.provider}/{self.model}"
 
+    def call_row(self, job: Job) -> dict[str, Any]:
+        """The ``vlm_calls`` values of ``job``'s call before it is sent (its reservation)."""
+        return {
+            "cache_key": job.cache_key,
+            "provider": self.provider,
+            "model": self.model,
+            "prompt_hash": self.prompt.hash,
+            "prompt_version": self.prompt.version,
+            "image_id": job.image_id,
+            "image_sha256": job.sha256,
+            "codebook_id": self.codebook.id,
+            "parameters": self.params,
+            "repeat_index": job.repeat_index,
+        }
+
     @property
     def cache_hits(self) -> int:
         return len(self.jobs) - len(self.pending) - self.in_flight
