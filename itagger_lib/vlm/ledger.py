@@ -252,11 +252,16 @@ def cached_calls(ctx: Context, keys: list[str]) -> dict[str, int]:
     return found
 
 
+_ANY_OPEN_BATCH = sa.select(VLMBatch.id).where(VLMBatch.status.in_(OPEN_BATCH)).limit(1)
+
+
 def open_keys(ctx: Context, keys: list[str]) -> set[str]:
     """The cache keys among ``keys`` of calls waiting in an open provider batch: no run sends
     them again (the batch's answer is collected instead, or it is cancelled)."""
     found: set[str] = set()
     with ctx.engine.connect() as connection:
+        if not keys or connection.execute(_ANY_OPEN_BATCH).first() is None:
+            return found  # the common case: no batch waiting, nothing to look up per key
         for start in range(0, len(keys), 500):
             rows = connection.execute(
                 sa.select(VLMCall.cache_key)
