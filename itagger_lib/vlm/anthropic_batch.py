@@ -9,7 +9,8 @@ walk every image through its TypedDict transform), polled, and its results read 
 ``canceled`` and ``expired`` are per-request errors, which Anthropic does not bill.
 
 Message batches carry no metadata, so a submission interrupted by a crash is found again by
-its creation time and request count, and only when exactly one batch matches.
+its creation time and request count, and only when exactly one batch matches that the
+workspace does not already know.
 
 References
 ----------
@@ -20,7 +21,7 @@ Anthropic, "Batch processing", docs.anthropic.com/en/docs/build-with-claude/batc
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itagger_lib.vlm.base import BatchItem, BatchState, VLMRequest
@@ -67,11 +68,15 @@ class AnthropicBatchAPI(SDKBatchAPI):
             raise self._error(exc) from None
         return self._state(batch.model_dump(mode="json"))
 
-    async def find(self, tag: str, created_after: datetime, n_requests: int) -> BatchState | None:
+    async def find(self, tag: str, created_after: datetime, n_requests: int) -> list[BatchState]:
+        """The recent batches created since ``created_after`` (less 5 minutes of clock
+        difference) with ``n_requests`` requests: message batches carry no metadata."""
         try:
             page = await self.client.messages.batches.list(limit=100)
         except Exception as exc:
             raise self._error(exc) from None
+        if created_after.tzinfo is None:  # SQLite gives back naive UTC times
+            created_after = created_after.replace(tzinfo=UTC)
         since = created_after - timedelta(minutes=5)  # clocks differ
         found = [
             b
@@ -80,7 +85,7 @@ class AnthropicBatchAPI(SDKBatchAPI):
             and _when(b["created_at"]) >= since  # type: ignore[operator]
             and sum((b.get("request_counts") or {}).values()) == n_requests
         ]
-        return self._state(found[0]) if len(found) == 1 else None
+        return [self._state(b) for b in found]
 
     def _state(self, batch: dict[str, Any]) -> BatchState:
         counts = {k: int(v) for k, v in (batch.get("request_counts") or {}).items()}

@@ -144,7 +144,9 @@ class BatchAPI(Protocol):
     ``max_requests`` and ``max_bytes`` bound one batch; ``entry`` is one request as the
     batch carries it (JSON bytes; ``custom_id`` matches it to its result); ``submit`` sends
     entries as a new batch marked with ``tag`` (in the provider's metadata where it has
-    any); ``find`` looks for a batch whose submission was interrupted.
+    any); ``find`` lists the provider's batches that may be the one submitted with ``tag``
+    (interrupted before its id was recorded): the engine takes one only when exactly one
+    is not already known.
     """
 
     max_requests: int
@@ -160,4 +162,4 @@ class BatchAPI(Protocol):
 
     async def cancel(self, batch_id: str) -> BatchState: ...
 
-    async def find(self, tag: str, created_after: datetime, n_requests: int) -> BatchState | None: ...
+    async def find(self, tag: str, created_after: datetime, n_requests: int) -> list[BatchState]: ...

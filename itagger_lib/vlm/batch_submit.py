@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from itagger_lib.vlm.plan import RatingPlan
     from itagger_lib.vlm.report import VLMReport
 
-__all__ = ["OPEN_BATCH", "Images", "Pending", "batch_api", "send", "submit"]
+__all__ = ["OPEN_BATCH", "Images", "Pending", "batch_api", "find_unknown", "send", "submit"]
 
 OPEN_BATCH = ledger.OPEN_BATCH
 
@@ -168,7 +168,7 @@ async def send(
         )
     created = utcnow()
     try:
-        state = await _submit(api, [p.entry for p in accepted], tag, created, max_retries, retry_base_s)
+        state = await _submit(ctx, api, [p.entry for p in accepted], tag, created, max_retries, retry_base_s)
     except (ProviderError, RetryableError) as exc:
         _unsend(
             ctx, batch_id, [p.call_id for p in accepted if p.call_id is not None], str(exc), repair=repair
@@ -182,8 +182,34 @@ async def send(
     return result
 
 
+async def find_unknown(
+    ctx: Context, api: BatchAPI, tag: str, created: Any, n_requests: int
+) -> BatchState | None:
+    """The provider batch submitted with ``tag``: the one candidate of ``api.find`` that no
+    row of ``vlm_batches`` records yet, or ``None`` (none, or no way to tell which)."""
+    candidates = await api.find(tag, created, n_requests)
+    if not candidates:
+        return None
+    with ctx.engine.connect() as connection:
+        known = set(
+            connection.execute(
+                sa.select(VLMBatch.provider_batch_id).where(
+                    VLMBatch.provider_batch_id.in_([c.id for c in candidates])
+                )
+            ).scalars()
+        )
+    left = [c for c in candidates if c.id not in known]
+    return left[0] if len(left) == 1 else None
+
+
 async def _submit(
-    api: BatchAPI, entries: list[bytes], tag: str, created: Any, max_retries: int, retry_base_s: float
+    ctx: Context,
+    api: BatchAPI,
+    entries: list[bytes],
+    tag: str,
+    created: Any,
+    max_retries: int,
+    retry_base_s: float,
 ) -> BatchState:
     """``api.submit`` with the retries of 429, 5xx and timeouts; before a retry, a batch
     that the failed attempt did create is looked up, so it is not submitted twice."""
@@ -192,7 +218,7 @@ async def _submit(
             return await api.submit(entries, tag)
         except RetryableError as exc:
             try:
-                found = await api.find(tag, created, len(entries))
+                found = await find_unknown(ctx, api, tag, created, len(entries))
             except (ProviderError, RetryableError):
                 found = None
             if found is not None:

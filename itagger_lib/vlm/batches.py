@@ -26,7 +26,7 @@ from itagger_lib.errors import ProviderError, RetryableError, VLMBatchError
 from itagger_lib.runs import close_stale_runs
 from itagger_lib.vlm import ledger
 from itagger_lib.vlm.batch_collect import Refreshed, collect, finish_if_done
-from itagger_lib.vlm.batch_submit import OPEN_BATCH, batch_api, record_state
+from itagger_lib.vlm.batch_submit import OPEN_BATCH, batch_api, find_unknown, record_state
 from itagger_lib.vlm.execute import run_coroutine
 from itagger_lib.vlm.registry import get_provider
 
@@ -120,7 +120,7 @@ async def _refresh_one(
             run_status = connection.execute(sa.select(Run.status).where(Run.id == row["run_id"])).scalar()
         if run_status == "running":
             return  # its process is still submitting it
-        found = await api.find(row["tag"], row["created_at"], row["n_requests"])
+        found = await find_unknown(ctx, api, row["tag"], row["created_at"], row["n_requests"])
         if found is None:
             _lose(ctx, row)
             done.notes.append(

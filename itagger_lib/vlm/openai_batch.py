@@ -80,15 +80,13 @@ class OpenAIBatchAPI(SDKBatchAPI):
             raise self._error(exc) from None
         return self._state(batch)
 
-    async def find(self, tag: str, created_after: datetime, n_requests: int) -> BatchState | None:
+    async def find(self, tag: str, created_after: datetime, n_requests: int) -> list[BatchState]:
+        """The recent batches whose metadata carries ``tag``."""
         try:
             page = await self.client.batches.list(limit=100)
         except Exception as exc:
             raise self._error(exc) from None
-        for batch in page.data:
-            if (batch.metadata or {}).get("itagger_tag") == tag:
-                return self._state(batch)
-        return None
+        return [self._state(b) for b in page.data if (b.metadata or {}).get("itagger_tag") == tag]
 
     def _state(self, batch: Any) -> BatchState:
         status = OPEN.get(batch.status) or ("cancelling" if batch.status == "cancelling" else "ended")

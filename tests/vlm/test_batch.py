@@ -250,14 +250,16 @@ def test_kill_switch_and_a_refused_key_stop_a_batch_before_anything_is_sent(pric
     assert row["status"] == "failed" and "401" in row["error"]
 
 
-def test_an_interrupted_submission_is_found_again_or_charged(priced: Any) -> None:
-    """A process killed after the provider took the batch but before the id was recorded."""
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_an_interrupted_submission_is_found_again_or_charged(priced: Any, provider: str) -> None:
+    """A process killed after the provider took the batch but before the id was recorded:
+    OpenAI's batch is found by its tag, Anthropic's by its time and size (unknown ids only)."""
     from itagger_lib.runs import finish_run
     from itagger_lib.vlm import ledger
 
     ws = priced
     with FakeVLMServer(batch_delay_s=3600) as server:
-        report = _batch(ws, server, "openai")
+        report = _batch(ws, server, provider)
         (batch_id,) = report.batches
         # the record as the crash left it: submitting, no provider id, its run interrupted
         with ws.engine.begin() as connection:
@@ -268,10 +270,10 @@ def test_an_interrupted_submission_is_found_again_or_charged(priced: Any) -> Non
             )
         finish_run(ws.engine, report.run_id, status="interrupted")
         server.batch.delay_s = 0
-        again = _batch(ws, server, "openai")  # found by its tag, then collected
+        again = _batch(ws, server, provider)  # found by its tag, then collected
         assert again.collected == 12 and again.submitted == 0 and server.batch.submitted == 12
         # not found at the provider: its calls are closed at their reservation
-        lost = _batch(ws, server, "openai", force=True, repeats=1, images=[1])
+        lost = _batch(ws, server, provider, force=True, repeats=1, images=[1])
         with ws.engine.begin() as connection:
             connection.execute(
                 sa.update(VLMBatch)
