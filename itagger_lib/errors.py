@@ -20,11 +20,14 @@
     ├── AssignmentError             the tagging queue cannot give out an image
     ├── VLMError                    the VLM engine
     │   ├── ProviderError           unknown provider, missing key or base URL
+    │   │   └── ProviderSetupError  the first request cannot reach the server, or it refuses
+    │   │                           the key, model or URL (stops the run at once)
     │   ├── RetryableError          a request worth sending again (429, 5xx, timeout)
     │   ├── PriceUnknownError       no price set for a model before spending
     │   ├── BudgetExceededError     a request would overrun a budget
     │   ├── KillSwitchError         the workspace kill switch is on
-    │   └── VLMResponseError        a response that fails validation
+    │   ├── VLMResponseError        a response that fails validation
+    │   └── VLMBatchError           a provider batch cannot be submitted, found or cancelled
     ├── BatchError                  a papermill batch run failed
     └── OperationsError             backup, restore or doctor
 
@@ -61,6 +64,7 @@ __all__ = [
     "OperationsError",
     "PriceUnknownError",
     "ProviderError",
+    "ProviderSetupError",
     "RatingError",
     "RetryableError",
     "ScienceError",
@@ -68,6 +72,7 @@ __all__ = [
     "StoreReadOnlyError",
     "UnreadableFileError",
     "UnsupportedFormatError",
+    "VLMBatchError",
     "VLMError",
     "VLMResponseError",
 ]
@@ -186,6 +191,20 @@ class ProviderError(VLMError):
     """Unknown provider, or a provider without the key or base URL it needs."""
 
 
+class ProviderSetupError(ProviderError):
+    """The provider cannot be used as configured: the first request could not connect
+    (refused, unknown host) or was refused (401, 403, 404). Retrying cannot help, so the
+    run stops at once with this one message, which says what to check.
+
+    ``connect`` marks a connection that could not be made; later in a run, when requests
+    have been answered, such a failure is retried like a dropped connection.
+    """
+
+    def __init__(self, message: str, *, connect: bool = False) -> None:
+        super().__init__(message)
+        self.connect = connect
+
+
 class RetryableError(VLMError):
     """A request worth sending again: 429, 5xx, a timeout or a dropped connection.
 
@@ -213,6 +232,11 @@ class KillSwitchError(VLMError):
 
 class VLMResponseError(VLMError):
     """A VLM response is malformed or fails validation against the codebook."""
+
+
+class VLMBatchError(VLMError):
+    """A provider batch cannot be submitted, found, collected or cancelled (the message says
+    which batch and why)."""
 
 
 class BatchError(ItaggerError):

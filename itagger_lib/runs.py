@@ -20,7 +20,8 @@ from itagger_lib.errors import remedy
 if TYPE_CHECKING:
     import pandas as pd
 
-STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
+# "waiting": a VLM run whose requests are in a provider batch (collected later, by any process)
+STATUSES = ("running", "waiting", "succeeded", "partial", "failed", "interrupted")
 
 
 def canonical_json(value: object) -> str:

@@ -29,6 +29,8 @@ from itagger_lib.db.migrate import open_schema
 from itagger_lib.store import ImageStore
 
 if TYPE_CHECKING:
+    from datetime import date
+
     import pandas as pd
     import pyarrow as pa
 
@@ -500,6 +502,8 @@ class Workspace:
         retry_base_s: float = 0.5,
         long_side: int = 1024,
         provider_options: Mapping[str, Any] | None = None,
+        mode: str = "interactive",
+        wait_s: float = 0.0,
     ) -> VLMReport:
         """Rate images with a VLM under a hard budget (cached, resumable).
 
@@ -542,11 +546,18 @@ class Workspace:
             Long side in pixels of the JPEG sent.
         provider_options
             For the provider: ``base_url``, ``api_key``, ``http``, ``token_limit``, ...
+        mode
+            ``"interactive"``, or ``"batch"``: the provider's batch API at half the price,
+            answers within 24 hours; a rerun (or :meth:`vlm_batches`) collects them and never
+            sends again what is in flight.
+        wait_s
+            Batch mode: seconds to wait for the batches to end and collect them (0: return).
 
         Returns
         -------
         VLMReport
-            Calls planned, cache hits, requests, failures, spend and the run id.
+            Calls planned, cache hits, requests, failures, spend and the run id (batch mode:
+            requests submitted, waiting and collected, and the batch ids).
         """
         from itagger_lib.vlm.rating import rate_with_vlm
 
@@ -574,6 +585,8 @@ class Workspace:
             retry_base_s=retry_base_s,
             long_side=long_side,
             provider_options=provider_options,
+            mode=mode,
+            wait_s=wait_s,
         )
 
     def vlm_audit(
@@ -646,12 +659,66 @@ class Workspace:
             progress=progress,
         )
 
-    def set_vlm_price(self, provider: str, model: str, input_per_mtok: float, output_per_mtok: float) -> None:
-        """Set a model's price in USD per million input and output tokens (needed before spending;
-        ``0, 0`` for a free local server)."""
-        from itagger_lib.vlm.ledger import set_price
+    def set_vlm_price(
+        self,
+        provider: str,
+        model: str,
+        input_per_mtok: float,
+        output_per_mtok: float,
+        *,
+        cached_input_per_mtok: float | None = None,
+        cache_write_per_mtok: float | None = None,
+        batch_input_per_mtok: float | None = None,
+        batch_output_per_mtok: float | None = None,
+        source: str | None = None,
+    ) -> None:
+        """Set a model's price in USD per million tokens; it overrides the shipped table
+        (``0, 0`` for a free server).
 
-        set_price(self, provider, model, input_per_mtok, output_per_mtok)
+        ``cached_input_per_mtok``/``cache_write_per_mtok``: prompt-cache reads and writes
+        (default the input price); ``batch_*``: the provider's batch API (default the
+        standard prices); ``source``: the page the price was read from.
+        """
+        from itagger_lib.vlm.prices import set_price
+
+        set_price(
+            self,
+            provider,
+            model,
+            input_per_mtok,
+            output_per_mtok,
+            cached_input_per_mtok=cached_input_per_mtok,
+            cache_write_per_mtok=cache_write_per_mtok,
+            batch_input_per_mtok=batch_input_per_mtok,
+            batch_output_per_mtok=batch_output_per_mtok,
+            source=source,
+        )
+
+    def vlm_prices(self, today: date | None = None) -> pd.DataFrame:
+        """The prices in effect (USD per million tokens): the shipped table with this
+        workspace's own over it; the date each was read, whether it is older than 90 days,
+        and its source page. ``today``: the date ages are counted to (default today)."""
+        from itagger_lib.vlm.prices import price_table
+
+        return price_table(self, today)
+
+    def vlm_batches(self, poll: bool = True) -> pd.DataFrame:
+        """Provider batches of batch-mode runs, newest first: status, counts, reserved and
+        spent USD, times. With ``poll`` the open ones are asked about first and the ended
+        ones collected (ratings and ledger rows at batch prices; invalid answers repaired)."""
+        from itagger_lib.vlm.batches import vlm_batches
+
+        return vlm_batches(self, poll)
+
+    def cancel_vlm_batches(self, batch_ids: Iterable[int] | None = None) -> pd.DataFrame:
+        """Cancel open provider batches (``batch_ids``, default all); returns the batches.
+
+        What already ran is still collected (and billed); the rest costs nothing and is
+        asked again by the next run.
+        """
+        from itagger_lib.vlm.batches import cancel_batches
+
+        return cancel_batches(self, batch_ids)
 
     def vlm_ledger(self, run_id: int | None = None) -> pd.DataFrame:
         """Every VLM call (of run ``run_id``, or all): tokens, cost, latency, status; newest first."""

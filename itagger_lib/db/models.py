@@ -230,7 +230,9 @@ class RatingMean(Base):
 
 
 class VLMPrice(Base):
-    """Price of one provider's model in USD per million input and output tokens."""
+    """A workspace's price of one provider's model in USD per million tokens (it overrides
+    the shipped table, ``itagger_lib/data/vlm_prices.csv``): input, output, prompt-cache
+    reads and writes, and the provider's batch API; ``source``: where it was read."""
 
     __tablename__ = "vlm_prices"
 
@@ -239,10 +241,54 @@ class VLMPrice(Base):
     input_per_mtok: Mapped[float] = mapped_column(sa.Float)
     output_per_mtok: Mapped[float] = mapped_column(sa.Float)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    cached_input_per_mtok: Mapped[float | None] = mapped_column(sa.Float)
+    cache_write_per_mtok: Mapped[float | None] = mapped_column(sa.Float)
+    batch_input_per_mtok: Mapped[float | None] = mapped_column(sa.Float)
+    batch_output_per_mtok: Mapped[float | None] = mapped_column(sa.Float)
+    source: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class VLMBatch(Base):
+    """One batch submitted to a provider's batch API (OpenAI Batch, Anthropic Message
+    Batches) for a VLM run; its calls are the ``vlm_calls`` rows with this ``batch_id``.
+
+    ``status``: ``submitting`` (calls reserved, the provider asked), ``in_progress``,
+    ``cancelling``, ``ended`` (results ready), ``collected``, ``failed`` (nothing ran) or
+    ``lost`` (a submission interrupted and not found at the provider). ``tag`` marks the
+    batch at the provider where it takes metadata, to find it again after a crash.
+    """
+
+    __tablename__ = "vlm_batches"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="SET NULL"), index=True)
+    provider: Mapped[str] = mapped_column(sa.String(64))
+    model: Mapped[str] = mapped_column(sa.String(200))
+    base_url: Mapped[str | None] = mapped_column(sa.Text)
+    tag: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    provider_batch_id: Mapped[str | None] = mapped_column(sa.String(200))
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)
+    provider_status: Mapped[str | None] = mapped_column(sa.String(32))
+    repair: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    n_requests: Mapped[int] = mapped_column(sa.Integer, default=0)
+    n_succeeded: Mapped[int] = mapped_column(sa.Integer, default=0)
+    n_failed: Mapped[int] = mapped_column(sa.Integer, default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    collected_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class VLMCall(Base):
-    """The ledger: one request to a VLM (or its reservation), with tokens, cost and response."""
+    """The ledger: one request to a VLM (or its reservation), with tokens, cost and response.
+
+    ``input_tokens`` counts every input token; ``cached_input_tokens`` and
+    ``cache_write_tokens`` are the prompt-cache reads and writes among them. ``batch_id``:
+    the provider batch it was sent in (``None``: sent on its own).
+    """
 
     __tablename__ = "vlm_calls"
     __table_args__ = (sa.Index("ix_vlm_calls_cache", "cache_key", "status"),)
@@ -271,6 +317,11 @@ class VLMCall(Base):
     rationale: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    cached_input_tokens: Mapped[int | None] = mapped_column(sa.Integer)
+    cache_write_tokens: Mapped[int | None] = mapped_column(sa.Integer)
+    batch_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("vlm_batches.id", ondelete="SET NULL"), index=True
+    )
 
 
 class ImageSet(Base):

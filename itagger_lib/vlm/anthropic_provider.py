@@ -12,7 +12,7 @@ from typing import Any
 
 import anthropic
 
-from itagger_lib.vlm.base import VLMRequest, VLMResponse
+from itagger_lib.vlm.base import BatchAPI, VLMRequest, VLMResponse
 from itagger_lib.vlm.registry import register_provider
 from itagger_lib.vlm.sdk import BodyTemplate, SDKProvider
 from itagger_lib.vlm.tokens import ANTHROPIC_FRAMING_TOKENS, anthropic_image_tokens
@@ -21,11 +21,17 @@ TOOL = "record_ratings"
 
 
 def messages_body(model: str, request: VLMRequest, image: str) -> dict[str, Any]:
-    """The Messages request body for ``request``; ``image`` is the JPEG's base64 text."""
+    """The Messages request body for ``request``; ``image`` is the JPEG's base64 text.
+
+    The tool (its schema) and the system text (instructions and codebook) form the prefix
+    that is the same for every image; a ``cache_control`` breakpoint after it lets
+    Anthropic's prompt cache reuse it (a prefix below the model's minimum is not cached,
+    and nothing fails).
+    """
     return {
         "model": model,
         "max_tokens": request.max_tokens,
-        "system": request.system,
+        "system": [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}],
         "tools": [
             {
                 "name": TOOL,
@@ -74,16 +80,20 @@ class AnthropicProvider(SDKProvider):
         """``⌈w·h/750⌉`` for the size sent, whatever the model (see ``tokens``)."""
         return anthropic_image_tokens(width, height)
 
+    def batch_api(self) -> BatchAPI:
+        """The provider's batch API (half the price, answers within 24 hours)."""
+        from itagger_lib.vlm.anthropic_batch import AnthropicBatchAPI
+
+        return AnthropicBatchAPI(self)
+
     def parse(self, text: str) -> VLMResponse:
         response = json.loads(text)
         blocks = response.get("content") or []
         stop_reason = response.get("stop_reason")
         usage = response.get("usage") or {}
-        # cache writes and reads are input too (billed at other rates; counted in full here)
-        input_tokens = sum(
-            int(usage.get(key) or 0)
-            for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        )
+        cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+        cache_read = int(usage.get("cache_read_input_tokens") or 0)
+        input_tokens = int(usage.get("input_tokens") or 0) + cache_write + cache_read
         answer = None
         notes = []
         for block in blocks:
@@ -104,6 +114,8 @@ class AnthropicProvider(SDKProvider):
             raw=text,
             refusal=refusal,
             extra={"stop_reason": stop_reason},
+            cached_input_tokens=cache_read,
+            cache_write_tokens=cache_write,
         )
 
 
@@ -115,6 +127,8 @@ def input_token_bound(model: str, request: VLMRequest) -> int:
 register_provider(
     "anthropic",
     AnthropicProvider,
-    default_model="claude-3-5-haiku-latest",
+    default_model="claude-haiku-4-5",
     input_token_bound=input_token_bound,
+    prompt_cache_min_tokens=1024,
+    image_tokens=lambda model, width, height: anthropic_image_tokens(width, height),
 )

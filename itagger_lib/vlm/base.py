@@ -7,6 +7,11 @@ timeouts, connection errors) and :class:`~itagger_lib.errors.ProviderError` for 
 Retries, budgets, caching and the ledger are the engine's job, not the provider's: as
 httpx's transports know a ``Request`` and never the ``Client``, a provider knows a request
 and never the run, the workspace or the database.
+
+A provider with a batch API (half the price, answers within 24 hours) also has
+``batch_api()`` returning a :class:`BatchAPI`: it turns requests into the provider's batch
+entries, submits them, and reports a batch's :class:`BatchState` and its
+:class:`BatchItem` results.
 """
 
 from __future__ import annotations
@@ -14,9 +19,19 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
-__all__ = ["Provider", "ProviderFactory", "TokenBound", "VLMRequest", "VLMResponse"]
+__all__ = [
+    "BatchAPI",
+    "BatchItem",
+    "BatchState",
+    "Provider",
+    "ProviderFactory",
+    "TokenBound",
+    "VLMRequest",
+    "VLMResponse",
+]
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,8 @@ class VLMRequest:
 class VLMResponse:
     """What came back: the answer as JSON text (or a refusal), token usage, the raw body.
 
+    ``input_tokens`` counts every input token; ``cached_input_tokens`` (prompt-cache reads)
+    and ``cache_write_tokens`` (writes) are among them, priced at their own rates.
     ``usage_reported`` is false when the response carried no usage: the engine then charges
     the request's reservation (its maximum cost) rather than nothing.
     """
@@ -61,6 +78,8 @@ class VLMResponse:
     refusal: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     usage_reported: bool = True
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class Provider(Protocol):
@@ -83,3 +102,64 @@ class Provider(Protocol):
 ProviderFactory = Callable[..., Provider]
 #: ``bound(model, request) -> int``: at most this many input tokens are billed for ``request``.
 TokenBound = Callable[[str, VLMRequest], int]
+
+
+#: Normalised batch states: the provider's own status is kept beside them.
+BATCH_OPEN = ("in_progress", "cancelling")
+
+
+@dataclass
+class BatchState:
+    """A provider batch as the provider reports it.
+
+    ``status`` is ``in_progress``, ``cancelling`` or ``ended`` (results can be read, also
+    for an expired, cancelled or failed batch); ``provider_status`` the provider's own word;
+    ``counts`` its request counts; ``details`` what reading the results needs (file ids, a
+    results URL); ``error`` why the provider failed the whole batch.
+    """
+
+    id: str
+    status: str
+    provider_status: str
+    counts: dict[str, int] = field(default_factory=dict)
+    expires_at: datetime | None = None
+    ended_at: datetime | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class BatchItem:
+    """The result of one request of a batch: its ``custom_id`` and either the ``response``
+    (parsed as an interactive one) or an ``error`` (errored, expired, cancelled: not billed)."""
+
+    custom_id: str
+    response: VLMResponse | None = None
+    error: str | None = None
+
+
+class BatchAPI(Protocol):
+    """A provider's batch API (see the module docstring).
+
+    ``max_requests`` and ``max_bytes`` bound one batch; ``entry`` is one request as the
+    batch carries it (JSON bytes; ``custom_id`` matches it to its result); ``submit`` sends
+    entries as a new batch marked with ``tag`` (in the provider's metadata where it has
+    any); ``find`` lists the provider's batches that may be the one submitted with ``tag``
+    (interrupted before its id was recorded): the engine takes one only when exactly one
+    is not already known.
+    """
+
+    max_requests: int
+    max_bytes: int
+
+    def entry(self, custom_id: str, request: VLMRequest) -> bytes: ...
+
+    async def submit(self, entries: list[bytes], tag: str) -> BatchState: ...
+
+    async def state(self, batch_id: str) -> BatchState: ...
+
+    async def results(self, state: BatchState) -> list[BatchItem]: ...
+
+    async def cancel(self, batch_id: str) -> BatchState: ...
+
+    async def find(self, tag: str, created_after: datetime, n_requests: int) -> list[BatchState]: ...

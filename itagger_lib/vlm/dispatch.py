@@ -9,6 +9,11 @@ the :class:`~itagger_lib.vlm.writer.LedgerWriter`.
 A response whose usage costs more than its reservation breaks the bound the budget rests
 on: the call is recorded at its actual cost, no new request is issued in this run, and the
 run's failures say why.
+
+A set-up error (:class:`~itagger_lib.errors.ProviderSetupError`: a refused connection, an
+unknown host, 401/403/404) before any request of the run was answered stops the run at once,
+without backoff: retrying cannot mend a wrong base URL, key or model, and every other request
+would fail the same way. :attr:`Dispatcher.setup_error` holds it for the run's one message.
 """
 
 from __future__ import annotations
@@ -28,14 +33,15 @@ from itagger_lib.errors import (
     ItaggerError,
     KillSwitchError,
     ProviderError,
+    ProviderSetupError,
     RetryableError,
     VLMResponseError,
 )
 from itagger_lib.imaging import encode_jpeg, load_rgb
+from itagger_lib.vlm.answers import max_cost, rating_rows, response_cost
 from itagger_lib.vlm.base import Provider, VLMRequest, VLMResponse
 from itagger_lib.vlm.plan import Job, RatingPlan
 from itagger_lib.vlm.prompts import parse_answer, repair_prompt
-from itagger_lib.vlm.registry import input_token_bound
 from itagger_lib.vlm.report import VLMReport
 from itagger_lib.vlm.secrets import all_secrets, redact
 from itagger_lib.vlm.writer import Finish, LedgerWriter
@@ -91,6 +97,7 @@ class Dispatcher:
         bar: tqdm[Any],
     ) -> None:
         assert plan.price is not None
+        self.plan = plan
         self.ctx, self.provider, self.report, self.run_id, self.bar = ctx, provider, report, run_id, bar
         self.provider_name, self.codebook, self.prompt, self.price = (
             plan.provider,
@@ -102,6 +109,8 @@ class Dispatcher:
         self.budget_usd, self.timeout, self.max_retries = budget_usd, timeout, max_retries
         self.retry_base_s, self.concurrency = retry_base_s, concurrency
         self.in_flight = 0
+        self.answered = False  # a request of this run got an answer: the set-up works
+        self.setup_error: ProviderSetupError | None = None
         self.images: OrderedDict[str, asyncio.Task[EncodedImage]] = OrderedDict()
         self.next_image: dict[str, Job] = {}
         self.secrets = all_secrets()
@@ -173,29 +182,13 @@ class Dispatcher:
 
     def _max_cost(self, request: VLMRequest) -> float:
         """The request's reservation: the input-token bound and ``max_tokens`` at the prices."""
-        own = getattr(self.provider, "input_token_bound", None)  # counts the body it will send
-        if own is not None:
-            tokens = own(request)
-        else:
-            tokens = input_token_bound(self.provider_name, self.provider.model, request)
-        return self.price.cost(tokens, request.max_tokens)
+        return max_cost(self.provider, self.provider_name, self.price, request)
 
     async def _reserve(self, job: Job, amount: float, call_id: int | None = None) -> int | None:
         """Reserve ``amount``; wait for in-flight calls to settle when the budget is tight."""
         call = None
         if call_id is None:
-            call = {
-                "cache_key": job.cache_key,
-                "provider": self.provider_name,
-                "model": self.provider.model,
-                "prompt_hash": self.prompt.hash,
-                "prompt_version": self.prompt.version,
-                "image_id": job.image_id,
-                "image_sha256": job.sha256,
-                "codebook_id": self.codebook.id,
-                "parameters": self.params,
-                "repeat_index": job.repeat_index,
-            }
+            call = self.plan.call_row(job)
         while True:
             if self.report.stopped:
                 return None
@@ -250,30 +243,41 @@ class Dispatcher:
         for attempt in range(self.max_retries + 1):
             self.report.requests += 1
             try:
-                return await asyncio.wait_for(self.provider.complete(request), timeout=self.timeout + 5)
+                response = await asyncio.wait_for(self.provider.complete(request), timeout=self.timeout + 5)
+            except ProviderSetupError as exc:
+                if not self.answered:
+                    self.setup_error = self.setup_error or exc
+                    self.stop(str(self.setup_error))
+                    raise
+                if not exc.connect:
+                    raise
+                error = RetryableError(str(exc))  # the server went away mid-run: worth a retry
             except (RetryableError, TimeoutError) as exc:
                 error = exc if isinstance(exc, RetryableError) else RetryableError("timed out", timeout=True)
-                if attempt == self.max_retries:
+            else:
+                self.answered = True
+                return response
+            if attempt == self.max_retries:
+                raise error from None
+            if error.timeout:
+                # A request that timed out may still be billed: keep its reservation as cost,
+                # and reserve again before asking once more.
+                charged.append(amount)
+                if await self._reserve(job, amount, call_id) is None:
                     raise error from None
-                if error.timeout:
-                    # A request that timed out may still be billed: keep its reservation as cost,
-                    # and reserve again before asking once more.
-                    charged.append(amount)
-                    if await self._reserve(job, amount, call_id) is None:
-                        raise error from None
-                if error.retry_after is not None:
-                    delay = error.retry_after
-                else:
-                    cap = min(30.0, self.retry_base_s * 2**attempt)
-                    delay = cap / 2 + random.uniform(0, cap / 2)
-                await asyncio.sleep(min(delay, 120.0))
-                if self.report.stopped:  # stopped meanwhile: a retry would be a new request
-                    raise error from None
+            if error.retry_after is not None:
+                delay = error.retry_after
+            else:
+                cap = min(30.0, self.retry_base_s * 2**attempt)
+                delay = cap / 2 + random.uniform(0, cap / 2)
+            await asyncio.sleep(min(delay, 120.0))
+            if self.report.stopped:  # stopped meanwhile: a retry would be a new request
+                raise error from None
         raise AssertionError("unreachable")
 
     def _check_usage(self, job: Job, response: VLMResponse, amount: float) -> str | None:
         """The reason to stop the run when ``response`` cost more than was reserved for it."""
-        cost = self.price.cost(response.input_tokens, response.output_tokens)
+        cost = response_cost(self.price, response)
         if cost <= amount * (1 + 1e-9) + 1e-12:
             return None
         reason = (
@@ -288,7 +292,7 @@ class Dispatcher:
 
     async def _ask(self, job: Job, call_id: int, request: VLMRequest, amount: float) -> None:
         started = time.perf_counter()
-        tokens = [0, 0]
+        tokens = [0, 0, 0, 0]  # input, output, cache reads, cache writes
         raws: list[str] = []
         charged: list[float] = []
         attempts = 0
@@ -298,11 +302,15 @@ class Dispatcher:
             try:
                 response = await self._send(job, call_id, request, amount, charged)
             except (RetryableError, ProviderError) as exc:
-                outcome = {"status": "failed", "error": str(exc)}
+                # a set-up error is the run's one message, not a failure of each call
+                setup = isinstance(exc, ProviderSetupError) and self.setup_error is not None
+                outcome = {"status": "failed", "error": str(exc), "setup": setup}
                 break
             attempts += 1
             tokens[0] += response.input_tokens
             tokens[1] += response.output_tokens
+            tokens[2] += response.cached_input_tokens
+            tokens[3] += response.cache_write_tokens
             raws.append(response.raw)
             if not response.usage_reported:
                 charged.append(amount)  # no usage to bill by: the reservation is the cost
@@ -332,7 +340,7 @@ class Dispatcher:
         failures: list[tuple[str, int | None, str]] = []
         if outcome["status"] == "ok":
             self.report.succeeded += 1
-        else:
+        elif not outcome.get("setup"):
             self.report.failed.append((job.label, error or ""))
             failures.append((job.label, job.image_id, error or ""))
         if overrun is not None:
@@ -343,6 +351,8 @@ class Dispatcher:
             "status": outcome["status"],
             "input_tokens": tokens[0],
             "output_tokens": tokens[1],
+            "cached_input_tokens": tokens[2],
+            "cache_write_tokens": tokens[3],
             "cost_usd": cost,
             "latency_ms": int((time.perf_counter() - started) * 1000),
             "attempts": attempts,
@@ -370,24 +380,6 @@ class Dispatcher:
         }
 
     def _ratings(self, job: Job, call_id: int, answer: dict[str, Any]) -> list[dict[str, Any]]:
-        now = utcnow()
-        rows = []
-        for key, value in answer.items():
-            number, text = self.codebook.attribute(key).to_columns(value)
-            rows.append(
-                {
-                    "image_id": job.image_id,
-                    "attribute": key,
-                    "codebook_id": self.codebook.id,
-                    "rater": self.rater,
-                    "source": "vlm",
-                    "value": number,
-                    "value_text": text,
-                    "mode": "blind",
-                    "repeat_index": job.repeat_index,
-                    "run_id": self.run_id,
-                    "vlm_call_id": call_id,
-                    "rated_at": now,
-                }
-            )
-        return rows
+        return rating_rows(
+            self.codebook, self.rater, self.run_id, call_id, job.image_id, job.repeat_index, answer
+        )

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from itagger_lib.errors import KillSwitchError, PriceUnknownError, remedy
+from itagger_lib.errors import KillSwitchError, PriceUnknownError, ProviderSetupError, remedy
 from itagger_lib.runs import close_stale_runs, finish_run, start_run
 from itagger_lib.stored_settings import get_setting
 from itagger_lib.vlm import ledger
@@ -29,12 +29,12 @@ if TYPE_CHECKING:
     from itagger_lib.vlm.plan import RatingPlan
     from itagger_lib.vlm.report import VLMReport
 
-__all__ = ["execute"]
+__all__ = ["check_can_spend", "execute", "run_coroutine", "run_parameters"]
 
 T = TypeVar("T")
 
 
-def _run_coroutine(coroutine: Coroutine[Any, Any, T], on_interrupt: Callable[[], object] | None = None) -> T:
+def run_coroutine(coroutine: Coroutine[Any, Any, T], on_interrupt: Callable[[], object] | None = None) -> T:
     """Run ``coroutine`` to completion, also from inside Jupyter's running event loop.
 
     There the loop runs in a worker thread; an interrupt (Jupyter's stop button) calls
@@ -54,9 +54,12 @@ def _run_coroutine(coroutine: Coroutine[Any, Any, T], on_interrupt: Callable[[],
             raise
 
 
-def _run_parameters(plan: RatingPlan, budget_usd: float | None, concurrency: int) -> dict[str, Any]:
-    """What the run records as its parameters."""
+def run_parameters(plan: RatingPlan, budget_usd: float | None, concurrency: int) -> dict[str, Any]:
+    """What the run records as its parameters (a batch collector rebuilds the prompt from
+    them: codebook, attributes, rationale)."""
     return {
+        "mode": plan.mode,
+        "rationale": plan.rationale,
         "provider": plan.provider,
         "model": plan.model,
         "prompt_hash": plan.prompt.hash,
@@ -107,25 +110,19 @@ def execute(
         The model has no price, so the budget cannot be kept.
     KillSwitchError
         The workspace kill switch (setting ``vlm.kill_switch``) is on.
+    ProviderSetupError
+        The first requests could not connect or were refused (401, 403, 404): the run
+        stopped at once, without retries; the message says what to check.
     """
     check_counts(concurrency=concurrency)
-    if plan.price is None:
-        raise PriceUnknownError(plan.price_problem or f"no price for {plan.provider}/{plan.model}")
+    check_can_spend(ctx, plan)
     started = time.perf_counter()
     report = plan.report(dry_run=False)
-    if get_setting(ctx.engine, ledger.KILL_SWITCH_KEY):
-        raise KillSwitchError(
-            "the VLM kill switch is on (setting vlm.kill_switch); turn it off "
-            + remedy(
-                "with ws.set_setting('vlm.kill_switch', False)",
-                "with the Kill switch button of the admin cockpit (00_Admin.ipynb)",
-            )
-        )
     close_stale_runs(ctx.engine, kind="vlm")
     ledger.release_stale(ctx)
     ledger.ensure_lock_row(ctx)
     run_id = start_run(
-        ctx.engine, "vlm", _run_parameters(plan, budget_usd, concurrency), ctx.user, n_total=len(plan.jobs)
+        ctx.engine, "vlm", run_parameters(plan, budget_usd, concurrency), ctx.user, n_total=len(plan.jobs)
     )
     report.run_id = run_id
     options = dict(plan.provider_options)
@@ -160,7 +157,9 @@ def execute(
 
     status = None
     try:
-        _run_coroutine(main(), on_interrupt=lambda: setattr(report, "stopped", "interrupted by the user"))
+        run_coroutine(main(), on_interrupt=lambda: setattr(report, "stopped", "interrupted by the user"))
+        if dispatcher.setup_error is not None:
+            status = "failed"
     except BaseException:
         status = "interrupted"
         raise
@@ -182,4 +181,20 @@ def execute(
                 "seconds": report.seconds,
             },
         )
+    if dispatcher.setup_error is not None:
+        raise ProviderSetupError(str(report.stopped), connect=dispatcher.setup_error.connect)
     return report
+
+
+def check_can_spend(ctx: Context, plan: RatingPlan) -> None:
+    """:class:`PriceUnknownError` without a price, :class:`KillSwitchError` with the switch on."""
+    if plan.price is None:
+        raise PriceUnknownError(plan.price_problem or f"no price for {plan.provider}/{plan.model}")
+    if get_setting(ctx.engine, ledger.KILL_SWITCH_KEY):
+        raise KillSwitchError(
+            "the VLM kill switch is on (setting vlm.kill_switch); turn it off "
+            + remedy(
+                "with ws.set_setting('vlm.kill_switch', False)",
+                "with the Kill switch button of the admin cockpit (00_Admin.ipynb)",
+            )
+        )

@@ -1,4 +1,4 @@
-"""The ledger (``vlm_calls``), the price table (``vlm_prices``), the cache and the budget.
+"""The ledger (``vlm_calls``), the cache and the budget (prices: :mod:`.prices`).
 
 Every request is reserved before it is sent: a ``vlm_calls`` row holding its *maximum*
 cost (an upper bound on its input tokens, :mod:`itagger_lib.vlm.tokens`, + ``max_tokens`` of
@@ -8,12 +8,14 @@ lock — a row of ``settings`` locked with ``SELECT … FOR UPDATE`` on PostgreS
 first on SQLite (which takes SQLite's single write lock at once, as ``BEGIN IMMEDIATE``
 does) — so concurrent tasks and processes cannot overrun a budget. After the response the
 row is reconciled to the cost of the tokens actually used.
+
+``Price``, ``get_price`` and ``set_price`` live in :mod:`itagger_lib.vlm.prices`; they are
+importable from here too, where notebooks of version 0.1 found them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,9 +23,27 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from itagger_lib.db.dml import insert_ignore
-from itagger_lib.db.models import Run, Setting, VLMCall, VLMPrice, utcnow
-from itagger_lib.errors import ArgumentError, BudgetExceededError, KillSwitchError, PriceUnknownError
+from itagger_lib.db.models import Run, Setting, VLMBatch, VLMCall, utcnow
+from itagger_lib.errors import BudgetExceededError, KillSwitchError
 from itagger_lib.runs import canonical_json
+from itagger_lib.vlm.prices import FREE_PROVIDERS, Price, get_price, set_price
+
+__all__ = [
+    "FREE_PROVIDERS",
+    "Price",
+    "Reservation",
+    "cache_key",
+    "cached_calls",
+    "ensure_lock_row",
+    "get_price",
+    "ledger",
+    "open_keys",
+    "release_stale",
+    "reserve",
+    "reserve_many",
+    "set_price",
+    "spent",
+]
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,75 +53,10 @@ if TYPE_CHECKING:
 LOCK_KEY = "vlm.ledger_lock"
 BUDGET_KEY = "vlm.budget_usd"
 KILL_SWITCH_KEY = "vlm.kill_switch"
-FREE_PROVIDERS = frozenset({"stub"})
 # Calls that count against budgets: reserved (in flight) at their reservation, the rest at cost.
 OPEN = "reserved"
-
-
-@dataclass(frozen=True)
-class Price:
-    """USD per million input and output tokens."""
-
-    input_per_mtok: float
-    output_per_mtok: float
-
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
-
-
-def set_price(ctx: Context, provider: str, model: str, input_per_mtok: float, output_per_mtok: float) -> None:
-    """Set (or change) a model's price in USD per million input / output tokens."""
-    for name, value in (("input_per_mtok", input_per_mtok), ("output_per_mtok", output_per_mtok)):
-        if not isinstance(value, int | float) or value < 0 or not math.isfinite(value):
-            raise ArgumentError(f"price {name} of {provider}/{model} must be a number >= 0, got {value!r}")
-    with ctx.engine.begin() as connection:
-        updated = connection.execute(
-            sa.update(VLMPrice)
-            .where(VLMPrice.provider == provider, VLMPrice.model == model)
-            .values(
-                input_per_mtok=float(input_per_mtok),
-                output_per_mtok=float(output_per_mtok),
-                updated_at=utcnow(),
-            )
-        )
-        if updated.rowcount == 0:
-            connection.execute(
-                sa.insert(VLMPrice).values(
-                    provider=provider,
-                    model=model,
-                    input_per_mtok=float(input_per_mtok),
-                    output_per_mtok=float(output_per_mtok),
-                    updated_at=utcnow(),
-                )
-            )
-
-
-def get_price(ctx: Context, provider: str, model: str) -> Price:
-    """The model's price; ``stub`` is free; an unknown price raises :class:`PriceUnknownError`."""
-    if provider in FREE_PROVIDERS:
-        return Price(0.0, 0.0)
-    with ctx.engine.connect() as connection:
-        row = connection.execute(
-            sa.select(VLMPrice.input_per_mtok, VLMPrice.output_per_mtok).where(
-                VLMPrice.provider == provider, VLMPrice.model == model
-            )
-        ).first()
-    if row is None:
-        raise PriceUnknownError(
-            f"no price for {provider}/{model}, so its cost cannot be bounded; set it first, e.g. "
-            f"itagger_lib.vlm.ledger.set_price(ctx, {provider!r}, {model!r}, "
-            "input_per_mtok=0.15, output_per_mtok=0.60) "
-            f"or `itagger vlm prices set {provider} {model} IN OUT` (USD per million tokens; "
-            "0 0 for a free local server)"
-        )
-    return Price(float(row[0]), float(row[1]))
-
-
-def prices(ctx: Context) -> pd.DataFrame:
-    import pandas as pd
-
-    with ctx.engine.connect() as connection:
-        return pd.read_sql(sa.select(VLMPrice).order_by(VLMPrice.provider, VLMPrice.model), connection)
+#: Provider batch states whose calls are still open (their answers not yet written).
+OPEN_BATCH = ("submitting", "in_progress", "cancelling", "ended")
 
 
 def cache_key(
@@ -297,16 +252,42 @@ def cached_calls(ctx: Context, keys: list[str]) -> dict[str, int]:
     return found
 
 
+_ANY_OPEN_BATCH = sa.select(VLMBatch.id).where(VLMBatch.status.in_(OPEN_BATCH)).limit(1)
+
+
+def open_keys(ctx: Context, keys: list[str]) -> set[str]:
+    """The cache keys among ``keys`` of calls waiting in an open provider batch: no run sends
+    them again (the batch's answer is collected instead, or it is cancelled)."""
+    found: set[str] = set()
+    with ctx.engine.connect() as connection:
+        if not keys or connection.execute(_ANY_OPEN_BATCH).first() is None:
+            return found  # the common case: no batch waiting, nothing to look up per key
+        for start in range(0, len(keys), 500):
+            rows = connection.execute(
+                sa.select(VLMCall.cache_key)
+                .join(VLMBatch, VLMBatch.id == VLMCall.batch_id)
+                .where(
+                    VLMCall.cache_key.in_(keys[start : start + 500]),
+                    VLMCall.status == OPEN,
+                    VLMBatch.status.in_(OPEN_BATCH),
+                )
+            )
+            found.update(key for (key,) in rows)
+    return found
+
+
 def release_stale(ctx: Context) -> int:
     """Close reservations of runs that are no longer running (killed processes).
 
     A request that was in flight may have been billed, so its reservation is kept as cost.
+    Calls waiting in a provider batch are not stale: :mod:`.batches` settles them.
     """
     with ctx.engine.begin() as connection:
         stale = connection.execute(
             sa.update(VLMCall)
             .where(
                 VLMCall.status == OPEN,
+                VLMCall.batch_id.is_(None),
                 VLMCall.run_id.in_(sa.select(Run.id).where(Run.status != "running")),
             )
             .values(

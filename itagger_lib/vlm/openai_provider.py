@@ -18,6 +18,7 @@ the image's base64 text (encoded once per image) spliced in (:class:`BodyTemplat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ from urllib.parse import urlsplit
 import openai
 
 from itagger_lib.errors import ProviderError
-from itagger_lib.vlm.base import VLMRequest, VLMResponse
+from itagger_lib.vlm.base import BatchAPI, VLMRequest, VLMResponse
 from itagger_lib.vlm.registry import register_provider
 from itagger_lib.vlm.sdk import BodyTemplate, SDKProvider
 from itagger_lib.vlm.tokens import OPENAI_FRAMING_TOKENS, openai_image_tokens
@@ -36,10 +37,19 @@ TOKEN_LIMITS = ("max_completion_tokens", "max_tokens")
 OPENAI_HOST = "api.openai.com"
 
 
-def chat_body(model: str, request: VLMRequest, image: str, token_limit: str = "max_tokens") -> dict[str, Any]:
+def chat_body(
+    model: str,
+    request: VLMRequest,
+    image: str,
+    token_limit: str = "max_tokens",
+    cache_key: bool = False,
+) -> dict[str, Any]:
     """The Chat Completions request body for ``request``; ``image`` is the JPEG's base64 text.
 
     ``token_limit``: the name the answer's length limit is sent under (see the module).
+    The schema and the system text (instructions and codebook) come before the image: the
+    prefix OpenAI caches by itself. ``cache_key`` adds ``prompt_cache_key`` (OpenAI's own
+    API only), which keeps requests with this prefix on the machines that cached it.
     """
     body: dict[str, Any] = {
         "model": model,
@@ -48,8 +58,8 @@ def chat_body(model: str, request: VLMRequest, image: str, token_limit: str = "m
             {
                 "role": "user",
                 "content": [
-                    {"type": "text", "text": request.prompt},
                     {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{image}"}},
+                    {"type": "text", "text": request.prompt},
                 ],
             },
         ],
@@ -62,25 +72,43 @@ def chat_body(model: str, request: VLMRequest, image: str, token_limit: str = "m
     }
     if request.seed is not None:
         body["seed"] = request.seed
+    if cache_key:
+        body["prompt_cache_key"] = "itagger-" + hashlib.sha256(request.system.encode()).hexdigest()[:16]
     return body
 
 
-def _builder(token_limit: str) -> Callable[[str, VLMRequest, str], dict[str, Any]]:
+def _builder(token_limit: str, cache_key: bool) -> Callable[[str, VLMRequest, str], dict[str, Any]]:
     def build(model: str, request: VLMRequest, image: str) -> dict[str, Any]:
-        return chat_body(model, request, image, token_limit)
+        return chat_body(model, request, image, token_limit, cache_key)
 
     return build
 
 
-BODIES = {name: BodyTemplate(_builder(name)) for name in TOKEN_LIMITS}
+BODIES = {
+    (name, official): BodyTemplate(_builder(name, official))
+    for name in TOKEN_LIMITS
+    for official in (False, True)
+}
+
+
+def is_openai(base_url: str | None) -> bool:
+    """Whether ``base_url`` is OpenAI's own API (``None``: the SDK's default, which is)."""
+    return base_url is None or (urlsplit(base_url).hostname or "").lower() == OPENAI_HOST
 
 
 def default_token_limit(base_url: str | None) -> str:
     """``max_completion_tokens`` for OpenAI's own API, ``max_tokens`` for any other server."""
-    if base_url is None:
-        return "max_completion_tokens"
-    host = (urlsplit(base_url).hostname or "").lower()
-    return "max_completion_tokens" if host == OPENAI_HOST else "max_tokens"
+    return "max_completion_tokens" if is_openai(base_url) else "max_tokens"
+
+
+def _base_url(options: Mapping[str, Any]) -> str | None:
+    return options.get("base_url") or os.environ.get("OPENAI_BASE_URL") or None
+
+
+def local_server(options: Mapping[str, Any]) -> str | None:
+    """The base URL of a compatible server that is not OpenAI's API (priced at 0 by default)."""
+    url = _base_url(options)
+    return None if is_openai(url) else url
 
 
 def resolve_token_limit(base_url: str | None = None, token_limit: str | None = None) -> str:
@@ -122,7 +150,7 @@ class OpenAIProvider(SDKProvider):
     ) -> None:
         base_url = base_url or os.environ.get(self.base_url_variable) or None
         self.token_limit = resolve_token_limit(base_url, token_limit)
-        self.body = BODIES[self.token_limit]
+        self.body = BODIES[(self.token_limit, is_openai(base_url))]
         super().__init__(model, base_url=base_url, api_key=api_key, timeout=timeout, http=http)
 
     def _without_key(self) -> str:
@@ -137,11 +165,18 @@ class OpenAIProvider(SDKProvider):
     def image_tokens(model: str, width: int, height: int) -> int:
         return openai_image_tokens(model, width, height)
 
+    def batch_api(self) -> BatchAPI:
+        """The provider's batch API (half the price, answers within 24 hours)."""
+        from itagger_lib.vlm.openai_batch import OpenAIBatchAPI
+
+        return OpenAIBatchAPI(self)
+
     def parse(self, text: str) -> VLMResponse:
         response = json.loads(text)
         choices = response.get("choices") or []
         message = choices[0].get("message") if choices else None
         usage = response.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
         refusal = message.get("refusal") if isinstance(message, dict) else "no choices in the response"
         return VLMResponse(
             text=message.get("content") if isinstance(message, dict) else None,
@@ -151,6 +186,8 @@ class OpenAIProvider(SDKProvider):
             refusal=refusal,
             extra={"finish_reason": choices[0].get("finish_reason") if choices else None},
             usage_reported="prompt_tokens" in usage,
+            cached_input_tokens=int(details.get("cached_tokens") or 0),
+            cache_write_tokens=int(details.get("cache_write_tokens") or 0),
         )
 
 
@@ -161,7 +198,15 @@ def input_token_bound(model: str, request: VLMRequest, options: Mapping[str, Any
     """
     options = options or {}
     name = resolve_token_limit(options.get("base_url"), options.get("token_limit"))
-    return OpenAIProvider.bound(BODIES[name], model, request)
+    return OpenAIProvider.bound(BODIES[(name, is_openai(_base_url(options)))], model, request)
 
 
-register_provider("openai", OpenAIProvider, default_model="gpt-4o-mini", input_token_bound=input_token_bound)
+register_provider(
+    "openai",
+    OpenAIProvider,
+    default_model="gpt-4o-mini",
+    input_token_bound=input_token_bound,
+    local_server=local_server,
+    prompt_cache_min_tokens=1024,
+    image_tokens=openai_image_tokens,
+)

@@ -4,9 +4,12 @@
 the images (all, a random or stratified sample, the unrated), makes one :class:`Job` per
 image × repeat, finds the jobs the cache already answers, and bounds the cost of the rest:
 each request's input tokens from the size its image will be sent at
-(:mod:`itagger_lib.vlm.tokens`), its output by ``max_tokens``, at the model's price. The
-:class:`RatingPlan` it returns is all of that; a dry run is its report, and
-:func:`itagger_lib.vlm.execute.execute` sends it.
+(:mod:`itagger_lib.vlm.tokens`), its output by ``max_tokens``, at the model's price (its
+batch price in ``mode="batch"``). The expected cost is estimated without and with the
+provider's prompt cache (the codebook prefix read from the cache after the first request).
+The :class:`RatingPlan` it returns is all of that; a dry run is its report,
+:func:`itagger_lib.vlm.execute.execute` sends it one request at a time and
+:func:`itagger_lib.vlm.batches.submit` as provider batches.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from itagger_lib.images import rows as image_rows
 from itagger_lib.images import select as select_images
 from itagger_lib.vlm import ledger, sampling
 from itagger_lib.vlm.base import VLMRequest
+from itagger_lib.vlm.estimate import estimate_costs
+from itagger_lib.vlm.prices import Price, get_price, stale_notes
 from itagger_lib.vlm.prompts import Prompt, build_prompt
-from itagger_lib.vlm.registry import input_token_bound, resolve
+from itagger_lib.vlm.registry import image_tokens, input_token_bound, resolve
 from itagger_lib.vlm.report import VLMReport
 
 if TYPE_CHECKING:
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "MODES",
     "RATIONALE_TOKENS",
     "Job",
     "RatingPlan",
@@ -45,10 +51,13 @@ __all__ = [
     "choose_images",
     "plan_rating",
     "planned_input_tokens",
+    "request_for",
+    "sent_size",
 ]
 
 DEFAULT_MAX_TOKENS = 400
 RATIONALE_TOKENS = 300
+MODES = ("interactive", "batch")
 
 #: Which of the selected images to send: ``None`` or ``"all"``, an integer N (a random
 #: sample, its seed recorded), ``"unrated"`` (those this model has not answered for every
@@ -78,9 +87,13 @@ class RatingPlan:
     """A VLM run before it is sent: the calls, those the cache answers, and the cost bound.
 
     ``params`` (temperature, seed, max_tokens, long_side) are part of every call's cache
-    key; ``pending`` are the jobs to send (all of them with ``force``). Without a price for
+    key; ``pending`` are the jobs to send (all of them with ``force``), less the
+    ``in_flight`` ones waiting in a provider batch, which no run sends twice. Without a price for
     the model, ``price`` is ``None`` and ``price_problem`` says why: a dry run reports it,
-    a real run refuses to start.
+    a real run refuses to start. ``price_notes``: a local server priced at 0, a price read
+    long ago. ``mode``: ``interactive`` or ``batch`` (the provider's batch API, at its
+    prices). ``expected_cached_cost_usd``: the estimate with the prompt cache, ``None``
+    when the provider has none or the prefix (``cache_prefix_tokens``) is below its minimum.
     """
 
     provider: str
@@ -96,20 +109,41 @@ class RatingPlan:
     image_ids: list[int]
     jobs: list[Job]
     pending: list[Job]
-    price: ledger.Price | None = None
+    price: Price | None = None
     price_problem: str | None = None
     max_cost_usd: float | None = None
     expected_cost_usd: float | None = None
     seconds: float = 0.0  # spent planning
+    mode: str = "interactive"
+    rationale: bool = False
+    price_notes: tuple[str, ...] = ()
+    expected_cached_cost_usd: float | None = None
+    cache_prefix_tokens: int = 0
+    in_flight: int = 0  # jobs waiting in provider batches: neither cached nor pending
 
     @property
     def rater(self) -> str:
         """The rater its ratings are stored under: ``vlm:<provider>/<model>``."""
         return f"vlm:{self.provider}/{self.model}"
 
+    def call_row(self, job: Job) -> dict[str, Any]:
+        """The ``vlm_calls`` values of ``job``'s call before it is sent (its reservation)."""
+        return {
+            "cache_key": job.cache_key,
+            "provider": self.provider,
+            "model": self.model,
+            "prompt_hash": self.prompt.hash,
+            "prompt_version": self.prompt.version,
+            "image_id": job.image_id,
+            "image_sha256": job.sha256,
+            "codebook_id": self.codebook.id,
+            "parameters": self.params,
+            "repeat_index": job.repeat_index,
+        }
+
     @property
     def cache_hits(self) -> int:
-        return len(self.jobs) - len(self.pending)
+        return len(self.jobs) - len(self.pending) - self.in_flight
 
     def report(self, *, dry_run: bool) -> VLMReport:
         """A report of this plan, to be filled in by the run (or, ``dry_run``, final)."""
@@ -124,8 +158,12 @@ class RatingPlan:
             sample_seed=self.sample_seed,
             max_cost_usd=self.max_cost_usd,
             expected_cost_usd=self.expected_cost_usd,
+            expected_cached_cost_usd=self.expected_cached_cost_usd,
             price_note=self.price_problem,
+            notes=list(self.price_notes),
             seconds=self.seconds,
+            mode=self.mode,
+            in_flight=self.in_flight,
         )
         report.image_ids = list(self.image_ids)
         return report
@@ -153,17 +191,51 @@ def planned_input_tokens(
     The size sent is predicted (rounded up) from the stored size and ``long_side``; the
     reservation itself is computed from the JPEG actually encoded.
     """
-    scale = min(1.0, long_side / max(width, height))
+    sent_width, sent_height = sent_size(width, height, long_side)
     request = VLMRequest(
         system=prompt.system,
         prompt=prompt.text,
         schema=prompt.schema,
         image_jpeg=b"",
         max_tokens=max_tokens,
-        image_width=max(1, math.ceil(width * scale)),
-        image_height=max(1, math.ceil(height * scale)),
+        image_width=sent_width,
+        image_height=sent_height,
     )
     return input_token_bound(provider, model, request, options)
+
+
+def sent_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """The size (rounded up) a stored ``width × height`` image is sent at."""
+    scale = min(1.0, long_side / max(width, height))
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
+
+
+def request_for(
+    prompt: Prompt,
+    params: Mapping[str, Any],
+    jpeg: bytes,
+    width: int,
+    height: int,
+    base64_text: str = "",
+    *,
+    repeat_index: int = 0,
+    timeout: float = 60.0,
+) -> VLMRequest:
+    """The request asking ``prompt`` about one encoded image, with the run's ``params``."""
+    return VLMRequest(
+        system=prompt.system,
+        prompt=prompt.text,
+        schema=prompt.schema,
+        image_jpeg=jpeg,
+        temperature=params["temperature"],
+        seed=params["seed"],
+        max_tokens=params["max_tokens"],
+        timeout=timeout,
+        repeat_index=repeat_index,
+        image_width=width,
+        image_height=height,
+        image_base64=base64_text,
+    )
 
 
 def _unrated(
@@ -251,6 +323,7 @@ def plan_rating(
     sample_seed: int | None = None,
     long_side: int = 1024,
     provider_options: Mapping[str, Any] | None = None,
+    mode: str = "interactive",
 ) -> RatingPlan:
     """Plan a VLM run: what to send and at what bound; sends nothing, writes no run.
 
@@ -259,6 +332,8 @@ def plan_rating(
     """
     started = time.perf_counter()
     check_counts(repeats=repeats)
+    if mode not in MODES:
+        raise ArgumentError(f"mode={mode!r}: use 'interactive' (one request at a time) or 'batch'")
     provider_name, model_name = resolve(ctx, provider, model)
     rater = f"vlm:{provider_name}/{model_name}"
     book = resolve_codebook(ctx, codebook)
@@ -294,27 +369,49 @@ def plan_rating(
         for k in range(repeats)
     ]
     cached = {} if force else ledger.cached_calls(ctx, [j.cache_key for j in jobs])
-    pending = [j for j in jobs if j.cache_key not in cached]
+    unanswered = [j for j in jobs if j.cache_key not in cached]
+    waiting = ledger.open_keys(ctx, [j.cache_key for j in unanswered])  # in a provider batch
+    pending = [j for j in unanswered if j.cache_key not in waiting]
     options = dict(provider_options or {})
+    batch = mode == "batch"
     try:
-        price: ledger.Price | None = ledger.get_price(ctx, provider_name, model_name)
+        price: Price | None = get_price(ctx, provider_name, model_name, options)
         problem = None
     except PriceUnknownError as exc:
         price, problem = None, str(exc)
-    max_cost = expected_cost = None
+    notes: list[str] = []
+    if waiting:
+        notes.append(
+            f"{len(waiting)} requests are waiting in provider batches and are not sent again: "
+            "collect them (ws.vlm_batches()) or cancel them (ws.cancel_vlm_batches())"
+        )
+    max_cost = expected_cost = expected_cached = None
+    prefix = 0
     if price is not None:
-        bounds: dict[tuple[int, int], int] = {}
-        max_cost = expected_cost = 0.0
+        if price.note and price.origin in ("local",):
+            notes.append(price.note)
+        notes += stale_notes([(f"{provider_name}/{model_name}", price)])
+        if batch and not price.has_batch_rates:
+            notes.append(
+                f"no batch price for {provider_name}/{model_name}: the standard price is used "
+                "(set one with `itagger vlm prices set ... --batch-in X --batch-out Y`)"
+            )
+        sizes: dict[tuple[int, int], tuple[int, int | None]] = {}
         for job in pending:
             size = (job.width, job.height)
-            if size not in bounds:
-                bounds[size] = planned_input_tokens(
+            if size not in sizes:
+                bound = planned_input_tokens(
                     provider_name, model_name, prompt, *size, long_side, max_tokens, options
                 )
-            tokens_in = bounds[size]
-            max_cost += price.cost(tokens_in, max_tokens)
-            # expected: half the input bound (text runs ~4 bytes a token), ~10 output tokens an attribute
-            expected_cost += price.cost(tokens_in // 2, 10 * len(prompt.attributes))
+                sizes[size] = (bound, image_tokens(provider_name, model_name, *sent_size(*size, long_side)))
+        max_cost, expected_cost, expected_cached, prefix = estimate_costs(
+            price,
+            provider_name,
+            prompt,
+            [sizes[(job.width, job.height)] for job in pending],
+            max_tokens,
+            batch=batch,
+        )
     return RatingPlan(
         provider=provider_name,
         model=model_name,
@@ -334,4 +431,10 @@ def plan_rating(
         max_cost_usd=max_cost,
         expected_cost_usd=expected_cost,
         seconds=time.perf_counter() - started,
+        mode=mode,
+        rationale=rationale,
+        price_notes=tuple(notes),
+        expected_cached_cost_usd=expected_cached,
+        cache_prefix_tokens=prefix,
+        in_flight=len(waiting),
     )

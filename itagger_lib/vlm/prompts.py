@@ -3,6 +3,13 @@
 The template is versioned (:data:`PROMPT_VERSION`); the hash covers the template version,
 the rendered text and the answer schema, so any change to the codebook's wording, scales or
 anchors, or to the template, is a new prompt (and a cache miss).
+
+The codebook is in the system text, so that everything the same for every image — the
+answer schema, the instructions, the codebook — comes first and the image and the short
+request after it: that prefix is what the providers' prompt caches reuse (Anthropic's
+``cache_control`` breakpoint is put after it; OpenAI caches a repeated prefix by itself),
+and a repair request changes only the text after the image. Template 1 had the codebook
+in the user message after the image.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from typing import Any
 from itagger_lib.codebook import Attribute, Codebook
 from itagger_lib.errors import RatingError, VLMResponseError
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 SYSTEM = (
     "You are a careful rater in an environmental-psychology study of architectural scenes. "
     "Rate the image on each attribute exactly as the codebook defines it. Answer only with the "
     "requested structured output; use only the allowed values."
 )
+ASK = "Rate this image on every attribute of the codebook."
 REPAIR = (
     "Your previous answer was not valid: {problems}. Previous answer: {answer}\n"
     "Answer again with every attribute and only the allowed values."
@@ -32,7 +40,8 @@ REPAIR = (
 
 @dataclass(frozen=True)
 class Prompt:
-    """System text, user text and answer schema of one codebook selection, with its hash."""
+    """System text (instructions and codebook: the cacheable prefix), user text (sent after
+    the image) and answer schema of one codebook selection, with its hash."""
 
     system: str
     text: str
@@ -72,15 +81,17 @@ def describe(attribute: Attribute) -> str:
 def build_prompt(codebook: Codebook, keys: Sequence[str] | None = None, *, rationale: bool = False) -> Prompt:
     """The prompt asking for ``keys`` (all attributes by default) of ``codebook``."""
     attributes = codebook.select(keys)
-    text = "\n".join(
+    system = "\n".join(
         [
+            SYSTEM,
+            "",
             f"Codebook {codebook.name} (version {codebook.version}). Rate the image on these attributes:",
             *(describe(a) for a in attributes),
-            "Add a short rationale." if rationale else "",
         ]
-    ).strip()
+    )
+    text = ASK + (" Add a short rationale." if rationale else "")
     schema = codebook.json_schema([a.key for a in attributes], rationale=rationale)
-    return Prompt(SYSTEM, text, schema, tuple(a.key for a in attributes))
+    return Prompt(system, text, schema, tuple(a.key for a in attributes))
 
 
 def repair_prompt(prompt: Prompt, answer: str | None, problems: Sequence[str]) -> str:

@@ -11,7 +11,7 @@ import importlib
 import inspect
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from itagger_lib.errors import ProviderError, remedy
@@ -28,7 +28,10 @@ __all__ = [
     "default_model",
     "get_provider",
     "get_provider_factory",
+    "image_tokens",
     "input_token_bound",
+    "local_server",
+    "prompt_cache_min_tokens",
     "register_provider",
     "resolve",
 ]
@@ -36,6 +39,9 @@ __all__ = [
 _REGISTRY: dict[str, ProviderFactory] = {}
 _DEFAULT_MODELS: dict[str, str] = {}
 _TOKEN_BOUNDS: dict[str, TokenBound] = {}
+_LOCAL_SERVERS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {}
+_CACHE_MIN_TOKENS: dict[str, int] = {}
+_IMAGE_TOKENS: dict[str, Callable[[str, int, int], int]] = {}
 
 
 def register_provider(
@@ -44,6 +50,9 @@ def register_provider(
     *,
     default_model: str | None = None,
     input_token_bound: TokenBound | None = None,
+    local_server: Callable[[Mapping[str, Any]], str | None] | None = None,
+    prompt_cache_min_tokens: int | None = None,
+    image_tokens: Callable[[str, int, int], int] | None = None,
 ) -> None:
     """Make ``factory(model=..., **options)`` available as provider ``name``.
 
@@ -53,14 +62,49 @@ def register_provider(
     A bound that takes an ``options`` keyword is given the provider options (a body that
     depends on them, such as the OpenAI provider's ``base_url``); a provider instance with
     its own ``input_token_bound(request)`` method is asked instead once it exists.
+
+    ``local_server(options)`` returns the base URL when the provider options (or the
+    environment) point at a local compatible server rather than the provider's own API:
+    such a model is priced at 0 unless the workspace sets a price. ``prompt_cache_min_tokens``
+    is the shortest prompt prefix the provider caches (the dry run's estimate with caching;
+    ``None``: it does not cache). ``image_tokens(model, width, height)``: the tokens an
+    image of that size is billed as (the dry run's estimate; the bound may be looser).
     """
     _REGISTRY[name] = factory
     if default_model:
         _DEFAULT_MODELS[name] = default_model
-    if input_token_bound is not None:
-        _TOKEN_BOUNDS[name] = input_token_bound
+    _set(_TOKEN_BOUNDS, name, input_token_bound)
+    _set(_LOCAL_SERVERS, name, local_server)
+    _set(_CACHE_MIN_TOKENS, name, prompt_cache_min_tokens)
+    _set(_IMAGE_TOKENS, name, image_tokens)
+
+
+def _set(table: dict[str, Any], name: str, value: object) -> None:
+    if value is None:
+        table.pop(name, None)
     else:
-        _TOKEN_BOUNDS.pop(name, None)
+        table[name] = value
+
+
+def local_server(name: str, options: Mapping[str, Any] | None = None) -> str | None:
+    """The base URL of the local server provider ``name`` would talk to with ``options``,
+    or ``None`` for the provider's own API (or a provider without local servers)."""
+    _load_builtins(name)
+    check = _LOCAL_SERVERS.get(name)
+    return None if check is None else check(options or {})
+
+
+def image_tokens(name: str, model: str, width: int, height: int) -> int | None:
+    """The tokens provider ``name`` bills for a ``width × height`` image, if it says."""
+    _load_builtins(name)
+    count = _IMAGE_TOKENS.get(name)
+    return None if count is None else count(model, width, height)
+
+
+def prompt_cache_min_tokens(name: str) -> int | None:
+    """The shortest prefix provider ``name`` caches, or ``None`` if it has no prompt cache."""
+    _load_builtins(name)
+    return _CACHE_MIN_TOKENS.get(name)
 
 
 def input_token_bound(

@@ -16,16 +16,17 @@ import importlib
 import inspect
 import json
 import os
+import socket
 import uuid
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
-from itagger_lib.errors import ArgumentError, ProviderError, RetryableError
+from itagger_lib.errors import ArgumentError, ProviderError, ProviderSetupError, RetryableError
 from itagger_lib.vlm.base import VLMRequest, VLMResponse
 from itagger_lib.vlm.secrets import read_secret, redact
 
-__all__ = ["BodyTemplate", "SDKProvider", "http_client", "retry_after_seconds", "translate"]
+__all__ = ["BodyTemplate", "SDKBatchAPI", "SDKProvider", "http_client", "retry_after_seconds", "translate"]
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -57,18 +58,48 @@ def _connect_failure(exc: BaseException) -> BaseException | None:
     return None
 
 
-def translate(exc: Exception, provider: str, key: str | None, sdk: ModuleType) -> Exception:
-    """The engine's view of an SDK exception: :class:`RetryableError` or :class:`ProviderError`.
+_DNS_ERRORS = ("ClientConnectorDNSError", "DNSError")  # aiohttp's and aiodns's names
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """``"refused"`` or ``"unknown host"`` when ``exc`` comes from a connection refused or a
+    failed DNS lookup (whichever transport, however the SDK names it), else ``None``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror) or type(seen).__name__ in (
+            "ClientConnectorDNSError",
+            "DNSError",
+        ):
+            return "unknown host (DNS lookup failed)"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def translate(
+    exc: Exception, provider: str, key: str | None, sdk: ModuleType, base_url: str | None = None
+) -> Exception:
+    """The engine's view of an SDK exception: :class:`RetryableError`, :class:`ProviderError`,
+    or :class:`ProviderSetupError` for what says the set-up is wrong (a refused connection,
+    an unknown host, 401, 403, 404), which the engine does not retry on a run's first request.
 
     A connection that was never made is a connection error even when the SDK calls it a
     timeout (its aiohttp transport reports a refused connection as ``ConnectTimeout``): the
     request never left, so it is not charged as a timed-out one may be.
     """
     message = redact(f"{provider}: {type(exc).__name__}: {exc}", key) or ""
+    where = base_url or "the provider's API"
+    if isinstance(exc, sdk.APIConnectionError) and (reason := _unreachable(exc)) is not None:
+        return ProviderSetupError(
+            f"{provider}: cannot connect to {where}: {reason}; check the base URL "
+            f"({provider.upper()}_BASE_URL or base_url=) and that the server is running",
+            connect=True,
+        )
     if isinstance(exc, sdk.APIConnectionError) and (failure := _connect_failure(exc)) is not None:
         detail = redact(str(failure), key) or type(failure).__name__
         return RetryableError(
-            f"{provider}: cannot connect ({detail}); check the base URL "
+            f"{provider}: cannot connect to {where} ({detail}); check the base URL "
             f"({provider.upper()}_BASE_URL or base_url=) and that the server is running"
         )
     if isinstance(exc, sdk.APITimeoutError):
@@ -81,12 +112,18 @@ def translate(exc: Exception, provider: str, key: str | None, sdk: ModuleType) -
             return RetryableError(message, retry_after=retry_after_seconds(exc.response.headers))
         if status >= 500 or status == 408:
             return RetryableError(message, retry_after=retry_after_seconds(exc.response.headers))
-        hint = ""
         if status in (401, 403):
-            hint = " (check the API key in the environment or its *_FILE)"
-        elif status == 404:
-            hint = " (check the model name and the base URL)"
-        return ProviderError(f"{message}{hint}")
+            variable = f"{provider.upper()}_API_KEY"
+            return ProviderSetupError(
+                f"{message} — the server at {where} refused the API key: check {variable} "
+                f"(or {variable}_FILE) and that it is meant for this server"
+            )
+        if status == 404:
+            return ProviderSetupError(
+                f"{message} — nothing at {where} answers this request: check the model name "
+                f"and the base URL ({provider.upper()}_BASE_URL or base_url=)"
+            )
+        return ProviderError(message)
     return ProviderError(message)
 
 
@@ -274,7 +311,7 @@ class SDKProvider:
         try:
             text = await self.body.post(self._client, self.path, self.model, request)
         except Exception as exc:  # every failure becomes a retryable or a provider error
-            raise translate(exc, self.name, self._key, self.sdk) from None
+            raise translate(exc, self.name, self._key, self.sdk, self.base_url) from None
         try:
             return self.parse(text)
         except (ValueError, AttributeError, TypeError, IndexError) as exc:
@@ -283,3 +320,16 @@ class SDKProvider:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+class SDKBatchAPI:
+    """What the batch APIs over a vendor SDK share: the provider's client, and its errors
+    translated as the provider's own (a refused key on the upload is a set-up error)."""
+
+    def __init__(self, provider: SDKProvider) -> None:
+        self.provider = provider
+        self.client = provider._client
+
+    def _error(self, exc: Exception) -> Exception:
+        p = self.provider
+        return translate(exc, p.name, p._key, p.sdk, p.base_url)

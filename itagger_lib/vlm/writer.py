@@ -41,6 +41,8 @@ _FINISHED = (
     "status",
     "input_tokens",
     "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
     "cost_usd",
     "latency_ms",
     "attempts",
@@ -185,24 +187,30 @@ class LedgerWriter:
                 connection.execute(
                     sa.delete(VLMCall).where(VLMCall.id.in_(releases), VLMCall.status == ledger.OPEN)
                 )
-            updates = [
-                {"b_id": f.call_id, **{f"b_{k}": f.values.get(k) for k in _FINISHED}}
-                for f in finishes
-                if f.call_id is not None
-            ]
-            if updates:
-                connection.execute(_FINISH, updates)
-            for f in finishes:
-                if f.replace is not None and f.ratings:
-                    connection.execute(
-                        sa.delete(Rating).where(
-                            *(getattr(Rating, k) == v for k, v in f.replace.items()),
-                            Rating.attribute.in_([r["attribute"] for r in f.ratings]),
-                        )
-                    )
-            ratings = [r for f in finishes for r in f.ratings]
-            if ratings:
-                connection.execute(sa.insert(Rating), ratings)
-            record_failures(connection, self.run_id, [x for f in finishes for x in f.failures])
+            write_finishes(connection, self.run_id, finishes)
             if reservations:
                 ledger.reserve_many(connection, reservations, run_id=self.run_id, run_budget=self.run_budget)
+
+
+def write_finishes(connection: sa.Connection, run_id: int, finishes: list[Finish]) -> None:
+    """Write finished calls of run ``run_id`` in the caller's transaction: their ledger
+    values, their ratings (replacing the old ones where asked) and their failures."""
+    updates = [
+        {"b_id": f.call_id, **{f"b_{k}": f.values.get(k) for k in _FINISHED}}
+        for f in finishes
+        if f.call_id is not None
+    ]
+    if updates:
+        connection.execute(_FINISH, updates)
+    for f in finishes:
+        if f.replace is not None and f.ratings:
+            connection.execute(
+                sa.delete(Rating).where(
+                    *(getattr(Rating, k) == v for k, v in f.replace.items()),
+                    Rating.attribute.in_([r["attribute"] for r in f.ratings]),
+                )
+            )
+    ratings = [r for f in finishes for r in f.ratings]
+    if ratings:
+        connection.execute(sa.insert(Rating), ratings)
+    record_failures(connection, run_id, [x for f in finishes for x in f.failures])

@@ -89,18 +89,24 @@ def run_check(name: str, check: Callable[[], tuple[str, str]]) -> SmokeCheck:
 
 
 def _engine_details(ws: Workspace) -> dict[str, Any]:
-    """Provider and model as the engine resolves them, keys (``*_FILE`` too), prices, spend."""
+    """Provider and model as the engine resolves them, keys (``*_FILE`` too), the workspace's
+    own prices, how many shipped ones apply, which prices are old, spend."""
     from itagger_lib.errors import ProviderError
-    from itagger_lib.vlm import ledger, registry
+    from itagger_lib.vlm import ledger, prices, registry
     from itagger_lib.vlm.secrets import read_secret
 
+    rows = prices.price_rows(ws)
+    own = [r for r in rows if r["origin"] == "workspace"]
     details: dict[str, Any] = {
         "keys": {variable: read_secret(variable) is not None for variable in KEY_VARIABLES},
         "prices": {
-            f"{row.provider}/{row.model}": f"in {row.input_per_mtok:g} / out {row.output_per_mtok:g} per Mtok"
-            for row in ledger.prices(ws).itertuples()
+            f"{r['provider']}/{r['model']}": f"in {r['input']:g} / out {r['output']:g} per Mtok" for r in own
         },
-        "price_table": ledger.prices(ws),
+        "price_rows": rows,
+        "shipped_prices": len(rows) - len(own),
+        "stale_prices": [
+            f"{r['provider']}/{r['model']} (read {r['read_on']}, {r['origin']})" for r in rows if r["stale"]
+        ],
         "spend_usd": ledger.spent(ws),
     }
     try:
@@ -140,8 +146,8 @@ class AdminCockpit:
         return None
 
     def engine_card(self) -> dict[str, Any]:
-        """Provider, model, which keys are present (never their values), prices, budget, spend,
-        and the kill switch."""
+        """Provider, model, which keys are present (never their values), the workspace's prices,
+        the shipped ones in use, prices older than 90 days, budget, spend, and the kill switch."""
         ws = self.ws
         card: dict[str, Any] = {
             "engine_installed": feature_available("itagger_lib.vlm.rating"),
@@ -149,6 +155,8 @@ class AdminCockpit:
             "model": ws.get_setting(SETTING_MODEL) or os.environ.get("ITAGGER_VLM_MODEL"),
             "keys": {name: bool(os.environ.get(name)) for name in KEY_VARIABLES},
             "prices": {},
+            "shipped_prices": 0,
+            "stale_prices": [],
             "budget_usd": ws.get_setting(SETTING_BUDGET),
             "spend_usd": None,
             "kill_switch": bool(ws.get_setting(KILL_SWITCH, False)),
@@ -237,26 +245,41 @@ class AdminCockpit:
     def engine_html(self) -> str:
         card = self.engine_card()
         keys = ", ".join(f"{k}: {'present' if v else 'absent'}" for k, v in card["keys"].items())
-        table = card.get("price_table")
+        # the workspace's own prices, the one of the configured model and any older than 90 days;
+        # the whole shipped table is `itagger vlm prices`
+        rows_ = [
+            r
+            for r in card.get("price_rows") or []
+            if r["origin"] == "workspace"
+            or r["stale"]
+            or (r["provider"], r["model"]) == (card["provider"], card["model"])
+        ]
         prices = (
             "none set"
-            if table is None or table.empty
+            if not rows_
             else _table(
-                ["provider", "model", "input", "output", "set on"],
+                ["provider", "model", "input", "output", "batch in/out", "from", "set on / read on"],
                 [
                     [
-                        html.escape(str(p.provider)),
-                        html.escape(str(p.model)),
-                        f"${p.input_per_mtok:g}",
-                        f"${p.output_per_mtok:g}",
-                        _when(p.updated_at),
+                        html.escape(str(r["provider"])),
+                        html.escape(str(r["model"])),
+                        f"${r['input']:g}",
+                        f"${r['output']:g}",
+                        "–"
+                        if r.get("batch_input") is None
+                        else f"${r['batch_input']:g} / ${r['batch_output']:g}",
+                        html.escape(str(r["origin"])),
+                        html.escape(str(r["read_on"] or "–")) + (" ⚠ over 90 days" if r["stale"] else ""),
                     ]
-                    for p in table.itertuples()
+                    for r in rows_
                 ],
                 "itagger-prices",
             )
-            + "<div style='color:#666;font-size:.85em'>USD per million tokens</div>"
+            + "<div style='color:#666;font-size:.85em'>USD per million tokens; "
+            + f"{card['shipped_prices']} shipped with this release, the workspace's own rows over them "
+            + "(itagger vlm prices)</div>"
         )
+        stale = "; ".join(card["stale_prices"]) or "none"
         spend = "n/a" if card["spend_usd"] is None else f"${card['spend_usd']:.4f}"
         budget = "none set" if card["budget_usd"] is None else f"${float(card['budget_usd']):.2f}"
         rows = [
@@ -264,6 +287,7 @@ class AdminCockpit:
             ("provider", card["provider"]),
             ("model", card["model"]),
             ("keys", keys),
+            ("prices older than 90 days", stale),
             ("budget", budget),
             ("spend so far", spend),
         ]

@@ -1,7 +1,9 @@
-"""A loopback HTTP server speaking OpenAI Chat Completions and Anthropic Messages.
+"""A loopback HTTP server speaking OpenAI Chat Completions and Anthropic Messages, and both
+providers' batch APIs (``tests/fakes/vlm_batches.py``).
 
-Used with the real ``openai`` and ``anthropic`` SDKs (``base_url``). Each request takes the
-next action from ``script`` (default ``"ok"``), or asks ``decide(body)``:
+Used with the real ``openai`` and ``anthropic`` SDKs (``base_url``). Each request (one sent
+on its own, or one of a batch when the batch runs) takes the next action from ``script``
+(default ``"ok"``), or asks ``decide(body)``:
 
 - ``"ok"``: a valid answer to the request's JSON schema, with usage fields: ``usage`` as
   ``(input_tokens, output_tokens)``, or ``usage(path, body, raw_body)`` giving them
@@ -14,6 +16,14 @@ next action from ``script`` (default ``"ok"``), or asks ``decide(body)``:
 - ``"out_of_range"``: every integer answer set to 99
 - ``"refusal"``: the model refuses
 - ``"401"``: authentication error echoing the credentials it received (as careless servers do)
+- ``"403"``, ``"404"``: permission error; unknown model
+
+``prompt_cache=N`` plays the providers' prompt caches: a request whose cacheable prefix
+(OpenAI: the system message and the schema; Anthropic: tools and a system block marked
+``cache_control``) was seen before reports N of its input tokens as cache reads
+(``prompt_tokens_details.cached_tokens``; ``cache_read_input_tokens``), the first one as an
+Anthropic cache write (``cache_creation_input_tokens``). Batches run when first read
+``batch_delay_s`` after creation; ``batch_expire_after=N`` expires all but N requests.
 
 ``reasoning=True`` checks Chat Completions bodies as OpenAI does for its reasoning models
 (o-series, gpt-5): a 400 ``invalid_request_error`` for ``max_tokens`` ("use
@@ -30,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import json
 import socket
@@ -38,6 +49,11 @@ from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
+
+try:
+    from tests.fakes.vlm_batches import FakeBatches
+except ImportError:  # run as a script from its own folder (the stack test's container)
+    from vlm_batches import FakeBatches  # type: ignore[no-redef]
 
 INPUT_TOKENS = 1000
 OUTPUT_TOKENS = 50
@@ -61,8 +77,9 @@ def valid_answer(schema: dict[str, Any]) -> dict[str, Any]:
 class FakeVLMServer:
     """The fake provider; ``with FakeVLMServer(...) as server:`` serves on ``server.url``.
 
-    ``requests`` holds every POST (path, lower-cased headers, parsed body) unless
-    ``record=False`` (the benchmark), when only ``count`` is kept.
+    ``requests`` holds every request sent on its own (path, lower-cased headers, parsed
+    body) unless ``record=False`` (the benchmark), when only ``count`` is kept; ``batch``
+    the batch endpoints' state (``batch.batches``, ``batch.submitted``).
     """
 
     def __init__(
@@ -78,10 +95,18 @@ class FakeVLMServer:
         ),
         record: bool = True,
         reasoning: bool = False,
+        prompt_cache: int = 0,
+        batch_delay_s: float = 0.0,
+        batch_expire_after: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.reasoning = reasoning
+        self.prompt_cache = prompt_cache
+        self.cached_prefixes: set[str] = set()
+        self.batch = FakeBatches(
+            self._answer, lambda: self.url, delay_s=batch_delay_s, expire_after=batch_expire_after
+        )
         self.latency = latency
         self.script: deque[Any] = deque(script or [])
         self.hang_s = hang_s
@@ -141,13 +166,16 @@ class FakeVLMServer:
                     body = await _read_chunked(reader)
                 else:
                     body = await reader.readexactly(int(headers.get("content-length", 0)))
-                if method == "GET":
+                routed = self.batch.route(method, path, headers, body)
+                if routed is not None:
+                    status, extra, payload = routed
+                elif method == "GET":
                     status, extra, payload = 200, {}, {"requests": self.count}
                 else:
                     status, extra, payload = await self._post(path, headers, body)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
-                lines += ["content-type: application/json", f"content-length: {len(data)}"]
+                extra = {"content-type": "application/json", **extra}
+                lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", f"content-length: {len(data)}"]
                 lines += [f"{name}: {value}" for name, value in extra.items()]
                 writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
                 await writer.drain()
@@ -178,6 +206,34 @@ class FakeVLMServer:
         finally:
             self.in_flight -= 1
 
+    def _answer(
+        self, path: str, headers: dict[str, str], body: dict[str, Any]
+    ) -> tuple[int, dict[str, str], Any]:
+        """One request of a batch, answered as if sent on its own (script, decide, usage)."""
+        action = self.script.popleft() if self.script else "ok"
+        if self.decide is not None:
+            action = self.decide(body) or action
+        return self.respond(path, headers, body, action, json.dumps(body).encode())
+
+    def _cache(self, anthropic: bool, body: dict[str, Any]) -> tuple[int, int]:
+        """``(cache reads, cache writes)`` of a request under ``prompt_cache``."""
+        if not self.prompt_cache:
+            return 0, 0
+        if anthropic:
+            system = body.get("system")
+            marked = isinstance(system, list) and any("cache_control" in block for block in system)
+            if not marked:
+                return 0, 0
+            prefix: Any = [body.get("tools"), system]
+        else:
+            messages = body.get("messages") or []
+            prefix = [messages[0] if messages else None, body.get("response_format")]
+        key = hashlib.sha256(json.dumps([body.get("model"), prefix], sort_keys=True).encode()).hexdigest()
+        if key in self.cached_prefixes:
+            return self.prompt_cache, 0
+        self.cached_prefixes.add(key)
+        return 0, (self.prompt_cache if anthropic else 0)
+
     def respond(
         self, path: str, headers: dict[str, str], body: dict[str, Any], action: Any, raw: bytes = b""
     ) -> tuple[int, dict[str, str], Any]:
@@ -189,6 +245,10 @@ class FakeVLMServer:
         if action == "401":
             seen = headers.get("authorization") or headers.get("x-api-key")
             return 401, {}, _error(anthropic, "authentication_error", f"invalid credentials: {seen}")
+        if action == "403":
+            return 403, {}, _error(anthropic, "permission_error", "this key may not use this model")
+        if action == "404":
+            return 404, {}, _error(anthropic, "not_found_error", f"model: {body.get('model')} not found")
         if self.reasoning and not anthropic:
             if "max_tokens" in body:
                 message = (
@@ -205,6 +265,7 @@ class FakeVLMServer:
         input_tokens, output_tokens = self.usage(path, body, raw) if callable(self.usage) else self.usage
         if isinstance(action, tuple) and action[0] == "usage":
             input_tokens, output_tokens = action[1], action[2]
+        reads, writes = self._cache(anthropic, body)
         schema = (
             body["tools"][0]["input_schema"]
             if anthropic
@@ -239,7 +300,17 @@ class FakeVLMServer:
                     **(
                         {}
                         if action == "no_usage"
-                        else {"usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}}
+                        else {
+                            "usage": {
+                                "input_tokens": input_tokens - reads - writes,
+                                "output_tokens": output_tokens,
+                                **(
+                                    {"cache_read_input_tokens": reads, "cache_creation_input_tokens": writes}
+                                    if self.prompt_cache
+                                    else {}
+                                ),
+                            }
+                        }
                     ),
                 },
             )
@@ -265,6 +336,11 @@ class FakeVLMServer:
                             "prompt_tokens": input_tokens,
                             "completion_tokens": output_tokens,
                             "total_tokens": input_tokens + output_tokens,
+                            **(
+                                {"prompt_tokens_details": {"cached_tokens": reads}}
+                                if self.prompt_cache
+                                else {}
+                            ),
                         }
                     }
                 ),
@@ -272,12 +348,13 @@ class FakeVLMServer:
         )
 
     def images(self) -> list[tuple[int, int]]:
-        """Sizes of the JPEGs received, in order."""
+        """Sizes of the JPEGs received on their own, then in batches, in order."""
         from PIL import Image
 
         sizes = []
-        for request in self.requests:
-            body = request["body"]
+        bodies = [r["body"] for r in self.requests if "messages" in r["body"]]
+        bodies += [body for batch in self.batch.batches.values() for _, _, body in batch["entries"]]
+        for body in bodies:
             for message in body["messages"]:
                 for part in message["content"] if isinstance(message["content"], list) else []:
                     data = None

@@ -78,7 +78,7 @@ def _worst_case(path: str, body: dict[str, Any], raw: bytes) -> tuple[int, int]:
         data = body["messages"][0]["content"][0]["source"]["data"]
         framing = tokens.ANTHROPIC_FRAMING_TOKENS
     else:
-        data = body["messages"][1]["content"][1]["image_url"]["url"].split(",", 1)[1]
+        data = body["messages"][1]["content"][0]["image_url"]["url"].split(",", 1)[1]
         framing = tokens.OPENAI_FRAMING_TOKENS
     width, height = Image.open(io.BytesIO(base64.b64decode(data))).size
     if path.endswith("/messages"):

@@ -13,6 +13,7 @@ from itagger_lib.db.models import Rating, Run, RunFailure, VLMCall
 from itagger_lib.errors import KillSwitchError, PriceUnknownError
 from itagger_lib.vlm.rating import rate_with_vlm
 from tests.fakes.vlm_server import INPUT_TOKENS, OUTPUT_TOKENS, FakeVLMServer
+from tests.vlm.conftest import KEY
 
 ATTRS = ["coherence", "setting", "people_present"]
 
@@ -152,7 +153,8 @@ def test_failures_are_retried_repaired_or_recorded(ws: Any, case: str, provider:
 @pytest.mark.parametrize("http", ["httpx", "aiohttp"])
 def test_both_http_transports_answer_time_out_and_retry(ws: Any, provider: str, http: str) -> None:
     model = "test-model" if provider == "openai" else "test-claude"
-    with FakeVLMServer(script=["hang", ("429", 0), "500", "401"], hang_s=3.0) as server:
+    # a first answer shows the set-up works, so a later 401 is this call's failure, not the run's
+    with FakeVLMServer(script=["ok", "hang", ("429", 0), "500", "401"], hang_s=3.0) as server:
         url = server.openai_url if provider == "openai" else server.url
         report = rate_with_vlm(
             ws,
@@ -166,10 +168,10 @@ def test_both_http_transports_answer_time_out_and_retry(ws: Any, provider: str, 
             timeout=1.0,  # the scripted hang lasts 3 s; the other answers come in milliseconds
             retry_base_s=0.05,
         )
-    # image 1: timed out, rate limited, server error, then refused the key; image 2: answered
+    # image 1: answered; image 2: timed out, rate limited, server error, then refused the key
     assert report.requests == len(server.requests) == 5
     assert report.succeeded == 1 and len(report.failed) == 1 and "401" in report.failed[0][1]
-    failed, ok = sorted(_rows(ws, VLMCall), key=lambda c: c["image_id"])
+    ok, failed = sorted(_rows(ws, VLMCall), key=lambda c: c["image_id"])
     assert failed["status"] == "failed" and failed["reserved_usd"] == pytest.approx(2 * ok["reserved_usd"])
     assert failed["cost_usd"] == pytest.approx(ok["reserved_usd"])  # the timed-out request is charged
     assert (ok["input_tokens"], ok["output_tokens"]) == (INPUT_TOKENS, OUTPUT_TOKENS)
@@ -177,17 +179,50 @@ def test_both_http_transports_answer_time_out_and_retry(ws: Any, provider: str, 
 
 
 def test_unknown_price_stops_before_any_request(ws: Any, server: FakeVLMServer) -> None:
-    with pytest.raises(PriceUnknownError, match="openai/other-model"):
+    # a base URL that is not OpenAI's own is a local server, free unless priced; Anthropic's is not
+    with pytest.raises(PriceUnknownError, match="anthropic/other-model"):
         rate_with_vlm(
             ws,
-            provider="openai",
+            provider="anthropic",
             model="other-model",
-            provider_options={"base_url": server.openai_url},
+            provider_options={"base_url": server.url},
             progress=False,
         )
     assert server.requests == []
     dry = rate_with_vlm(ws, provider="openai", model="other-model", dry_run=True, progress=False)
     assert dry.max_cost_usd is None and "no price" in str(dry)
+
+
+def test_a_local_server_is_free_with_a_visible_note(ws: Any, server: FakeVLMServer) -> None:
+    options = {"base_url": server.openai_url}
+    dry = rate_with_vlm(ws, provider="openai", model="llava", provider_options=options, dry_run=True)
+    assert dry.max_cost_usd == 0 and "local OpenAI-compatible server" in str(dry)
+    report = rate_with_vlm(
+        ws,
+        images=[1],
+        attributes=ATTRS,
+        provider="openai",
+        model="llava",
+        provider_options=options,
+        progress=False,
+    )
+    assert (
+        report.succeeded == 1
+        and report.spend_usd == 0
+        and "itagger vlm prices set openai llava" in str(report)
+    )
+    ws.set_vlm_price("openai", "llava", 1.0, 2.0)  # a workspace price wins over the default
+    priced = rate_with_vlm(
+        ws,
+        images=[2],
+        attributes=ATTRS,
+        provider="openai",
+        model="llava",
+        provider_options=options,
+        progress=False,
+    )
+    assert priced.spend_usd == pytest.approx((INPUT_TOKENS * 1.0 + OUTPUT_TOKENS * 2.0) / 1e6)
+    assert "local" not in str(priced)
 
 
 def test_dry_run_sends_nothing(ws: Any, server: FakeVLMServer) -> None:
@@ -305,11 +340,10 @@ def test_stub_is_labelled_and_free(ws: Any) -> None:
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 @pytest.mark.parametrize("http", ["httpx", "aiohttp"])
-def test_a_server_that_is_not_there_is_a_connection_error_not_a_billed_timeout(
-    ws: Any, provider: str, http: str
-) -> None:
+def test_a_server_that_is_not_there_fails_fast_with_one_message(ws: Any, provider: str, http: str) -> None:
     import socket
 
+    from itagger_lib.errors import ProviderSetupError
     from itagger_lib.vlm import ledger
 
     model = "test-model" if provider == "openai" else "test-claude"
@@ -317,24 +351,69 @@ def test_a_server_that_is_not_there_is_a_connection_error_not_a_billed_timeout(
     with socket.socket() as sock:  # a port nothing listens on (bound, never listening)
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}" + ("/v1" if provider == "openai" else "")
-        report = rate_with_vlm(
+        started = time.perf_counter()
+        with pytest.raises(ProviderSetupError) as caught:
+            rate_with_vlm(
+                ws,
+                attributes=ATTRS,
+                provider=provider,
+                model=model,
+                provider_options={"base_url": url, "http": http},
+                progress=False,
+                concurrency=4,
+                max_retries=5,  # would have been 12 requests and ≈ 12 s of backoff per call
+            )
+        seconds = time.perf_counter() - started
+    reason = str(caught.value)
+    assert "cannot connect" in reason and "connection refused" in reason and "check the base URL" in reason
+    assert url in reason and "\n" not in reason
+    assert seconds < 2.0, seconds
+    calls = _rows(ws, VLMCall)
+    # never sent, so never billed: only the requests already started, each tried once
+    assert 1 <= len(calls) <= 4 and {c["status"] for c in calls} == {"failed"}
+    assert all(c["cost_usd"] == 0 and c["attempts"] == 0 for c in calls)
+    assert _rows(ws, RunFailure) == []  # one message: the run's, not one per call
+    (run,) = [r for r in _rows(ws, Run) if r["kind"] == "vlm"]
+    assert run["status"] == "failed" and run["error"] == reason and run["n_skipped"] >= 8
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("status", ["401", "403", "404"])
+def test_a_refused_first_request_stops_the_run_without_retries(ws: Any, provider: str, status: str) -> None:
+    from itagger_lib.errors import ProviderSetupError
+
+    model = "test-model" if provider == "openai" else "test-claude"
+    with FakeVLMServer(decide=lambda body: status) as server:
+        url = server.openai_url if provider == "openai" else server.url
+        with pytest.raises(ProviderSetupError, match=status) as caught:
+            rate_with_vlm(
+                ws,
+                attributes=ATTRS,
+                provider=provider,
+                model=model,
+                provider_options={"base_url": url},
+                progress=False,
+                concurrency=2,
+            )
+        assert 1 <= len(server.requests) <= 2  # the requests already in flight; no retry, no others
+    hint = {"401": "API key", "403": "API key", "404": "model name"}[status]
+    assert hint in str(caught.value) and KEY not in str(caught.value)
+
+
+def test_dns_failure_is_a_setup_error(ws: Any) -> None:
+    from itagger_lib.errors import ProviderSetupError
+
+    started = time.perf_counter()
+    with pytest.raises(ProviderSetupError, match="unknown host"):
+        rate_with_vlm(
             ws,
-            images=[1],
             attributes=ATTRS,
-            provider=provider,
-            model=model,
-            provider_options={"base_url": url, "http": http},
+            provider="anthropic",
+            model="test-claude",
+            provider_options={"base_url": "http://no-such-host.invalid"},
             progress=False,
-            max_retries=1,
-            retry_base_s=0.01,
         )
-    assert report.succeeded == 0 and len(report.failed) == 1
-    reason = report.failed[0][1]
-    assert "cannot connect" in reason and "check the base URL" in reason and "timed out" not in reason
-    (call,) = _rows(ws, VLMCall)
-    # never sent, so never billed: no cost, and no second reservation for a "timed-out" retry
-    assert call["status"] == "failed" and call["cost_usd"] == 0
-    assert call["reserved_usd"] == pytest.approx(report.max_cost_usd)
+    assert time.perf_counter() - started < 10  # no backoff (the resolver's own time aside)
 
 
 def test_token_limit_name_follows_the_server(ws: Any, server: FakeVLMServer) -> None:

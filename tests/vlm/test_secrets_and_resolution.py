@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from itagger_lib.cli import main
 from itagger_lib.db.models import Base
-from itagger_lib.errors import ProviderError
+from itagger_lib.errors import ProviderError, ProviderSetupError
 from itagger_lib.vlm.rating import rate_with_vlm
 from itagger_lib.vlm.registry import available_providers, get_provider, register_provider, resolve
 from tests.fakes.vlm_server import FakeVLMServer
@@ -28,7 +28,8 @@ def _all_stored_text(ws: Any) -> str:
 
 def test_no_key_in_database_output_logs_or_errors(ws: Any, capsys: Any, caplog: Any, tmp_path: Any) -> None:
     caplog.set_level(logging.DEBUG)
-    script = ["401", "ok", "out_of_range", "out_of_range", "refusal"]
+    # a first answer, so the 401 is this call's failure (before any answer it would stop the run)
+    script = ["ok", "401", "out_of_range", "out_of_range", "refusal"]
     with FakeVLMServer(script=script) as server:
         report = rate_with_vlm(
             ws,
@@ -43,9 +44,9 @@ def test_no_key_in_database_output_logs_or_errors(ws: Any, capsys: Any, caplog: 
         )
         print(report)
         # the server saw the key (it was really used) and echoed it back in the 401 body
-        assert KEY in server.requests[0]["headers"]["authorization"]
+        assert KEY in server.requests[1]["headers"]["authorization"]
     assert len(report.failed) == 3 and "401" in report.failed[0][1]
-    with FakeVLMServer(script=["401"]) as server:
+    with FakeVLMServer(script=["401"]) as server, pytest.raises(ProviderSetupError) as caught:
         rate_with_vlm(
             ws,
             images=[6],
@@ -55,6 +56,7 @@ def test_no_key_in_database_output_logs_or_errors(ws: Any, capsys: Any, caplog: 
             provider_options={"base_url": server.url},
             progress=False,
         )
+    print(caught.value)  # the set-up error's message is scanned for the key below too
     assert main(
         [
             "--database-url",
