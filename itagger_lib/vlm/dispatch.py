@@ -34,6 +34,7 @@ from itagger_lib.errors import (
 from itagger_lib.imaging import encode_jpeg, load_rgb
 from itagger_lib.vlm.base import Provider, VLMRequest, VLMResponse
 from itagger_lib.vlm.plan import Job, RatingPlan
+from itagger_lib.vlm.primary import rater_name
 from itagger_lib.vlm.prompts import parse_answer, repair_prompt
 from itagger_lib.vlm.registry import input_token_bound
 from itagger_lib.vlm.report import VLMReport
@@ -105,7 +106,7 @@ class Dispatcher:
         self.images: OrderedDict[str, asyncio.Task[EncodedImage]] = OrderedDict()
         self.next_image: dict[str, Job] = {}
         self.secrets = all_secrets()
-        self.rater = f"vlm:{plan.provider}/{provider.model}"
+        self.rater = rater_name(plan.provider, provider.model, plan.prompt.version)
 
     def _tick(self) -> None:
         r = self.report

@@ -26,6 +26,7 @@ from itagger_lib.images import rows as image_rows
 from itagger_lib.images import select as select_images
 from itagger_lib.vlm import ledger, sampling
 from itagger_lib.vlm.base import VLMRequest
+from itagger_lib.vlm.primary import rater_name
 from itagger_lib.vlm.prompts import Prompt, build_prompt
 from itagger_lib.vlm.registry import input_token_bound, resolve
 from itagger_lib.vlm.report import VLMReport
@@ -101,11 +102,12 @@ class RatingPlan:
     max_cost_usd: float | None = None
     expected_cost_usd: float | None = None
     seconds: float = 0.0  # spent planning
+    purpose: str = "rating"  # or "audit" (itagger_lib.vlm.primary): recorded with the run
 
     @property
     def rater(self) -> str:
-        """The rater its ratings are stored under: ``vlm:<provider>/<model>``."""
-        return f"vlm:{self.provider}/{self.model}"
+        """The rater its ratings are stored under: ``vlm:<provider>/<model>@<prompt version>``."""
+        return rater_name(self.provider, self.model, self.prompt.version)
 
     @property
     def cache_hits(self) -> int:
@@ -260,10 +262,10 @@ def plan_rating(
     started = time.perf_counter()
     check_counts(repeats=repeats)
     provider_name, model_name = resolve(ctx, provider, model)
-    rater = f"vlm:{provider_name}/{model_name}"
     book = resolve_codebook(ctx, codebook)
     assert book.id is not None
     prompt = build_prompt(book, None if attributes is None else list(attributes), rationale=rationale)
+    rater = rater_name(provider_name, model_name, prompt.version)
     max_tokens = max_tokens or DEFAULT_MAX_TOKENS + (RATIONALE_TOKENS if rationale else 0)
     params = {
         "temperature": float(temperature),

@@ -148,9 +148,12 @@ def test_explorer_widget_actions(scienced) -> None:
     assert image_sets.image_sets(ws)["favourites"] == sorted(explorer.selected)
     table = explorer.comparison()
     assert table.shape[1] == 3 and "fractal.dimension" in table.index
-    data, pearson, _spearman = explorer.scatter_data("complexity.edge_density", "pleasantness")
-    assert len(data) == 12
-    assert pearson == pytest.approx(np.corrcoef(data.iloc[:, 0], data.iloc[:, 1])[0, 1])
+    data, pearson, spearman = explorer.scatter_data("complexity.edge_density", "pleasantness")
+    assert len(data) == 12 and list(data.columns) == ["complexity.edge_density", "pleasantness.median"]
+    # pleasantness is ordinal: Spearman's rho of the medians, no Pearson r
+    ranks = data.rank()
+    assert spearman == pytest.approx(np.corrcoef(ranks.iloc[:, 0], ranks.iloc[:, 1])[0, 1])
+    assert np.isnan(pearson)
 
 
 def test_inspector_and_adjudication(scienced) -> None:

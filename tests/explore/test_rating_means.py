@@ -22,29 +22,42 @@ def _means_table(ws) -> pd.DataFrame:  # type: ignore[no-untyped-def]
 
 
 def _recomputed(ws) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    """The same numbers aggregated from ``ratings`` directly (the reference)."""
-    statement = (
-        sa.select(
-            Rating.image_id,
-            Rating.attribute,
-            sa.func.count(Rating.value).label("n"),
-            sa.func.avg(Rating.value).label("mean"),
-        )
-        .where(Rating.source.in_(("human", "import")), Rating.value.is_not(None))
-        .group_by(Rating.image_id, Rating.attribute)
+    """The same numbers aggregated from ``ratings`` directly, in pandas (the reference)."""
+    statement = sa.select(Rating.image_id, Rating.attribute, Rating.value).where(
+        Rating.source.in_(("human", "import")), Rating.value.is_not(None)
     )
     with ws.engine.connect() as connection:
-        frame = pd.read_sql(statement, connection)
-    return frame.set_index(["image_id", "attribute"]).sort_index()
+        ratings = pd.read_sql(statement, connection)
+    rows = []
+    for (image_id, attribute), values in ratings.groupby(["image_id", "attribute"])["value"]:
+        counts = values.value_counts()
+        top = counts.max()
+        modal = sorted(counts[counts == top].index)
+        rows.append(
+            {
+                "image_id": image_id,
+                "attribute": attribute,
+                "n": len(values),
+                "mean": values.mean(),
+                "median": values.median(),
+                "modes": len(modal),
+                "mode": modal[0] if len(modal) == 1 else None,
+                "mode_share": top / len(values),
+            }
+        )
+    columns = ["image_id", "attribute", "n", "mean", "median", "modes", "mode", "mode_share"]
+    return pd.DataFrame(rows, columns=columns).set_index(["image_id", "attribute"]).sort_index()
 
 
 def _assert_consistent(ws) -> None:  # type: ignore[no-untyped-def]
     kept, reference = _means_table(ws), _recomputed(ws)
     assert list(kept.index) == list(reference.index)
     assert list(kept["n"]) == list(reference["n"])
-    pd.testing.assert_series_equal(kept["mean"], reference["mean"], check_exact=False, rtol=1e-12)
-
-
+    assert list(kept["modes"]) == list(reference["modes"])
+    for column in ("mean", "median", "mode", "mode_share"):
+        pd.testing.assert_series_equal(
+            kept[column].astype(float), reference[column].astype(float), check_exact=False, rtol=1e-12
+        )
 def test_inserts_updates_deletes_keep_means_exact(workspace, sample_dir: Path) -> None:
     ws = workspace
     ws.ingest(sample_dir, progress=False)

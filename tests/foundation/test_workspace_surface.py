@@ -38,6 +38,8 @@ TARGETS = {
     "vlm_audit": "itagger_lib.vlm.audit:audit_vlm",
     "set_vlm_price": "itagger_lib.vlm.ledger:set_price",
     "vlm_ledger": "itagger_lib.vlm.ledger:ledger",
+    "vlm_runs": "itagger_lib.vlm.primary:vlm_runs",
+    "set_primary_vlm_run": "itagger_lib.vlm.primary:set_primary_run",
     "agreement": "itagger_lib.review.reading:agreement",
     "table": "itagger_lib.export.table:table",
     "export": "itagger_lib.export.write:export",

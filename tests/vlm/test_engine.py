@@ -42,7 +42,7 @@ def test_openai_rates_records_and_caches(ws: Any, server: FakeVLMServer) -> None
     assert all(max(size) <= 1024 for size in server.images())
     ratings = _rows(ws, Rating)
     assert len(ratings) == 3 * len(ATTRS)
-    assert {r["rater"] for r in ratings} == {"vlm:openai/test-model"}
+    assert {r["rater"] for r in ratings} == {"vlm:openai/test-model@1"}
     assert {r["source"] for r in ratings} == {"vlm"}
     setting = next(r for r in ratings if r["attribute"] == "setting")
     assert setting["value_text"] == "exterior_natural"  # the middle of 4 categories
@@ -90,7 +90,7 @@ def test_anthropic_through_tool_use(ws: Any, server: FakeVLMServer) -> None:
     assert server.images()[0][0] <= 1024
     calls = _rows(ws, VLMCall)
     assert {c["rationale"] for c in calls} == {"fake rationale"}
-    assert {r["rater"] for r in _rows(ws, Rating)} == {"vlm:anthropic/test-claude"}
+    assert {r["rater"] for r in _rows(ws, Rating)} == {"vlm:anthropic/test-claude@1"}
 
 
 SCRIPTS = {
@@ -299,8 +299,8 @@ def test_kill_switch_stops_new_calls(ws: Any) -> None:
 
 def test_stub_is_labelled_and_free(ws: Any) -> None:
     report = rate_with_vlm(ws, provider="stub", progress=False)
-    assert report.rater == "vlm:stub/stub" and report.spend_usd == 0
-    assert {r["rater"] for r in _rows(ws, Rating)} == {"vlm:stub/stub"}
+    assert report.rater == "vlm:stub/stub@1" and report.spend_usd == 0
+    assert {r["rater"] for r in _rows(ws, Rating)} == {"vlm:stub/stub@1"}
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])

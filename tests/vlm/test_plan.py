@@ -27,7 +27,7 @@ def test_a_plan_sends_nothing_and_its_execution_is_the_run(ws: Any) -> None:
     plan = plan_rating(ws, images=list(ws.images().index[:3]), provider="stub", repeats=2)
     assert _runs(ws) == before  # planning records no run
     assert (len(plan.jobs), len(plan.pending), plan.cache_hits) == (6, 6, 0)
-    assert plan.rater == "vlm:stub/stub" and plan.max_cost_usd == 0.0
+    assert plan.rater == "vlm:stub/stub@1" and plan.max_cost_usd == 0.0
     dry = rate_with_vlm(ws, images=list(ws.images().index[:3]), provider="stub", repeats=2, dry_run=True)
     assert (dry.planned, dry.to_send, dry.max_cost_usd) == (6, 6, plan.max_cost_usd)
     report = execute(ws, plan, progress=False)

@@ -123,4 +123,4 @@ def test_registry_plugs_in_providers(ws: Any) -> None:
     register_provider("echo", lambda model, **kw: Echo(model), default_model="e1")
     set_price(ws, "echo", "e1", 0.0, 0.0)
     report = rate_with_vlm(ws, images=[1], provider="echo", progress=False)
-    assert report.rater == "vlm:echo/e1" and report.succeeded == 1
+    assert report.rater == "vlm:echo/e1@1" and report.succeeded == 1
