@@ -193,7 +193,7 @@ def time_queries(ws, repeats: int) -> list[tuple[str, float, float]]:  # type: i
         ),
         "two ranges + a bin + collection": browse.Query(
             metric_ranges={"colour.colourfulness": (0.0, None), "complexity.edge_density": (None, 1.0)},
-            bins={"nature.greenery_share": "high"},
+            bins={"colour_areas.green_share": "high"},
             collection="streets",
         ),
         "mean-rating range + sort by rating": browse.Query(

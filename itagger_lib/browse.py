@@ -16,6 +16,8 @@ workspace does not have raises :class:`~itagger_lib.errors.UnknownNameError`.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,7 @@ from itagger_lib.errors import ArgumentError, UnknownNameError
 from itagger_lib.image_sets import members
 from itagger_lib.ratings.aggregate import level_of, statistic_of
 from itagger_lib.ratings.frames import rated_attributes
+from itagger_lib.science.names import stored_key
 from itagger_lib.science.results import latest_science_run
 
 if TYPE_CHECKING:
@@ -115,6 +118,21 @@ def _code(attribute: Attribute | None, category: int | str) -> float:
         if value == category or str(value) == str(category):
             return float(value) if isinstance(value, int) else float(index)
     raise UnknownNameError(f"category of {attribute.key!r}", [category], attribute.values)
+
+
+def _stored_names(query: Query, stored: Mapping[str, Any]) -> Query:
+    """``query`` with its metric keys as the run stores them (old names for results written
+    before a rename; :mod:`itagger_lib.science.names`)."""
+    rename = functools.partial(stored_key, stored=stored)
+    sort = (
+        query.sort if query.sort in _IMAGE_COLUMNS or query.sort.startswith("rating:") else rename(query.sort)
+    )
+    return dataclasses.replace(
+        query,
+        metric_ranges={rename(k): v for k, v in query.metric_ranges.items()},
+        bins={rename(k): v for k, v in query.bins.items()},
+        sort=sort,
+    )
 
 
 def _check_metrics(ctx: Context, query: Query, params_hash: str | None, binned: set[str]) -> None:
@@ -229,13 +247,14 @@ def _statement(ctx: Context, query: Query) -> tuple[Any, list[tuple[Any, list[An
     metric or rating), its joins, and its ``ORDER BY``."""
     run = latest_science_run(ctx)
     params_hash = run["params_hash"] if run else None
-    cut_points = (run or {}).get("details", {}).get("cut_points", {}) if run else {}
-    _check_metrics(ctx, query, params_hash, set(cut_points))
+    stored = (run or {}).get("details", {}).get("cut_points", {}) if run else {}
+    query = _stored_names(query, stored)
+    _check_metrics(ctx, query, params_hash, set(stored))
     attributes: dict[str, Attribute] = {}
     rated: set[str] = set()
     if query.rating_ranges or query.rating_modes or query.sort.startswith("rating:"):
         attributes, rated = stored_attributes(ctx), set(rated_attributes(ctx))
-    statement, metrics, ratings, joins = _filtered(query, params_hash, cut_points, attributes, rated)
+    statement, metrics, ratings, joins = _filtered(query, params_hash, stored, attributes, rated)
     if query.sort in _IMAGE_COLUMNS:
         column = getattr(Image, query.sort)
         return (

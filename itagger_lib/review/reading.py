@@ -27,6 +27,7 @@ from itagger_lib.review.agreement import (
     vlm_raters,
     vlm_vs_human,
 )
+from itagger_lib.science.names import canonical
 from itagger_lib.science.results import metrics_frame
 from itagger_lib.vlm.primary import select_primary
 
@@ -132,7 +133,7 @@ def _groups(ctx: Context, ratings: pd.DataFrame, by: str) -> pd.Series:
     if by == "collection":
         return ratings.drop_duplicates("image_id").set_index("image_id")[by]
     metrics = metrics_frame(ctx, bins=True)
-    name = by if by.startswith("bin.") else f"bin.{by}"
+    name = canonical(by if by.startswith("bin.") else f"bin.{by}")
     if name not in metrics.columns:
         known = sorted(c for c in metrics.columns if str(c).startswith("bin."))
         raise ArgumentError(

@@ -24,6 +24,7 @@ from itagger_lib.image_sets import save_set
 from itagger_lib.images import collections
 from itagger_lib.ratings.aggregate import statistic_of
 from itagger_lib.ratings.frames import image_statistic, rated_attributes
+from itagger_lib.science.names import canonical_keys
 from itagger_lib.science.results import latest_science_run, metric_values
 from itagger_lib.thumbnails import display_jpeg
 
@@ -47,8 +48,9 @@ class Explorer(W.VBox):
         self.selected: set[int] = set()
         self.total = 0
         self.rows: pd.DataFrame | None = None
+        self.plot_title = ""  # the last plot's title: its n and the filtered count
         run = latest_science_run(ws)
-        self.metric_keys = sorted((run or {}).get("details", {}).get("cut_points", {}))
+        self.metric_keys = sorted(canonical_keys((run or {}).get("details", {}).get("cut_points", {})))
         self.attributes = rated_attributes(ws)
         stored = stored_attributes(ws)
         # nominal and multi-label ratings have no order to sort by
@@ -300,21 +302,22 @@ class Explorer(W.VBox):
                 ax.hist(values, bins=30)
                 ax.set_xlabel(metric)
                 ax.set_ylabel("images")
-                ax.set_title(f"n = {len(values)} of {self.total} filtered images")
+                self.plot_title = f"n = {len(values)} of {self.total} filtered images"
             else:
                 data, pearson, spearman = self.scatter_data(metric, attribute)
-                column = data.columns[1]
+                column = str(data.columns[1])
                 _fig, ax = plt.subplots(figsize=(5, 3.5))
-                if column.endswith(".mode"):  # categories: one strip per category
+                self.plot_title = f"n = {len(data)} of {self.total} filtered images"
+                if column.endswith(".mode"):  # categories: one box per modal category
                     groups = [(str(c), g[metric]) for c, g in data.groupby(column, sort=True)]
                     ax.boxplot([g for _, g in groups], tick_labels=[c for c, _ in groups], vert=False)
                     ax.set_xlabel(metric)
                     ax.set_ylabel(f"modal {attribute}")
-                    ax.set_title(f"n = {len(data)} of {self.total} filtered images")
                 else:
                     ax.scatter(data[metric], data[column], s=12)
                     ax.set_xlabel(metric)
                     ax.set_ylabel(column)
                     r = "" if pearson != pearson else f"r = {pearson:.2f}, "
-                    ax.set_title(f"{r}ρ = {spearman:.2f}, n = {len(data)} of {self.total} filtered images")
+                    self.plot_title = f"{r}ρ = {spearman:.2f}, {self.plot_title}"
+            ax.set_title(self.plot_title)
             plt.show()

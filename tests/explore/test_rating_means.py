@@ -58,6 +58,8 @@ def _assert_consistent(ws) -> None:  # type: ignore[no-untyped-def]
         pd.testing.assert_series_equal(
             kept[column].astype(float), reference[column].astype(float), check_exact=False, rtol=1e-12
         )
+
+
 def test_inserts_updates_deletes_keep_means_exact(workspace, sample_dir: Path) -> None:
     ws = workspace
     ws.ingest(sample_dir, progress=False)

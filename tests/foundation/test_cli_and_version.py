@@ -12,6 +12,7 @@ import pytest
 
 import itagger_lib
 from itagger_lib.cli import main
+from itagger_lib.db import head_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,7 +86,7 @@ def test_db_commands(tmp_path: Path) -> None:
     current = _run("--home", home, "db", "current")
     assert current.returncode == 1 and "current: empty" in current.stdout
     upgraded = _run("--home", home, "db", "upgrade")
-    assert upgraded.returncode == 0 and "-> 0001" in upgraded.stdout
+    assert upgraded.returncode == 0 and f"-> {head_revision()}" in upgraded.stdout
     assert _run("--home", home, "db", "current").returncode == 0
 
 
