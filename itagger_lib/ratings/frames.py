@@ -85,9 +85,9 @@ def ratings_frame(
     not have raises :class:`~itagger_lib.errors.UnknownNameError` listing the known ones.
     A VLM rater is named ``vlm:<provider>/<model>@<prompt version>``, as in every table.
     """
-    check_names(ctx, attributes, raters, sources)
-    if ctx.engine.dialect.name == "postgresql":
+    if ctx.engine.dialect.name == "postgresql":  # the Arrow reader checks the names
         return to_frame(ratings_arrow(ctx, attributes, raters, sources))
+    check_names(ctx, attributes, raters, sources)
     query, params = _ratings_query(attributes, raters, sources)
     with ctx.engine.connect() as connection:
         frame = pd.read_sql(sa.text(query), connection, params=params)

@@ -139,7 +139,12 @@ def metrics_frame(
     record = science_run(ctx, run, params=params)
     if record is None:
         if run is not None:
-            raise ScienceError(f"run {run} is not a science run of this workspace; see ws.runs('science')")
+            with ctx.engine.connect() as connection:
+                known = connection.execute(
+                    sa.select(Run.id).where(Run.kind == "science").order_by(Run.id)
+                ).scalars()
+                shown = ", ".join(str(i) for i in known) or "none yet (ws.run_science())"
+            raise ScienceError(f"run {run} is not a science run of this workspace; science runs: {shown}")
         return pd.DataFrame()
     wide = wide_metrics(ctx, record["params_hash"] or "")
     if wide.empty:

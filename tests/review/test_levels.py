@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from itagger_lib import __version__, browse
 from itagger_lib.codebook import parse_codebook
 from itagger_lib.db.models import Codebook, Image, Metric, Rating, RatingMean, Run
-from itagger_lib.errors import ArgumentError, UnknownNameError
+from itagger_lib.errors import ArgumentError, ScienceError, UnknownNameError
 from itagger_lib.export import export
 from itagger_lib.ratings import frames
 from itagger_lib.ratings.aggregate import aggregate
@@ -231,7 +231,11 @@ def test_table_rating_means_and_explorer_follow_the_level(workspace) -> None:  #
 
 def test_unknown_names_raise_listing_the_known_ones(workspace) -> None:  # type: ignore[no-untyped-def]
     ws = workspace
-    _fill(ws)
+    ids = _fill(ws)
+    with pytest.raises(
+        ScienceError, match=f"run 999 is not a science run .*; science runs: {ids['science']}$"
+    ):
+        ws.table(run=999)
     with pytest.raises(
         UnknownNameError, match=r"unknown rater 'r9'; known raters: judge, r0, r1, r2"
     ) as caught:

@@ -47,11 +47,16 @@ def water_drop() -> np.ndarray:
     return rgb
 
 
-def grass() -> np.ndarray:
-    rng = np.random.default_rng(1)
-    base = rng.uniform(0, 1, (H, W))
-    rgb = np.stack([40 + 40 * base, 100 + 80 * base, 30 + 30 * base], axis=-1) + rng.normal(0, 10, (H, W, 3))
+def _foliage(dark: tuple[int, int, int], bright: tuple[int, int, int], seed: int) -> np.ndarray:
+    """Leaves or blades between a dark and a bright colour, with sensor noise."""
+    rng = np.random.default_rng(seed)
+    light = rng.uniform(0, 1, (H, W, 1))
+    rgb = np.array(dark) + (np.array(bright) - np.array(dark)) * light + rng.normal(0, 10, (H, W, 3))
     return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def grass() -> np.ndarray:
+    return _foliage((40, 100, 30), (80, 180, 60), seed=1)
 
 
 def green_facade() -> np.ndarray:
@@ -77,10 +82,7 @@ def sky_through_a_window() -> np.ndarray:
 
 
 def autumn_trees() -> np.ndarray:
-    rng = np.random.default_rng(2)
-    base = rng.uniform(0, 1, (H, W))
-    rgb = np.stack([180 + 50 * base, 90 + 40 * base, 30 + 20 * base], axis=-1) + rng.normal(0, 10, (H, W, 3))
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    return _foliage((180, 90, 30), (230, 130, 50), seed=2)
 
 
 def sky_over_concrete() -> np.ndarray:

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from itagger_lib.export import export, read_provenance
+from itagger_lib.review.monitor import rater_progress
 from itagger_lib.review.reading import vlm_agreement
 from itagger_lib.widgets.inspector import Inspector
 
@@ -109,6 +110,7 @@ def test_one_name_per_vlm_rater_everywhere(ws: Any, tmp_path: Path) -> None:
         list(versus["vlm"]) == [name] and versus.loc[0, "n_units"] == 12
     )  # the primary run: one answer each
     assert set(Inspector(ws, 1).ratings.query("source == 'vlm'")["rater"]) == {name}
+    assert name in set(rater_progress(ws.ratings())["rater"])  # the monitor
     # the exported name is the name agreement takes: three raters named, three counted
     row = ws.agreement(attributes=["coherence"], raters=["ann", "bob", name], n_boot=0).iloc[0]
     assert row["n_raters"] == 3 and row["n_units"] == 12

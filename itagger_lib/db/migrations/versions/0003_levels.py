@@ -6,10 +6,11 @@ Create Date: 2026-12-10 00:00:00
 
 * ``rating_means`` gains ``median``, ``mode``, ``modes`` and ``mode_share`` beside ``n``,
   ``total`` and ``mean`` (the explorer shows the statistic of each attribute's level of
-  measurement), indexed like ``mean``; the triggers keep the new columns too, recomputing
-  them from the image's counted ratings after the row is locked by the delta update. It now
-  counts first presentations only (repeated items are test-retest, as in the per-image
-  table and agreement), so the table is recounted.
+  measurement), indexed like ``mean``. On PostgreSQL the trigger recounts the image and
+  attribute under a per-key advisory lock (``itagger_rating_statistics``); on SQLite it
+  keeps 0001's deltas and recomputes median and mode in SQL. It now counts first
+  presentations only (repeated items are test-retest, as in the per-image table and
+  agreement), so the table is recounted and the new columns filled in.
 * VLM ratings are renamed to the one rater name used everywhere,
   ``vlm:<provider>/<model>@<prompt version>`` (the prompt version from the call).
 * ``runs.is_primary`` marks the VLM run chosen as its model's primary run.
@@ -57,9 +58,8 @@ _TOP = (
     + _same("t")
     + " GROUP BY t.value ORDER BY count(*) DESC LIMIT 1)"
 )
-# SET expressions see the row as it was, so ``mode`` (which needs the new ``modes``) is a
-# second statement. Correlated on rating_means itself: the same text refreshes one key (in
-# the triggers) or every row (filling the columns in).
+# SQLite (no arrays, no WITH in a trigger): the statistics of one row in SQL. SET expressions
+# see the row as it was, so ``mode`` (which needs the new ``modes``) is a second statement.
 _SUMMARY = (
     "UPDATE rating_means SET "
     "median = ("
@@ -81,6 +81,26 @@ _MODE = (
 )
 
 
+# Every row at once (filling the new columns in): positions and counts by window functions.
+_FILL = (
+    "WITH v AS (SELECT r.image_id, r.attribute, r.value, "
+    "row_number() OVER (PARTITION BY r.image_id, r.attribute ORDER BY r.value) AS pos, "
+    "count(*) OVER (PARTITION BY r.image_id, r.attribute) AS n FROM ratings r WHERE "
+    + _COUNTED.format(row="r")
+    + "), md AS (SELECT image_id, attribute, avg(value) AS median FROM v "
+    "WHERE pos = (n + 1) / 2 OR pos = n / 2 + 1 GROUP BY image_id, attribute), "
+    "c AS (SELECT image_id, attribute, value, count(*) AS k FROM v GROUP BY image_id, attribute, value), "
+    "t AS (SELECT image_id, attribute, max(k) AS top FROM c GROUP BY image_id, attribute), "
+    "mo AS (SELECT c.image_id, c.attribute, count(*) AS modes, min(c.value) AS modal, max(t.top) AS top "
+    "FROM c JOIN t ON c.image_id = t.image_id AND c.attribute = t.attribute AND c.k = t.top "
+    "GROUP BY c.image_id, c.attribute) "
+    "UPDATE rating_means SET median = md.median, modes = mo.modes, "
+    "mode = CASE WHEN mo.modes = 1 THEN mo.modal END, mode_share = 1.0 * mo.top / rating_means.n "
+    "FROM md JOIN mo ON md.image_id = mo.image_id AND md.attribute = mo.attribute "
+    "WHERE rating_means.image_id = md.image_id AND rating_means.attribute = md.attribute"
+)
+
+
 def _refresh(row: str) -> str:
     where = f"WHERE image_id = {row}.image_id AND attribute = {row}.attribute"
     return f"{_SUMMARY.format(where=where)}; {_MODE.format(where=where)};"
@@ -99,7 +119,45 @@ _SQLITE_REMOVE = (
     "WHERE image_id = OLD.image_id AND attribute = OLD.attribute AND {counted_old}; "
     "DELETE FROM rating_means WHERE image_id = OLD.image_id AND attribute = OLD.attribute AND n <= 0;"
 )
-_PG_FUNCTION = """CREATE OR REPLACE FUNCTION itagger_rating_means() RETURNS trigger
+# Postgres: the statistics of one image and attribute recounted under a per-key advisory
+# lock (so a writer sees every writer that committed before it), from one read of the
+# counted values into an array, and written with one upsert. Three times the cost per rating
+# written of 0001's delta updates, a third of recounting with the SQL the SQLite triggers use.
+_PG_STATISTICS = """CREATE OR REPLACE FUNCTION itagger_rating_statistics(img integer, attr text) RETURNS void
+   LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+   DECLARE
+     vals float8[];
+     k integer;
+     sum_values float8 := 0;
+     run integer := 0;
+     top integer := 0;
+     ties integer := 0;
+     modal float8;
+   BEGIN
+     PERFORM pg_advisory_xact_lock(img, hashtext(attr));
+     SELECT array_agg(r.value ORDER BY r.value) INTO vals FROM ratings r
+      WHERE r.image_id = img AND r.attribute = attr AND {counted_r};
+     k := coalesce(array_length(vals, 1), 0);
+     IF k = 0 THEN
+       DELETE FROM rating_means WHERE image_id = img AND attribute = attr;
+       RETURN;
+     END IF;
+     FOR i IN 1..k LOOP
+       sum_values := sum_values + vals[i];
+       IF i > 1 AND vals[i] = vals[i - 1] THEN run := run + 1; ELSE run := 1; END IF;
+       IF run > top THEN top := run; ties := 1; modal := vals[i];
+       ELSIF run = top THEN ties := ties + 1;
+       END IF;
+     END LOOP;
+     INSERT INTO rating_means AS m (image_id, attribute, n, total, mean, median, mode, modes, mode_share)
+     VALUES (img, attr, k, sum_values, sum_values / k, (vals[(k + 1) / 2] + vals[k / 2 + 1]) / 2,
+             CASE WHEN ties = 1 THEN modal END, ties, top::float8 / k)
+     ON CONFLICT (image_id, attribute) DO UPDATE
+       SET n = EXCLUDED.n, total = EXCLUDED.total, mean = EXCLUDED.mean, median = EXCLUDED.median,
+           mode = EXCLUDED.mode, modes = EXCLUDED.modes, mode_share = EXCLUDED.mode_share;
+   END $$"""
+# 0001's trigger function (delta updates of n, total, mean), restored by the downgrade.
+_PG_FUNCTION_0001 = """CREATE OR REPLACE FUNCTION itagger_rating_means() RETURNS trigger
    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
    BEGIN
      IF TG_OP IN ('UPDATE', 'DELETE') AND {counted_old} THEN
@@ -108,7 +166,6 @@ _PG_FUNCTION = """CREATE OR REPLACE FUNCTION itagger_rating_means() RETURNS trig
         WHERE image_id = OLD.image_id AND attribute = OLD.attribute;
        DELETE FROM rating_means
         WHERE image_id = OLD.image_id AND attribute = OLD.attribute AND n <= 0;
-       {refresh_old}
      END IF;
      IF TG_OP IN ('INSERT', 'UPDATE') AND {counted_new} THEN
        INSERT INTO rating_means AS m (image_id, attribute, n, total, mean)
@@ -116,7 +173,20 @@ _PG_FUNCTION = """CREATE OR REPLACE FUNCTION itagger_rating_means() RETURNS trig
        ON CONFLICT (image_id, attribute) DO UPDATE
          SET n = m.n + 1, total = m.total + EXCLUDED.total,
              mean = (m.total + EXCLUDED.total) / (m.n + 1);
-       {refresh_new}
+     END IF;
+     RETURN NULL;
+   END $$"""
+_PG_FUNCTION = """CREATE OR REPLACE FUNCTION itagger_rating_means() RETURNS trigger
+   LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+   DECLARE
+     old_counted boolean := TG_OP IN ('UPDATE', 'DELETE') AND coalesce({counted_old}, false);
+     new_counted boolean := TG_OP IN ('INSERT', 'UPDATE') AND coalesce({counted_new}, false);
+   BEGIN
+     IF old_counted THEN
+       PERFORM itagger_rating_statistics(OLD.image_id, OLD.attribute);
+     END IF;
+     IF new_counted AND NOT (old_counted AND OLD.image_id = NEW.image_id AND OLD.attribute = NEW.attribute) THEN
+       PERFORM itagger_rating_statistics(NEW.image_id, NEW.attribute);
      END IF;
      RETURN NULL;
    END $$"""
@@ -144,7 +214,10 @@ def _triggers(dialect: str, levels: bool) -> list[str]:
         return text
 
     if dialect == "postgresql":
-        return [fill(_PG_FUNCTION), fill(_PG_TRIGGER)]
+        if not levels:
+            return [fill(_PG_FUNCTION_0001), fill(_PG_TRIGGER)]
+        statistics = _PG_STATISTICS.replace("{counted_r}", _COUNTED.format(row="r"))
+        return [statistics, fill(_PG_FUNCTION), fill(_PG_TRIGGER)]
     return [
         fill(f"CREATE TRIGGER rating_means_insert AFTER INSERT ON ratings BEGIN {_SQLITE_ADD} {new} END"),
         fill(f"CREATE TRIGGER rating_means_delete AFTER DELETE ON ratings BEGIN {_SQLITE_REMOVE} {old} END"),
@@ -169,6 +242,7 @@ def _rebuild(counted: str) -> None:
 def _drop_triggers(dialect: str) -> None:
     if dialect == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS rating_means_change ON ratings")
+        op.execute("DROP FUNCTION IF EXISTS itagger_rating_statistics(integer, text)")
     else:
         for name in ("insert", "delete", "update"):
             op.execute(f"DROP TRIGGER IF EXISTS rating_means_{name}")
@@ -191,8 +265,7 @@ def upgrade() -> None:
             "ix_rating_means_attribute_mode", ["attribute", "mode", "image_id"], unique=False
         )
     _rebuild(_COUNTED)  # repeated items no longer count
-    op.execute(_SUMMARY.format(where=""))
-    op.execute(_MODE.format(where=""))
+    op.execute(_FILL)
     # One name per VLM rater: 'vlm:' for VLM ratings imported without it, then the prompt
     # version of the call (the rater column is not watched by the triggers).
     op.execute("UPDATE ratings SET rater = 'vlm:' || rater WHERE source = 'vlm' AND rater NOT LIKE 'vlm:%'")
