@@ -172,7 +172,8 @@ def check_rating_means(ws) -> tuple[int, float]:  # type: ignore[no-untyped-def]
                coalesce(max(abs(k.mean - r.mean)), 0) AS worst
         FROM rating_means k
         FULL JOIN (SELECT image_id, attribute, count(value) AS n, avg(value) AS mean FROM ratings
-                   WHERE source IN ('human', 'import') AND value IS NOT NULL
+                   WHERE source IN ('human', 'import') AND value IS NOT NULL AND NOT is_repeat
+                         AND repeat_index = 0
                    GROUP BY image_id, attribute) r USING (image_id, attribute)
     """
     with ws.engine.connect() as connection:
@@ -193,7 +194,7 @@ def time_queries(ws, repeats: int) -> list[tuple[str, float, float]]:  # type: i
         ),
         "two ranges + a bin + collection": browse.Query(
             metric_ranges={"colour.colourfulness": (0.0, None), "complexity.edge_density": (None, 1.0)},
-            bins={"nature.greenery_share": "high"},
+            bins={"colour_areas.green_share": "high"},
             collection="streets",
         ),
         "mean-rating range + sort by rating": browse.Query(

@@ -1,31 +1,45 @@
-"""Browsing the collection: filter, sort and page images by metrics, mean ratings and bins.
+"""Browsing the collection: filter, sort and page images by metrics, ratings and bins.
 
 The queries behind the explorer. Everything runs in the database (joins on the long
 ``metrics`` table through its ``(params_hash, key, value)`` index, ``LIMIT``/``OFFSET``
 paging), so a page costs the same on 100 images or 100 000. The science run whose values
 and cut points are used comes from :mod:`itagger_lib.science.results`; named sets of images
 from :mod:`itagger_lib.image_sets`.
+
+An image's ratings of an attribute are one value of its level of measurement, kept in
+``rating_means`` (:mod:`itagger_lib.ratings.aggregate`): ranges and sorts use the median of
+an ordinal attribute and the mean of an interval one; a nominal attribute is filtered by its
+modal category (``rating_modes``) and cannot be sorted by. :func:`matching_ids` lists every
+image the filters keep (what the explorer plots). A filter naming a metric or attribute the
+workspace does not have raises :class:`~itagger_lib.errors.UnknownNameError`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from itagger_lib.codebook.storage import stored_attributes
 from itagger_lib.db.models import Image, Metric, RatingMean
-from itagger_lib.errors import ArgumentError
+from itagger_lib.errors import ArgumentError, UnknownNameError
 from itagger_lib.image_sets import members
+from itagger_lib.ratings.aggregate import level_of, statistic_of
+from itagger_lib.ratings.frames import rated_attributes
+from itagger_lib.science.names import stored_key
 from itagger_lib.science.results import latest_science_run
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from itagger_lib.codebook import Attribute
     from itagger_lib.context import Context
 
-__all__ = ["Query", "page"]
+__all__ = ["Query", "matching_ids", "page"]
 
 
 @dataclass
@@ -33,15 +47,18 @@ class Query:
     """What to show: filters, order and page.
 
     ``metric_ranges`` maps a metric key to ``(low, high)`` (either may be ``None``);
-    ``rating_ranges`` maps an attribute to ``(low, high)`` on the image's mean rating;
+    ``rating_ranges`` maps an ordinal or interval attribute to ``(low, high)`` on the image's
+    median (ordinal) or mean (interval) rating; ``rating_modes`` maps a nominal attribute to
+    a category (images whose modal category it is; images whose categories tie have none);
     ``bins`` maps a metric key to ``"low" | "mid" | "high"`` using the run's stored cut points;
-    ``sort`` is a metric key, ``"rating:<attribute>"``, or an image column (``id``,
-    ``ingested_at``, ``bytes``). Sorting by a metric or a mean rating lists only the images
-    that have one (the database walks an index in order and stops after one page).
+    ``sort`` is a metric key, ``"rating:<attribute>"`` (ordinal or interval), or an image
+    column (``id``, ``ingested_at``, ``bytes``). Sorting by a metric or a rating lists only
+    the images that have one (the database walks an index in order and stops after one page).
     """
 
     metric_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     rating_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    rating_modes: dict[str, int | str] = field(default_factory=dict)
     bins: dict[str, str] = field(default_factory=dict)
     collection: str | None = None
     image_set: str | None = None
@@ -61,10 +78,80 @@ def _range(column: Any, bounds: tuple[float | None, float | None]) -> list[Any]:
     return clauses
 
 
-def _mean_ratings(attribute: str, name: str) -> Any:
+def _rating_values(attribute: str, name: str) -> Any:
     """``rating_means`` rows of ``attribute`` (kept by triggers on ``ratings``), aliased."""
     alias = sa.orm.aliased(RatingMean, name=name)
     return alias, alias.attribute == attribute
+
+
+def _statistic(attributes: Mapping[str, Attribute], rated: set[str], attribute: str, use: str) -> str:
+    """The ``rating_means`` column that stands for ``attribute`` where it is used for ``use``
+    (``range``, ``sort``, ``mode``): median (ordinal), mean (interval) or mode (nominal)."""
+    if attribute not in attributes and attribute not in rated:
+        raise UnknownNameError("attribute", [attribute], set(attributes) | rated)
+    definition = attributes.get(attribute)
+    statistic = statistic_of(definition)
+    level = level_of(definition)
+    if statistic == "share":
+        raise ArgumentError(
+            f"attribute {attribute!r} is multi-label: the explorer cannot filter or sort by it"
+        )
+    if use == "mode" and statistic != "mode":
+        raise ArgumentError(
+            f"attribute {attribute!r} is {level}: filter it by a range (rating_ranges), not a category"
+        )
+    if use != "mode" and statistic == "mode":
+        raise ArgumentError(
+            f"attribute {attribute!r} is nominal: its categories have no order to "
+            f"{'sort' if use == 'sort' else 'take a range'} by; filter by its modal category "
+            "(rating_modes) instead"
+        )
+    return statistic
+
+
+def _code(attribute: Attribute | None, category: int | str) -> float:
+    """The stored code of a nominal category: a numeric level is its value, a text level its
+    index in the codebook (as ratings store it)."""
+    if attribute is None:
+        return float(category)
+    for index, value in enumerate(attribute.values):
+        if value == category or str(value) == str(category):
+            return float(value) if isinstance(value, int) else float(index)
+    raise UnknownNameError(f"category of {attribute.key!r}", [category], attribute.values)
+
+
+def _stored_names(query: Query, stored: Mapping[str, Any]) -> Query:
+    """``query`` with its metric keys as the run stores them (old names for results written
+    before a rename; :mod:`itagger_lib.science.names`)."""
+    rename = functools.partial(stored_key, stored=stored)
+    sort = (
+        query.sort if query.sort in _IMAGE_COLUMNS or query.sort.startswith("rating:") else rename(query.sort)
+    )
+    return dataclasses.replace(
+        query,
+        metric_ranges={rename(k): v for k, v in query.metric_ranges.items()},
+        bins={rename(k): v for k, v in query.bins.items()},
+        sort=sort,
+    )
+
+
+def _check_metrics(ctx: Context, query: Query, params_hash: str | None, binned: set[str]) -> None:
+    """:class:`UnknownNameError` for a metric the science run does not have. Every metric a
+    run computed has cut points (``binned``), so the run's keys are read only to confirm."""
+    wanted = [*query.metric_ranges, *query.bins]
+    if query.sort not in _IMAGE_COLUMNS and not query.sort.startswith("rating:"):
+        wanted.append(query.sort)
+    if params_hash is None or all(key in binned for key in wanted):
+        return
+    with ctx.engine.connect() as connection:
+        known = set(
+            connection.execute(
+                sa.select(Metric.key).where(Metric.params_hash == params_hash).distinct()
+            ).scalars()
+        )
+    unknown = [key for key in wanted if key not in known]
+    if unknown:
+        raise UnknownNameError("metric", unknown, known)
 
 
 def _bin_bounds(
@@ -82,7 +169,11 @@ def _bin_bounds(
 
 
 def _filtered(
-    query: Query, params_hash: str | None, cut_points: Mapping[str, Any]
+    query: Query,
+    params_hash: str | None,
+    cut_points: Mapping[str, Any],
+    attributes: Mapping[str, Attribute],
+    rated: set[str],
 ) -> tuple[Any, dict[str, Any], dict[str, Any], list[tuple[Any, list[Any]]]]:
     """The filtered (unordered, unpaged) ``SELECT images.id …`` for ``query``, its joined
     aliases by metric key and by attribute, and every joined alias with its conditions
@@ -106,11 +197,18 @@ def _filtered(
         metrics.setdefault(metric_key, alias)
     ratings: dict[str, Any] = {}
     for index, (attribute, bounds) in enumerate(query.rating_ranges.items()):
-        means, same_attribute = _mean_ratings(attribute, f"r{index}")
-        conditions = [same_attribute, *_range(means.mean, bounds)]
-        statement = statement.join(means, sa.and_(means.image_id == Image.id, *conditions))
-        joins.append((means, conditions))
-        ratings[attribute] = means
+        statistic = _statistic(attributes, rated, attribute, "range")
+        values, same_attribute = _rating_values(attribute, f"r{index}")
+        conditions = [same_attribute, *_range(getattr(values, statistic), bounds)]
+        statement = statement.join(values, sa.and_(values.image_id == Image.id, *conditions))
+        joins.append((values, conditions))
+        ratings[attribute] = values
+    for index, (attribute, category) in enumerate(query.rating_modes.items()):
+        _statistic(attributes, rated, attribute, "mode")
+        values, same_attribute = _rating_values(attribute, f"c{index}")
+        conditions = [same_attribute, values.mode == _code(attributes.get(attribute), category)]
+        statement = statement.join(values, sa.and_(values.image_id == Image.id, *conditions))
+        joins.append((values, conditions))
     if query.collection:
         statement = statement.where(Image.collection == query.collection)
     if query.image_set:
@@ -141,35 +239,43 @@ def _count_select(query: Query, joins: list[tuple[Any, list[Any]]], statement: A
     return counted
 
 
-def page(ctx: Context, query: Query, *, count: bool = True) -> tuple[pd.DataFrame, int | None]:
-    """One page of images matching ``query`` (and the total count, unless ``count=False``).
+_IMAGE_COLUMNS = frozenset({"id", "ingested_at", "bytes", "width", "height", "source_name"})
 
-    The count costs a pass over every matching image; a page turn with the same filters can
-    reuse it (the explorer does). Sorting by a metric or mean rating that is also filtered
-    on reuses the filter's join (one row per image and key), so the database walks one index.
-    """
+
+def _statement(ctx: Context, query: Query) -> tuple[Any, list[tuple[Any, list[Any]]], list[Any]]:
+    """``query`` as a filtered ``SELECT`` (with a ``sort_value`` column when sorting by a
+    metric or rating), its joins, and its ``ORDER BY``."""
     run = latest_science_run(ctx)
     params_hash = run["params_hash"] if run else None
-    cut_points = (run or {}).get("details", {}).get("cut_points", {}) if run else {}
-    statement, metrics, ratings, joins = _filtered(query, params_hash, cut_points)
-    sort_column: Any
-    if query.sort in {"id", "ingested_at", "bytes", "width", "height", "source_name"}:
-        sort_column = getattr(Image, query.sort)
-    elif query.sort.startswith("rating:"):
-        # As with metrics, an inner join walks the (attribute, mean, image_id) index in order
-        # and stops after one page; images without a rating of this attribute are not listed.
+    stored = (run or {}).get("details", {}).get("cut_points", {}) if run else {}
+    query = _stored_names(query, stored)
+    _check_metrics(ctx, query, params_hash, set(stored))
+    attributes: dict[str, Attribute] = {}
+    rated: set[str] = set()
+    if query.rating_ranges or query.rating_modes or query.sort.startswith("rating:"):
+        attributes, rated = stored_attributes(ctx), set(rated_attributes(ctx))
+    statement, metrics, ratings, joins = _filtered(query, params_hash, stored, attributes, rated)
+    if query.sort in _IMAGE_COLUMNS:
+        column = getattr(Image, query.sort)
+        return (
+            statement,
+            joins,
+            [(column.desc() if query.descending else column.asc()).nulls_last(), Image.id],
+        )
+    if query.sort.startswith("rating:"):
+        # As with metrics, an inner join walks the (attribute, <statistic>, image_id) index in
+        # order and stops after one page; images without a rating of this attribute are not listed.
         attribute = query.sort.split(":", 1)[1]
-        means = ratings.get(attribute)
-        if means is None:
-            means, same_attribute = _mean_ratings(attribute, "sort_rating")
-            statement = statement.join(means, sa.and_(means.image_id == Image.id, same_attribute))
-            joins.append((means, [same_attribute]))
-        statement = statement.where(means.mean.is_not(None))
-        joins = [(a, [*c, means.mean.is_not(None)] if a is means else c) for a, c in joins]
-        statement = statement.add_columns(means.mean.label("sort_value"))
-        order = means.mean.desc() if query.descending else means.mean.asc()
-        tie = means.image_id.desc() if query.descending else means.image_id.asc()
-        return _fetch(ctx, statement, statement.order_by(order, tie), query, count, joins)
+        statistic = _statistic(attributes, rated, attribute, "sort")
+        values = ratings.get(attribute)
+        if values is None:
+            values, same_attribute = _rating_values(attribute, "sort_rating")
+            statement = statement.join(values, sa.and_(values.image_id == Image.id, same_attribute))
+            joins.append((values, [same_attribute]))
+        sorted_by = getattr(values, statistic)
+        statement = statement.where(sorted_by.is_not(None))
+        joins = [(a, [*c, sorted_by.is_not(None)] if a is values else c) for a, c in joins]
+        tie = values.image_id
     else:
         # An inner join lets the database walk the (params_hash, key, value, image_id) index
         # in order and stop after one page; images without this metric are not listed.
@@ -179,12 +285,32 @@ def page(ctx: Context, query: Query, *, count: bool = True) -> tuple[pd.DataFram
             conditions = [sort_metric.params_hash == params_hash, sort_metric.key == query.sort]
             statement = statement.join(sort_metric, sa.and_(sort_metric.image_id == Image.id, *conditions))
             joins.append((sort_metric, conditions))
-        statement = statement.add_columns(sort_metric.value.label("sort_value"))
-        order = sort_metric.value.desc() if query.descending else sort_metric.value.asc()
-        tie = sort_metric.image_id.desc() if query.descending else sort_metric.image_id.asc()
-        return _fetch(ctx, statement, statement.order_by(order, tie), query, count, joins)
-    order = sort_column.desc() if query.descending else sort_column.asc()
-    return _fetch(ctx, statement, statement.order_by(order.nulls_last(), Image.id), query, count, joins)
+        sorted_by, tie = sort_metric.value, sort_metric.image_id
+    statement = statement.add_columns(sorted_by.label("sort_value"))
+    if query.descending:
+        return statement, joins, [sorted_by.desc(), tie.desc()]
+    return statement, joins, [sorted_by.asc(), tie.asc()]
+
+
+def page(ctx: Context, query: Query, *, count: bool = True) -> tuple[pd.DataFrame, int | None]:
+    """One page of images matching ``query`` (and the total count, unless ``count=False``).
+
+    The count costs a pass over every matching image; a page turn with the same filters can
+    reuse it (the explorer does). Sorting by a metric or rating that is also filtered on
+    reuses the filter's join (one row per image and key), so the database walks one index.
+    """
+    statement, joins, order = _statement(ctx, query)
+    return _fetch(ctx, statement, statement.order_by(*order), query, count, joins)
+
+
+def matching_ids(ctx: Context, query: Query) -> list[int]:
+    """Every image ``query`` keeps, in its order (all pages): what the explorer plots.
+
+    As :func:`page`, sorting by a metric or rating leaves out images without one.
+    """
+    statement, _, order = _statement(ctx, query)
+    with ctx.engine.connect() as connection:
+        return [int(i) for i in connection.execute(statement.order_by(*order)).scalars()]
 
 
 def _fetch(

@@ -5,6 +5,7 @@
     ItaggerError
     ├── ConfigError                 a setting or environment variable is unusable
     │   └── ArgumentError           an argument or command-line option has an unusable value
+    │       └── UnknownNameError    a filter names a rater, attribute, run or metric that is not there
     ├── MigrationError              the database schema is not at the expected revision
     ├── StoreError                  the image store cannot be written or read
     │   └── StoreReadOnlyError      a write to a store marked ITAGGER_STORE_READONLY
@@ -45,6 +46,7 @@ CLI command or option in the shell and a Python call in a notebook. :func:`remed
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "ScienceError",
     "StoreError",
     "StoreReadOnlyError",
+    "UnknownNameError",
     "UnreadableFileError",
     "UnsupportedFormatError",
     "VLMBatchError",
@@ -104,6 +107,34 @@ class ConfigError(ItaggerError):
 class ArgumentError(ConfigError, ValueError):
     """An argument (or command-line option) has a value that cannot be used; the message
     names the argument and the values it takes."""
+
+
+class UnknownNameError(ArgumentError):
+    """A filter names a rater, attribute, run or metric the workspace does not have.
+
+    ``kind`` is what was looked up (``rater``, ``attribute``, ``VLM run``, ``metric``),
+    ``unknown`` the names not found and ``known`` the names there are; the message lists
+    them, so a typo is seen at once instead of silently filtering everything out.
+    """
+
+    def __init__(
+        self, kind: str, unknown: Iterable[object], known: Iterable[object], *, hint: str = ""
+    ) -> None:
+        self.kind = kind
+        self.unknown = [str(name) for name in unknown]
+        self.known = sorted({str(name) for name in known})
+        shown = ", ".join(self.known[:_SHOWN])
+        if len(self.known) > _SHOWN:
+            shown += f", … ({len(self.known)} in all)"
+        names = ", ".join(repr(name) for name in self.unknown)
+        plural = "s" if len(self.unknown) > 1 else ""
+        message = f"unknown {kind}{plural} {names}; " + (
+            f"known {kind}s: {shown}" if self.known else f"this workspace has no {kind}s yet"
+        )
+        super().__init__(message + (f" ({hint})" if hint else ""))
+
+
+_SHOWN = 40  # names listed in the message; more are counted
 
 
 class MigrationError(ItaggerError):

@@ -469,7 +469,8 @@ class Workspace:
         ----------
         attributes, raters, sources
             Keep only these (default all); sources are ``human``, ``vlm``, ``import`` and
-            ``adjudication``.
+            ``adjudication``. A name the workspace does not have raises
+            :class:`~itagger_lib.errors.UnknownNameError` listing the known ones.
         """
         from itagger_lib.ratings.frames import ratings_frame
 
@@ -659,6 +660,28 @@ class Workspace:
             progress=progress,
         )
 
+    def vlm_runs(self) -> pd.DataFrame:
+        """Every VLM run, newest first: rater (``vlm:<provider>/<model>@<prompt version>``),
+        purpose (``rating`` or ``audit``), status, sampling, and ``primary``: whether the
+        per-image values of its rater come from it (``is_primary``: chosen as such)."""
+        from itagger_lib.vlm.primary import vlm_runs
+
+        return vlm_runs(self)
+
+    def set_primary_vlm_run(self, run: int) -> str:
+        """Declare VLM run ``run`` the primary run of its model × prompt version: per-image
+        values (``ws.table()``, exports, agreement) take its answers. Without a choice the
+        newest finished run that is not an audit is primary. Returns the rater.
+
+        Raises
+        ------
+        UnknownNameError
+            ``run`` is not a VLM run of this workspace (the message lists them).
+        """
+        from itagger_lib.vlm.primary import set_primary_run
+
+        return set_primary_run(self, run)
+
     def set_vlm_price(
         self,
         provider: str,
@@ -745,7 +768,9 @@ class Workspace:
             Attribute keys (default every attribute with a level of measurement).
         raters
             Raters to compare (default every human and imported rater; VLMs are compared
-            with ``itagger_lib.review.reading.vlm_agreement``).
+            with ``itagger_lib.review.reading.vlm_agreement``). A VLM is named
+            ``vlm:<provider>/<model>@<prompt version>`` and answers with its primary run; an
+            unknown name raises :class:`~itagger_lib.errors.UnknownNameError`.
         by
             Groups: ``"collection"``, a science bin (``"bin.<metric>"``), or a Series
             indexed by image id; one row per attribute × group.
@@ -763,8 +788,18 @@ class Workspace:
         run: int | None = None,
         bins: bool = True,
         ratings: pa.Table | pd.DataFrame | None = None,
+        *,
+        vlm_rater: str | None = None,
+        ordinal_mean: bool = False,
     ) -> pd.DataFrame:
-        """One row per image: image facts, science metrics (with bins) and mean ratings.
+        """One row per image: image facts, science metrics (with bins) and ratings summarised
+        by level of measurement, each column named for its statistic.
+
+        ``rating.<attribute>.<statistic>``: nominal → ``mode``, ``tied_modes``, ``mode_share``,
+        ``share.<category>``; multi-label → ``share.<label>``; ordinal → ``median``; interval →
+        ``mean``, ``sd``; all → ``n``. ``rating.<attribute>.adjudicated``: the consensus.
+        ``vlm.<attribute>.answer``: one VLM's answer from its primary run (``ws.vlm_runs()``).
+        ``attrs["columns"]`` describes each rating column, ``attrs["vlm"]`` names the VLM run.
 
         Parameters
         ----------
@@ -774,10 +809,14 @@ class Workspace:
             Add the low/mid/high bins.
         ratings
             Ratings already read (long format), so they are not read again.
+        vlm_rater
+            The VLM rater of the ``vlm.*`` columns (default the one whose primary run is newest).
+        ordinal_mean
+            Also give ordinal attributes' ``mean_as_interval`` (the mean of scale points).
         """
         from itagger_lib.export.table import table
 
-        return table(self, run, bins, ratings)
+        return table(self, run, bins, ratings, vlm_rater=vlm_rater, ordinal_mean=ordinal_mean)
 
     def export(self, out: StrPath, format: str = "parquet", run: int | None = None) -> list[Path]:
         """Write tidy files with their provenance into folder ``out``; returns the files.

@@ -30,6 +30,7 @@ from itagger_lib.codebook.storage import (
     list_codebooks,
     resolve_codebook,
     store_codebook,
+    stored_attributes,
 )
 
 __all__ = [
@@ -50,4 +51,5 @@ __all__ = [
     "parse_codebook",
     "resolve_codebook",
     "store_codebook",
+    "stored_attributes",
 ]

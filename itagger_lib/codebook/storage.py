@@ -9,6 +9,7 @@ studies, imports, VLM runs and the workspace.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import replace
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 import yaml
 
-from itagger_lib.codebook.model import Codebook, CodebookRef, CodebookSource
+from itagger_lib.codebook.model import TYPES, Attribute, Codebook, CodebookRef, CodebookSource, Level
 from itagger_lib.codebook.parsing import DEFAULT_CODEBOOK, default_codebook_text, parse_codebook
 from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Codebook as CodebookRow
@@ -28,7 +29,15 @@ from itagger_lib.errors import CodebookError, remedy
 if TYPE_CHECKING:
     from itagger_lib.context import Context
 
-__all__ = ["get_codebook", "get_codebook_by_id", "list_codebooks", "resolve_codebook", "store_codebook"]
+__all__ = [
+    "attribute_from_definition",
+    "get_codebook",
+    "get_codebook_by_id",
+    "list_codebooks",
+    "resolve_codebook",
+    "store_codebook",
+    "stored_attributes",
+]
 
 
 def _source_text(source: CodebookSource) -> tuple[str, str]:
@@ -169,3 +178,45 @@ def resolve_codebook(ctx: Context, codebook: CodebookRef = None) -> Codebook:
     if isinstance(codebook, Codebook) and codebook.id is not None:
         return codebook
     return store_codebook(ctx, codebook)
+
+
+def attribute_from_definition(definition: Mapping[str, Any]) -> Attribute | None:
+    """One attribute of a stored definition (``codebooks.definition``), or ``None`` for an
+    unknown type. Levels may be mappings (``{"value": …, "label": …}``) or bare values."""
+    kind = str(definition.get("type"))
+    if kind not in TYPES:
+        return None
+    levels = tuple(
+        Level(**{k: v for k, v in level.items() if k in ("value", "label", "hotkey", "definition")})
+        if isinstance(level, Mapping)
+        else Level(level)
+        for level in definition.get("levels") or ()
+    )
+    key = str(definition["key"])
+    return Attribute(
+        key=key,
+        label=str(definition.get("label") or key),
+        question=str(definition.get("question") or ""),
+        type=kind,
+        levels=levels,
+        min=definition.get("min"),
+        max=definition.get("max"),
+    )
+
+
+def stored_attributes(ctx: Context) -> dict[str, Attribute]:
+    """Every attribute of the stored codebooks by key; where versions differ, the newest
+    stored codebook that defines the key wins (as for agreement's levels of measurement).
+
+    Read from the stored definitions, so it answers for every codebook a rating references.
+    """
+    with ctx.engine.connect() as connection:
+        definitions = connection.execute(sa.select(CodebookRow.definition).order_by(CodebookRow.id)).scalars()
+        attributes: dict[str, Attribute] = {}
+        for definition in definitions:
+            parsed = json.loads(definition) if isinstance(definition, str) else (definition or {})
+            for item in parsed.get("attributes", []):
+                attribute = attribute_from_definition(item)
+                if attribute is not None:
+                    attributes[attribute.key] = attribute
+    return attributes

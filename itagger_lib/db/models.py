@@ -78,6 +78,8 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     output_path: Mapped[str | None] = mapped_column(sa.Text)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A VLM run declared the primary run of its model × prompt version (itagger_lib.vlm.primary).
+    is_primary: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
 
 class RunFailure(Base):
@@ -211,22 +213,35 @@ class Rating(Base):
 
 
 class RatingMean(Base):
-    """Per image and attribute: count, sum and mean of human and imported ratings.
+    """Per image and attribute: the statistics of human and imported ratings the explorer uses.
 
-    Kept by database triggers on ``ratings`` (insert, update, delete; defined in the
-    migrations), so every write path, including a tagger's own SQL role, keeps it exact.
-    The explorer filters and sorts by ``mean`` through ``ix_rating_means_attribute_mean``
-    instead of aggregating all ratings per query. VLM and adjudicated values are not counted.
+    ``n``, ``total`` and ``mean``; ``median`` (the midpoint of the two middle values when
+    ``n`` is even); the modal value ``mode`` (``NULL`` when ``modes`` > 1 values tie),
+    ``modes`` and ``mode_share`` (the modal values' share). Which one stands for an image
+    depends on the attribute's level of measurement (nominal: mode, ordinal: median,
+    interval: mean; :mod:`itagger_lib.ratings.aggregate`). Kept by database triggers on
+    ``ratings`` (insert, update, delete; defined in the migrations), so every write path,
+    including a tagger's own SQL role, keeps it exact; the explorer filters and sorts through
+    the ``(attribute, <statistic>, image_id)`` indexes instead of aggregating all ratings per
+    query. VLM and adjudicated values are not counted.
     """
 
     __tablename__ = "rating_means"
-    __table_args__ = (sa.Index("ix_rating_means_attribute_mean", "attribute", "mean", "image_id"),)
+    __table_args__ = (
+        sa.Index("ix_rating_means_attribute_mean", "attribute", "mean", "image_id"),
+        sa.Index("ix_rating_means_attribute_median", "attribute", "median", "image_id"),
+        sa.Index("ix_rating_means_attribute_mode", "attribute", "mode", "image_id"),
+    )
 
     image_id: Mapped[int] = mapped_column(sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     attribute: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     n: Mapped[int] = mapped_column(sa.Integer)
     total: Mapped[float] = mapped_column(sa.Float)
     mean: Mapped[float | None] = mapped_column(sa.Float)
+    median: Mapped[float | None] = mapped_column(sa.Float)
+    mode: Mapped[float | None] = mapped_column(sa.Float)
+    modes: Mapped[int | None] = mapped_column(sa.Integer)
+    mode_share: Mapped[float | None] = mapped_column(sa.Float)
 
 
 class VLMPrice(Base):

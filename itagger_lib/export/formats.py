@@ -7,8 +7,13 @@ than branching on the name. The built-in formats:
 * ``parquet``: ``ratings.parquet`` (the long ratings, streamed from the database while the
   per-image means are kept) and ``table.parquet`` (one row per image);
 * ``csv``: ``ratings.csv`` and ``table.csv``, each with a ``.json`` provenance sidecar;
-* ``bn``: ``bn.csv`` (image × low/mid/high variable, :func:`~itagger_lib.export.bn.bn_frame`)
-  and ``bn_codebook.json`` (each variable, its states, cut points and source).
+* ``bn``: ``bn.csv`` (image × discrete variable, :func:`~itagger_lib.export.bn.bn_frame`)
+  and ``bn_codebook.json`` (each variable's source, statistic, states, cut points and rule,
+  and the columns left out with their reasons).
+
+The per-image table's provenance also describes its rating columns (``columns``: source,
+attribute, level, statistic) and names the VLM rater and runs its ``vlm.*`` columns come
+from (``vlm``).
 
 A new format is a class with ``write(ctx, folder, metrics) -> list[Path]`` passed to
 :func:`register_format`.
@@ -18,13 +23,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from itagger_lib.codebook.storage import stored_attributes
 from itagger_lib.errors import ArgumentError
 from itagger_lib.export.bn import bn_frame
 from itagger_lib.export.files import stream_ratings, write_csv, write_parquet
 from itagger_lib.export.provenance import provenance
-from itagger_lib.export.table import MEANS_COLUMNS, per_image
+from itagger_lib.export.table import RATING_COLUMNS, per_image, rating_columns
 from itagger_lib.ratings.frames import ratings_arrow
 from itagger_lib.science.results import stored_cut_points
 
@@ -54,10 +60,11 @@ class ParquetExport:
     def write(self, ctx: Context, folder: Path, metrics: pd.DataFrame) -> list[Path]:
         # the ratings are read once: streamed to the file, with the columns the means need kept
         path, written, kept = stream_ratings(
-            ctx, folder / "ratings.parquet", None, metrics.attrs.get("run_id"), keep=MEANS_COLUMNS
+            ctx, folder / "ratings.parquet", None, metrics.attrs.get("run_id"), keep=RATING_COLUMNS
         )
         assert kept is not None
-        return [path, write_parquet(per_image(ctx, metrics, kept), folder / "table.parquet", written)]
+        table = per_image(ctx, metrics, kept)
+        return [path, write_parquet(table, folder / "table.parquet", _described(written, table))]
 
 
 class CsvExport:
@@ -69,22 +76,34 @@ class CsvExport:
         stamp = provenance(ctx, ratings, table.attrs.get("run_id"))
         return [
             write_csv(ratings, folder / "ratings.csv", stamp),
-            write_csv(table, folder / "table.csv", stamp),
+            write_csv(table, folder / "table.csv", _described(stamp, table)),
         ]
 
 
 class BnExport:
-    """``bn.csv`` (discretised per-image table) and ``bn_codebook.json`` (its variables)."""
+    """``bn.csv`` (discretised per-image variables) and ``bn_codebook.json`` (each variable)."""
 
     def write(self, ctx: Context, folder: Path, metrics: pd.DataFrame) -> list[Path]:
+        import pyarrow as pa
+
         ratings = ratings_arrow(ctx)
-        table = per_image(ctx, metrics, ratings)
-        stamp = provenance(ctx, ratings, table.attrs.get("run_id"))
-        states, variables = bn_frame(table, stored_cut_points(ctx, table.attrs.get("run_id")))
+        attributes = stored_attributes(ctx)
+        frame = ratings.select(list(RATING_COLUMNS)).to_pandas() if isinstance(ratings, pa.Table) else ratings
+        rated = rating_columns(ctx, frame, attributes, ordinal=("median_low",))
+        stamp = {**provenance(ctx, ratings, metrics.attrs.get("run_id")), "vlm": rated.attrs.get("vlm")}
+        run_id = metrics.attrs.get("run_id")
+        states, variables, left_out = bn_frame(metrics, stored_cut_points(ctx, run_id), rated, attributes)
         written = write_csv(states, folder / "bn.csv", stamp)
         codebook = folder / "bn_codebook.json"
-        codebook.write_text(json.dumps({**stamp, "variables": variables}, indent=2) + "\n", encoding="utf-8")
+        document = {**stamp, "variables": variables, "left_out": left_out}
+        codebook.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
         return [written, codebook]
+
+
+def _described(stamp: dict[str, Any], table: pd.DataFrame) -> dict[str, Any]:
+    """The provenance of a per-image table: the VLM rater and runs of its ``vlm.*`` columns,
+    and what each rating column holds."""
+    return {**stamp, "vlm": table.attrs.get("vlm"), "columns": table.attrs.get("columns", {})}
 
 
 _FORMATS: dict[str, ExportFormat] = {}

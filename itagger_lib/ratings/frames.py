@@ -1,10 +1,13 @@
-"""The ratings, read: the long format with provenance, mean ratings, one image's ratings.
+"""The ratings, read: the long format with provenance, per-image statistics, one image's ratings.
 
 One reader for every room that shows or writes ratings: the export and ``ws.ratings()``
 (:func:`ratings_frame`, and its Arrow batches for the fast path), the explorer
-(:func:`mean_ratings`), the inspector (:func:`image_ratings`) and the tagging workbench's
-assisted mode (:func:`machine_answer`). On PostgreSQL the long format is read with
-``COPY`` (:mod:`itagger_lib.ratings.arrow`).
+(:func:`image_statistic`: each image's mode, median or mean by the attribute's level of
+measurement), the inspector (:func:`image_ratings`) and the tagging workbench's assisted
+mode (:func:`machine_answer`). On PostgreSQL the long format is read with ``COPY``
+(:mod:`itagger_lib.ratings.arrow`). Filters that name a rater, attribute or source the
+workspace does not have raise :class:`~itagger_lib.errors.UnknownNameError` listing the
+known ones (:func:`check_names`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
+from itagger_lib.codebook.storage import stored_attributes
 from itagger_lib.db.models import Rating, RatingMean, VLMCall
+from itagger_lib.errors import ArgumentError, UnknownNameError
+from itagger_lib.ratings.aggregate import statistic_of
 from itagger_lib.ratings.arrow import (
     COPY_COLUMNS,
     FILE_SCHEMA,
@@ -28,14 +34,19 @@ from itagger_lib.ratings.arrow import (
     dimensions,
     to_frame,
 )
+from itagger_lib.ratings.recording import SOURCES
 
 if TYPE_CHECKING:
     from itagger_lib.context import Context
 
 __all__ = [
     "RATINGS_QUERY",
+    "check_names",
     "image_ratings",
+    "image_statistic",
     "iter_ratings_arrow",
+    "known_attributes",
+    "known_raters",
     "machine_answer",
     "mean_ratings",
     "rated_attributes",
@@ -69,9 +80,14 @@ def ratings_frame(
     dwell_ms, session_id, is_repeat, is_gold, repeat_index, run_id, vlm_call_id,
     vlm_provider, vlm_model, vlm_prompt_version, codebook_id, codebook_name,
     codebook_version, note, rated_at (UTC). Ordered by rating id.
+
+    ``attributes``, ``raters`` and ``sources`` keep only those; a name the workspace does
+    not have raises :class:`~itagger_lib.errors.UnknownNameError` listing the known ones.
+    A VLM rater is named ``vlm:<provider>/<model>@<prompt version>``, as in every table.
     """
-    if ctx.engine.dialect.name == "postgresql":
+    if ctx.engine.dialect.name == "postgresql":  # the Arrow reader checks the names
         return to_frame(ratings_arrow(ctx, attributes, raters, sources))
+    check_names(ctx, attributes, raters, sources)
     query, params = _ratings_query(attributes, raters, sources)
     with ctx.engine.connect() as connection:
         frame = pd.read_sql(sa.text(query), connection, params=params)
@@ -120,12 +136,14 @@ def iter_ratings_arrow(
     :func:`ratings_frame`. Tables follow :data:`~itagger_lib.ratings.arrow.SCHEMA`;
     ``dictionary=True`` gives the attached text columns as dictionary arrays instead
     (:data:`~itagger_lib.ratings.arrow.FILE_SCHEMA`, what the Parquet export writes).
+    Unknown names in the filters raise :class:`~itagger_lib.errors.UnknownNameError`.
     """
     if ctx.engine.dialect.name != "postgresql":
         frame = ratings_frame(ctx, attributes, raters, sources)
         table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
         yield table.cast(FILE_SCHEMA) if dictionary else table
         return
+    check_names(ctx, attributes, raters, sources)
     where, params = _filters(attributes, raters, sources, prefix="")
     with ctx.engine.connect() as connection:
         low, high = connection.execute(sa.text("SELECT min(id), max(id) FROM ratings")).one()
@@ -174,10 +192,53 @@ def _ratings_query(
     return RATINGS_QUERY + (f" WHERE {where}" if where else "") + " ORDER BY r.id", params
 
 
+def known_raters(ctx: Context) -> list[str]:
+    """Every rater with at least one rating, sorted (VLMs as ``vlm:<provider>/<model>@<prompt>``)."""
+    with ctx.engine.connect() as connection:
+        return sorted(connection.execute(sa.select(Rating.rater).distinct()).scalars())
+
+
+def known_attributes(ctx: Context) -> list[str]:
+    """Every attribute of a stored codebook or with a rating, sorted."""
+    return sorted(set(stored_attributes(ctx)) | set(rated_attributes(ctx)))
+
+
+def check_names(
+    ctx: Context,
+    attributes: Sequence[str] | None = None,
+    raters: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+) -> None:
+    """:class:`~itagger_lib.errors.UnknownNameError` for a filter naming an attribute, rater
+    or source the workspace does not have, listing the ones it has."""
+    for kind, wanted, known in (
+        ("attribute", attributes, known_attributes),
+        ("rater", raters, known_raters),
+    ):
+        if isinstance(wanted, str):
+            raise ArgumentError(
+                f"{kind}s must be a list of names, got the text {wanted!r}; write [{wanted!r}]"
+            )
+        if wanted:
+            names = known(ctx)
+            unknown = [name for name in wanted if name not in set(names)]
+            if unknown:
+                raise UnknownNameError(kind, unknown, names)
+    if sources:
+        if isinstance(sources, str):
+            raise ArgumentError(
+                f"sources must be a list of names, got the text {sources!r}; write [{sources!r}]"
+            )
+        unknown = [name for name in sources if name not in SOURCES]
+        if unknown:
+            raise UnknownNameError("source", unknown, SOURCES)
+
+
 def mean_ratings(ctx: Context, attribute: str) -> pd.Series:
     """Each image's mean human (and imported) rating of ``attribute``; VLM ratings left out.
 
-    From ``rating_means``, which triggers on ``ratings`` keep current.
+    The arithmetic mean whatever the attribute's level; :func:`image_statistic` gives the
+    statistic of its level. From ``rating_means``, which triggers on ``ratings`` keep current.
     """
     statement = sa.select(RatingMean.image_id, RatingMean.mean).where(
         RatingMean.attribute == attribute, RatingMean.mean.is_not(None)
@@ -187,6 +248,50 @@ def mean_ratings(ctx: Context, attribute: str) -> pd.Series:
     return frame["mean"]
 
 
+def image_statistic(ctx: Context, attribute: str) -> pd.Series:
+    """Each image's human (and imported) ratings of ``attribute`` as one value, by level of
+    measurement: the modal category (nominal; images whose categories tie are left out), the
+    median (ordinal) or the mean (interval). The Series' name is the statistic (``mode``,
+    ``median``, ``mean``); a nominal mode is the category (its label, or its number).
+
+    Raises
+    ------
+    UnknownNameError
+        ``attribute`` has no codebook entry and no rating.
+    ArgumentError
+        ``attribute`` is multi-label: no one value stands for an image (see its per-label
+        shares in ``ws.table()``).
+    """
+    attributes = stored_attributes(ctx)
+    if attribute not in attributes and attribute not in rated_attributes(ctx):
+        raise UnknownNameError("attribute", [attribute], known_attributes(ctx))
+    definition = attributes.get(attribute)
+    statistic = statistic_of(definition)
+    if statistic == "share":
+        raise ArgumentError(
+            f"attribute {attribute!r} is multi-label: no single value stands for an image; "
+            "use the per-label shares of ws.table()"
+        )
+    column = getattr(RatingMean, statistic)
+    statement = sa.select(RatingMean.image_id, column).where(
+        RatingMean.attribute == attribute, column.is_not(None)
+    )
+    with ctx.engine.connect() as connection:
+        frame = pd.read_sql(statement, connection, index_col="image_id")
+    values = frame[statistic]
+    if statistic == "mode" and definition is not None and definition.values:
+        values = values.map(lambda code: _category_of_code(definition.values, code))
+    return values.rename(statistic)
+
+
+def _category_of_code(levels: list[int | str], code: float) -> int | str:
+    """A stored code's category: a numeric level is its value, a text level its index."""
+    if all(isinstance(v, int) for v in levels):
+        return int(code)
+    index = int(code)
+    return levels[index] if 0 <= index < len(levels) else index
+
+
 def rated_attributes(ctx: Context) -> list[str]:
     """Every attribute with at least one rating, sorted."""
     with ctx.engine.connect() as connection:
@@ -194,7 +299,8 @@ def rated_attributes(ctx: Context) -> list[str]:
 
 
 def image_ratings(ctx: Context, image_id: int) -> pd.DataFrame:
-    """Every rating of one image (human, VLM, imported, adjudicated) with VLM rationales."""
+    """Every rating of one image (human, VLM, imported, adjudicated) with VLM rationales,
+    and the columns its per-image values need (rating and run ids, repeat flags)."""
     query = (
         sa.select(
             Rating.attribute,
@@ -207,6 +313,11 @@ def image_ratings(ctx: Context, image_id: int) -> pd.DataFrame:
             Rating.rated_at,
             Rating.note,
             VLMCall.rationale,
+            Rating.id.label("rating_id"),
+            Rating.image_id,
+            Rating.is_repeat,
+            Rating.repeat_index,
+            Rating.run_id,
         )
         .outerjoin(VLMCall, VLMCall.id == Rating.vlm_call_id)
         .where(Rating.image_id == image_id)

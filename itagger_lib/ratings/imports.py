@@ -123,6 +123,14 @@ def _rated_at(value: Any) -> datetime | None:
     return stamp.to_pydatetime()
 
 
+def _rater_name(rater: str, source: str) -> str | None:
+    """The one name of an imported rater: VLM raters carry ``vlm:`` (added where missing),
+    and no one else may (``None``)."""
+    if source == "vlm":
+        return rater if rater.startswith("vlm:") else f"vlm:{rater}"
+    return None if rater.startswith("vlm:") else rater
+
+
 def add_ratings(
     ctx: Context,
     ratings: pd.DataFrame,
@@ -152,7 +160,9 @@ def add_ratings(
     ``"fail"`` (default; :class:`RatingError` naming those runs, nothing stored), ``"skip"``
     (store only the new rows: re-running a notebook, or importing a cumulative export, is
     then harmless) or ``"append"`` (store them again). ``name`` (a file name, say) is kept
-    with the run.
+    with the run. Raters are stored under the one name every table shows: with
+    ``source="vlm"`` a rater gets the ``vlm:`` prefix where it lacks it; other sources may
+    not use it.
     """
     if source not in SOURCES:
         raise RatingError(f"source {source!r} is not one of {SOURCES}")
@@ -214,6 +224,11 @@ def add_ratings(
         if _missing(rater) or not str(rater).strip():
             problem("rater is empty", image_id)
             continue
+        rater = _rater_name(str(rater).strip(), source)
+        if rater is None:
+            problem(f"rater {str(record['rater']).strip()!r}: names starting with 'vlm:' are VLM raters; "
+                    "import them with source='vlm'", image_id)  # fmt: skip
+            continue
         rated_at = None
         if has_time and not _missing(_scalar(record["rated_at"])):
             try:
@@ -231,7 +246,7 @@ def add_ratings(
                 "image_id": image_id,
                 "attribute": attr.key,
                 "codebook_id": book.id,
-                "rater": str(rater).strip(),
+                "rater": rater,
                 "source": source,
                 "value": number,
                 "value_text": text,

@@ -24,6 +24,7 @@ from itagger_lib.review.agreement import first_presentations
 from itagger_lib.review.coefficients import ratings_matrix
 from itagger_lib.review.disagreement import expected_disagreement, unit_disagreement
 from itagger_lib.review.reading import load_levels
+from itagger_lib.vlm.primary import select_primary
 
 if TYPE_CHECKING:
     from itagger_lib._types import ImageRef
@@ -58,7 +59,8 @@ def queue(
     different levels and scales rank together (1 = as much as two random ratings).
     ``by="vlm_conflict"`` orders by the distance between the VLM and the humans: nominal,
     the share of (human, VLM) rating pairs that differ; otherwise the VLM mean's distance
-    from the human mean. Human ratings are first presentations (repeats left out); pairs
+    from the human mean. Human ratings are first presentations (repeats left out), VLM
+    ratings those of each model's primary run (:mod:`itagger_lib.vlm.primary`); pairs
     that already have a consensus value are left out. ``human_mean``, ``human_sd`` and
     ``vlm_mean`` are empty for nominal attributes, where they mean nothing.
     """
@@ -72,6 +74,7 @@ def queue(
         Rating.value,
         Rating.is_repeat,
         Rating.repeat_index,
+        Rating.run_id,
     ).where(Rating.value.is_not(None))
     if attribute:
         query = query.where(Rating.attribute == attribute)
@@ -83,7 +86,7 @@ def queue(
     decided = ratings.loc[ratings["source"] == "adjudication", ["image_id", "attribute"]]
     first = first_presentations(ratings)
     human = first[first["source"].isin(["human", "import"])]
-    vlm = first[first["source"] == "vlm"]
+    vlm, _ = select_primary(ctx, first[first["source"] == "vlm"])  # each model's primary run
     parts = [
         _attribute_queue(key, levels.get(key, "interval"), group, vlm[vlm["attribute"] == key])
         for key, group in human.groupby("attribute", sort=True)

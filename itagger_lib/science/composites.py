@@ -44,15 +44,16 @@ COMPOSITES: dict[str, tuple[tuple[str, int], ...]] = {
         ("symmetry.left_right", 1),
         ("lines.orientation_entropy", -1),
     ),
-    # Nature in view: vegetation, sky, and curving rather than carpentered lines.
-    "composite.naturalness": (
-        ("nature.greenery_share", 1),
-        ("nature.sky_share", 1),
+    # Green pixels, blue or grey joined to the top edge, and oblique rather than carpentered
+    # lines: colour and line heuristics, named for what they count ("naturalness" until 0.2).
+    "composite.green_blue_oblique": (
+        ("colour_areas.green_share", 1),
+        ("colour_areas.top_blue_grey_share", 1),
         ("lines.oblique_share", 1),
     ),
-    # Openness of the view: sky, an open centre, little clutter.
+    # Openness of the view: blue or grey at the top, an open centre, little clutter.
     "composite.openness": (
-        ("nature.sky_share", 1),
+        ("colour_areas.top_blue_grey_share", 1),
         ("space.central_openness", 1),
         ("space.clutter", -1),
     ),

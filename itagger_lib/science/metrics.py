@@ -12,15 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from itagger_lib.errors import ScienceError
-from itagger_lib.science import colour, complexity, fractal, lines, nature, space, symmetry
+from itagger_lib.science import colour, colour_areas, complexity, fractal, lines, space, symmetry
 from itagger_lib.science.fractal import box_counting_dimension, box_counting_fit
+from itagger_lib.science.names import FAMILY_ALIASES
+from itagger_lib.science.plugins import load_metric, registered_metrics
 from itagger_lib.science.working import WorkingImage, to_working_resolution
 
 __all__ = [
@@ -61,7 +63,7 @@ FAMILIES: dict[str, Family] = {
         Family("fractal", fractal.VERSION, fractal.KEYS, fractal.compute),
         Family("symmetry", symmetry.VERSION, symmetry.KEYS, symmetry.compute),
         Family("lines", lines.VERSION, lines.KEYS, lines.compute),
-        Family("nature", nature.VERSION, nature.KEYS, nature.compute),
+        Family("colour_areas", colour_areas.VERSION, colour_areas.KEYS, colour_areas.compute),
         Family("space", space.VERSION, space.KEYS, space.compute),
         Family("meta", "2", ("meta.working_width", "meta.working_height"), _meta),
     )
@@ -99,8 +101,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "openness_central_fraction": 0.5,
     "openness_radius": 0.1,
 }
-# Parameters that choose what is computed, not how: they do not enter params_hash.
-_SELECTION_KEYS = frozenset({"families"})
+# Parameters that choose what is computed, not how: they do not enter params_hash as such
+# (a lab's metrics enter it by name, keys and version, not by where their code lives).
+_SELECTION_KEYS = frozenset({"families", "plugins"})
 # (low, high) inclusive bounds for numeric parameters; None means unbounded.
 _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "working_long_side": (16, None),
@@ -167,8 +170,27 @@ def _number(key: str, value: Any) -> float | int:
     return value
 
 
+def _families(value: Any, known: Iterable[str]) -> list[str]:
+    """The families named by ``value`` (old names allowed), built-in ones in suite order."""
+    names = [value] if isinstance(value, str) else list(value)
+    names = [FAMILY_ALIASES.get(name, name) for name in names]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ScienceError(
+            f"unknown metric family {unknown[0]!r} in science parameter 'families'; "
+            f"choose from {', '.join(known)}"
+        )
+    return [name for name in FAMILIES if name in names] + list(
+        dict.fromkeys(n for n in names if n not in FAMILIES)
+    )
+
+
 def resolve_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The defaults updated with ``params``, validated.
+
+    ``families`` defaults to every built-in family and every registered metric
+    (:mod:`~itagger_lib.science.plugins`); the resolved ``plugins`` holds what a worker
+    process needs to run the registered metrics selected (their import path, version, keys).
 
     Raises
     ------
@@ -176,23 +198,21 @@ def resolve_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         For an unknown key (named, with the known keys listed), a value of the wrong type or
         outside its range, or an unknown family.
     """
+    params = dict(params or {})
+    given: dict[str, Any] = dict(params.pop("plugins", None) or {})
+    registered = registered_metrics()
+    known = [*FAMILIES, *sorted(set(registered) | set(given))]
     resolved = {
         key: (list(value) if isinstance(value, list) else value) for key, value in DEFAULT_PARAMS.items()
     }
-    for key, value in (params or {}).items():
+    resolved["families"] = _families(known, known)
+    for key, value in params.items():
         if key not in DEFAULT_PARAMS:
             raise ScienceError(
                 f"unknown science parameter {key!r}; known parameters: {', '.join(sorted(DEFAULT_PARAMS))}"
             )
         if key == "families":
-            names = [value] if isinstance(value, str) else list(value)
-            unknown = [name for name in names if name not in FAMILIES]
-            if unknown:
-                raise ScienceError(
-                    f"unknown metric family {unknown[0]!r} in science parameter 'families'; "
-                    f"choose from {', '.join(FAMILIES)}"
-                )
-            resolved[key] = [name for name in FAMILIES if name in names]
+            resolved[key] = _families(value, known)
         elif key in _RANGE_KEYS:
             pair = list(value) if isinstance(value, list | tuple) else None
             if pair is None or len(pair) != 2:
@@ -210,6 +230,11 @@ def resolve_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
             f"science parameter 'canny_low' ({resolved['canny_low']}) must not exceed "
             f"'canny_high' ({resolved['canny_high']})"
         )
+    resolved["plugins"] = {
+        name: dict(given.get(name) or registered[name].spec())
+        for name in resolved["families"]
+        if name not in FAMILIES
+    }
     return resolved
 
 
@@ -217,25 +242,33 @@ def params_hash(params: Mapping[str, Any] | None = None) -> str:
     """SHA-256 (hex) identifying the values a parameter set produces.
 
     The hash covers the resolved parameters (except ``families``, which selects what is
-    computed but does not change any value) and :data:`METRIC_VERSIONS`, serialised as
-    canonical JSON (sorted keys, no spaces). Two parameter sets with the same hash give
-    the same value for every metric key.
+    computed but does not change any value) and :data:`METRIC_VERSIONS`, and, when a lab's
+    metrics are selected, their names, keys and versions, serialised as canonical JSON
+    (sorted keys, no spaces). Two parameter sets with the same hash give the same value for
+    every metric key.
     """
     resolved = resolve_params(params)
-    payload = {
+    payload: dict[str, Any] = {
         "params": {k: v for k, v in resolved.items() if k not in _SELECTION_KEYS},
         "versions": METRIC_VERSIONS,
     }
+    if resolved["plugins"]:
+        payload["metrics"] = {
+            name: {"version": spec["version"], "keys": spec["keys"]}
+            for name, spec in resolved["plugins"].items()
+        }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def metric_keys(params: Mapping[str, Any] | None = None) -> list[str]:
     """The dotted metric keys :func:`compute_metrics` returns for these parameters, in order."""
-    families = resolve_params(params)["families"]
-    return [
+    resolved = resolve_params(params)
+    families = resolved["families"]
+    built_in = [
         key for name, family in FAMILIES.items() if name in families or name == "meta" for key in family.keys
     ]
+    return built_in + [f"{name}.{key}" for name, spec in resolved["plugins"].items() for key in spec["keys"]]
 
 
 def _validate(rgb: Any) -> np.ndarray:
@@ -287,7 +320,16 @@ def compute_metrics(rgb: np.ndarray, params: Mapping[str, Any] | None = None) ->
     for name, family in FAMILIES.items():
         if name in resolved["families"] or name == "meta":
             values.update({key: float(value) for key, value in family.compute(image).items()})
+    for name, spec in resolved["plugins"].items():
+        values.update(load_metric(name, spec).compute(_read_only(image.rgb)))
     return values
+
+
+def _read_only(rgb: np.ndarray) -> np.ndarray:
+    """A view of the working image a lab's metric cannot write into (the families share it)."""
+    view = rgb.view()
+    view.flags.writeable = False
+    return view
 
 
 def family_costs(
@@ -313,7 +355,10 @@ def family_costs(
             if name == "meta":
                 continue
             start = time.perf_counter()
-            FAMILIES[name].compute(WorkingImage(working, resolved))
+            if name in FAMILIES:
+                FAMILIES[name].compute(WorkingImage(working, resolved))
+            else:
+                load_metric(name, resolved["plugins"][name]).compute(working)
             samples[name].append(time.perf_counter() - start)
         start = time.perf_counter()
         compute_metrics(rgb, resolved)

@@ -159,6 +159,8 @@ def run_science(
     phash = params_hash(resolved)
     keys = metric_keys(resolved)
     ids = select_images(ctx.engine, images)
+    # every value carries its family's version: a built-in family's, or a lab metric's own
+    versions = {**METRIC_VERSIONS, **{name: spec["version"] for name, spec in resolved["plugins"].items()}}
     close_stale_runs(ctx.engine, kind="science", params_hash=phash)  # left running by a killed process
     pending, complete = _pending(ctx, ids, phash, keys)
     run_id = start_run(ctx.engine, "science", resolved, ctx.user, params_hash=phash, n_total=len(pending))
@@ -210,7 +212,7 @@ def run_science(
                             "params_hash": phash,
                             "key": key,
                             "value": None if value != value else float(value),
-                            "metric_version": METRIC_VERSIONS.get(_family_of(key), "1"),
+                            "metric_version": versions[_family_of(key)],
                             "package_version": __version__,
                         }
                         for key, value in values.items()

@@ -3,7 +3,9 @@
 The one reader of the ``metrics`` table and of science runs' stored summaries, shared by
 ``ws.metrics()``, the export, the explorer and inspector, and agreement by science bin; the
 writer (:mod:`itagger_lib.science.pipeline`) uses it too, for the summaries it stores, never
-the other way round.
+the other way round. Results stored under a metric's old name are read under its current
+one, and the old name is accepted where a metric is asked for
+(:mod:`itagger_lib.science.names`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from itagger_lib.db.arrow import read_arrow
 from itagger_lib.db.models import Image, Metric, Run
 from itagger_lib.errors import ScienceError, remedy
 from itagger_lib.science.composites import assign_bins, compute_composites
+from itagger_lib.science.names import canonical, canonical_keys, stored_key
 
 if TYPE_CHECKING:
     from itagger_lib.context import Context
@@ -137,19 +140,26 @@ def metrics_frame(
     record = science_run(ctx, run, params=params)
     if record is None:
         if run is not None:
-            raise ScienceError(
-                f"run {run} is not a science run of this workspace; see "
-                + remedy("ws.runs('science')", "`itagger runs --kind science`")
-            )
+            with ctx.engine.connect() as connection:
+                known = connection.execute(
+                    sa.select(Run.id).where(Run.kind == "science").order_by(Run.id)
+                ).scalars()
+                shown = (
+                    ", ".join(str(i) for i in known)
+                    or "none yet (" + remedy("ws.run_science()", "`itagger science`") + ")"
+                )
+            raise ScienceError(f"run {run} is not a science run of this workspace; science runs: {shown}")
         return pd.DataFrame()
     wide = wide_metrics(ctx, record["params_hash"] or "")
     if wide.empty:
         return wide
+    wide = wide.rename(columns=canonical)
     details = record["details"] or {}
     if composites and details.get("standardisation"):
-        wide = wide.join(compute_composites(wide, stats=details["standardisation"]))
+        wide = wide.join(compute_composites(wide, stats=canonical_keys(details["standardisation"])))
     if bins and details.get("cut_points"):
-        binned = assign_bins(wide, {k: v for k, v in details["cut_points"].items() if k in wide.columns})
+        cut_points = canonical_keys(details["cut_points"])
+        binned = assign_bins(wide, {k: v for k, v in cut_points.items() if k in wide.columns})
         wide = wide.join(binned.add_prefix("bin."))
     wide.attrs.update(
         {"run_id": record["id"], "params_hash": record["params_hash"], "package_version": record["version"]}
@@ -158,11 +168,14 @@ def metrics_frame(
 
 
 def metric_values(ctx: Context, keys: Iterable[str], image_ids: Iterable[int] | None = None) -> pd.DataFrame:
-    """Values of some metrics (newest science run) as image × metric."""
+    """Values of some metrics (newest science run) as image × metric, under their current
+    names (old names accepted)."""
     run = latest_science_run(ctx)
     if run is None:
         return pd.DataFrame()
-    return wide_metrics(ctx, run["params_hash"], keys, image_ids)
+    stored = ((run.get("details") or {}).get("cut_points") or {}).keys()
+    wanted = {stored_key(key, stored): canonical(key) for key in keys}
+    return wide_metrics(ctx, run["params_hash"], wanted, image_ids).rename(columns=wanted)
 
 
 def metric_range(ctx: Context, key: str) -> tuple[float, float] | None:
@@ -203,15 +216,16 @@ def percentiles(ctx: Context, image_id: int) -> pd.DataFrame:
         .order_by(mine.key)
     )
     with ctx.engine.connect() as connection:
-        return pd.read_sql(query, connection, index_col="key")
+        return pd.read_sql(query, connection, index_col="key").rename(index=canonical)
 
 
 def stored_cut_points(ctx: Context, run_id: int | None) -> dict[str, list[float]]:
-    """The tertile cut points a science run stored (``{}`` without a run)."""
+    """The tertile cut points a science run stored (``{}`` without a run), under the metrics'
+    current names."""
     if run_id is None:
         return {}
     record = science_run(ctx, int(run_id))
     details = (record or {}).get("details")
     if isinstance(details, str):
         details = json.loads(details)
-    return dict((details or {}).get("cut_points") or {})
+    return canonical_keys((details or {}).get("cut_points") or {})

@@ -17,6 +17,7 @@ language models", ICLR — the repeated-sampling idea applied here to rating sta
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +26,9 @@ import sqlalchemy as sa
 
 from itagger_lib.db.models import Rating, VLMCall
 from itagger_lib.errors import ArgumentError
-from itagger_lib.vlm.rating import rate_with_vlm
+from itagger_lib.vlm.execute import execute
+from itagger_lib.vlm.plan import check_counts, plan_rating
+from itagger_lib.vlm.primary import AUDIT
 
 if TYPE_CHECKING:
     from itagger_lib._types import ImageSelection
@@ -99,33 +102,40 @@ def audit_vlm(
     ``(consistency table, VLMReport)``.
 
     ``collapse_threshold`` is :func:`consistency`'s; the other parameters are those of
-    :func:`~itagger_lib.vlm.rating.rate_with_vlm`.
+    :func:`~itagger_lib.vlm.rating.rate_with_vlm`. The run records ``purpose: audit``, so its
+    answers never stand in for the model's primary run (:mod:`~itagger_lib.vlm.primary`).
     """
     if temperature <= 0:
         raise ArgumentError("a self-consistency audit needs temperature > 0")
-    report = rate_with_vlm(
+    check_counts(repeats=k, concurrency=concurrency)
+    plan = plan_rating(
         ctx,
-        images=images,
-        attributes=attributes,
-        provider=provider,
-        model=model,
-        sample=sample,
-        repeats=k,
-        temperature=temperature,
-        seed=seed,
-        max_tokens=max_tokens,
-        concurrency=concurrency,
-        budget_usd=budget_usd,
-        force=force,
+        images,
+        attributes,
+        provider,
+        model,
+        sample,
+        k,
+        temperature,
+        seed,
+        max_tokens,
         rationale=rationale,
-        progress=progress,
+        force=force,
         codebook=codebook,
         sample_seed=sample_seed,
+        long_side=long_side,
+        provider_options=provider_options,
+    )
+    # recorded with the run, so its answers never stand in for the model's primary run
+    report = execute(
+        ctx,
+        replace(plan, purpose=AUDIT),
+        budget_usd=budget_usd,
+        concurrency=concurrency,
         timeout=timeout,
         max_retries=max_retries,
         retry_base_s=retry_base_s,
-        long_side=long_side,
-        provider_options=provider_options,
+        progress=progress,
     )
     with ctx.engine.connect() as connection:
         frame = pd.read_sql(

@@ -41,6 +41,7 @@ from itagger_lib.imaging import encode_jpeg, load_rgb
 from itagger_lib.vlm.answers import max_cost, rating_rows, response_cost
 from itagger_lib.vlm.base import Provider, VLMRequest, VLMResponse
 from itagger_lib.vlm.plan import Job, RatingPlan
+from itagger_lib.vlm.primary import rater_name
 from itagger_lib.vlm.prompts import parse_answer, repair_prompt
 from itagger_lib.vlm.report import VLMReport
 from itagger_lib.vlm.secrets import all_secrets, redact
@@ -114,7 +115,7 @@ class Dispatcher:
         self.images: OrderedDict[str, asyncio.Task[EncodedImage]] = OrderedDict()
         self.next_image: dict[str, Job] = {}
         self.secrets = all_secrets()
-        self.rater = f"vlm:{plan.provider}/{provider.model}"
+        self.rater = rater_name(plan.provider, provider.model, plan.prompt.version)
 
     def _tick(self) -> None:
         r = self.report

@@ -72,6 +72,7 @@ def run_parameters(plan: RatingPlan, budget_usd: float | None, concurrency: int)
         "budget_usd": budget_usd,
         "force": plan.force,
         "concurrency": concurrency,
+        "purpose": plan.purpose,
         **plan.params,
     }
 

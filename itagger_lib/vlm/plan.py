@@ -31,6 +31,7 @@ from itagger_lib.vlm import ledger, sampling
 from itagger_lib.vlm.base import VLMRequest
 from itagger_lib.vlm.estimate import estimate_costs
 from itagger_lib.vlm.prices import Price, get_price, stale_notes
+from itagger_lib.vlm.primary import rater_name
 from itagger_lib.vlm.prompts import Prompt, build_prompt
 from itagger_lib.vlm.registry import image_tokens, input_token_bound, resolve
 from itagger_lib.vlm.report import VLMReport
@@ -120,11 +121,12 @@ class RatingPlan:
     expected_cached_cost_usd: float | None = None
     cache_prefix_tokens: int = 0
     in_flight: int = 0  # jobs waiting in provider batches: neither cached nor pending
+    purpose: str = "rating"  # or "audit" (itagger_lib.vlm.primary): recorded with the run
 
     @property
     def rater(self) -> str:
-        """The rater its ratings are stored under: ``vlm:<provider>/<model>``."""
-        return f"vlm:{self.provider}/{self.model}"
+        """The rater its ratings are stored under: ``vlm:<provider>/<model>@<prompt version>``."""
+        return rater_name(self.provider, self.model, self.prompt.version)
 
     def call_row(self, job: Job) -> dict[str, Any]:
         """The ``vlm_calls`` values of ``job``'s call before it is sent (its reservation)."""
@@ -335,10 +337,10 @@ def plan_rating(
     if mode not in MODES:
         raise ArgumentError(f"mode={mode!r}: use 'interactive' (one request at a time) or 'batch'")
     provider_name, model_name = resolve(ctx, provider, model)
-    rater = f"vlm:{provider_name}/{model_name}"
     book = resolve_codebook(ctx, codebook)
     assert book.id is not None
     prompt = build_prompt(book, None if attributes is None else list(attributes), rationale=rationale)
+    rater = rater_name(provider_name, model_name, prompt.version)
     max_tokens = max_tokens or DEFAULT_MAX_TOKENS + (RATIONALE_TOKENS if rationale else 0)
     params = {
         "temperature": float(temperature),

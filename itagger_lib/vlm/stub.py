@@ -1,6 +1,6 @@
 """A deterministic fake model for tests and demos: ratings derived from the image's hash.
 
-Its rater is always ``vlm:stub/<model>`` and it costs nothing; it is never chosen
+Its rater is always ``vlm:stub/<model>@<prompt version>`` and it costs nothing; it is never chosen
 automatically, so stub ratings cannot pass for a real model's.
 """
 

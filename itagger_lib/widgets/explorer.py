@@ -2,9 +2,11 @@
 
 A thin widget over library functions: :mod:`itagger_lib.browse` (filter, sort and page in
 the database), :mod:`itagger_lib.science.results` and :mod:`itagger_lib.ratings.frames`
-(metric values, mean ratings), :mod:`itagger_lib.image_sets` (named selections) and
-:mod:`itagger_lib.thumbnails` (cached display-size JPEGs). Every action is a method, so the
-logic is driven from plain pytest as well as from the buttons.
+(metric values; each image's ratings as the statistic of the attribute's level of
+measurement: median, mean or modal category), :mod:`itagger_lib.image_sets` (named
+selections) and :mod:`itagger_lib.thumbnails` (cached display-size JPEGs). Every action is
+a method, so the logic is driven from plain pytest as well as from the buttons. Plots show
+the images the active filters keep, and say how many.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
-from itagger_lib.browse import Query, page
+from itagger_lib.browse import Query, matching_ids, page
+from itagger_lib.codebook import stored_attributes
 from itagger_lib.errors import ArgumentError
 from itagger_lib.image_sets import save_set
 from itagger_lib.images import collections
-from itagger_lib.ratings.frames import mean_ratings, rated_attributes
+from itagger_lib.ratings.aggregate import statistic_of
+from itagger_lib.ratings.frames import image_statistic, rated_attributes
+from itagger_lib.science.names import canonical_keys
 from itagger_lib.science.results import latest_science_run, metric_range, metric_values
 from itagger_lib.thumbnails import display_jpeg
 
@@ -52,9 +57,10 @@ def _row(children: list[W.Widget]) -> W.HBox:
 
 
 class Explorer(W.VBox):
-    """Browse a workspace: metric-range, rating-range, bin and collection filters; sort by
-    any metric or mean rating; a paged thumbnail grid; named selections; side-by-side
-    comparison; metric distributions and metric-vs-rating scatter plots."""
+    """Browse a workspace: metric-range, rating, bin and collection filters; sort by any
+    metric or rating (median of an ordinal attribute, mean of an interval one); a paged
+    thumbnail grid; named selections; side-by-side comparison; metric distributions and
+    metric-vs-rating plots of the filtered images."""
 
     def __init__(self, ws: Workspace, page_size: int = 24) -> None:
         self.ws = ws
@@ -62,9 +68,13 @@ class Explorer(W.VBox):
         self.selected: set[int] = set()
         self.total = 0
         self.rows: pd.DataFrame | None = None
+        self.plot_title = ""  # the last plot's title: its n and the filtered count
         run = latest_science_run(ws)
-        self.metric_keys = sorted((run or {}).get("details", {}).get("cut_points", {}))
+        self.metric_keys = sorted(canonical_keys((run or {}).get("details", {}).get("cut_points", {})))
         self.attributes = rated_attributes(ws)
+        stored = stored_attributes(ws)
+        # nominal and multi-label ratings have no order to sort by
+        sortable = [a for a in self.attributes if statistic_of(stored.get(a)) in ("median", "mean")]
         self.collections = collections(ws.engine)
         self.message = W.HTML()
         short = {"description_width": "initial"}
@@ -78,7 +88,7 @@ class Explorer(W.VBox):
         clear = W.Button(description="Clear filters")
         clear.on_click(lambda _: self.clear_filters())
         self.filters_html = W.HTML()
-        sort_options = ["id"] + self.metric_keys + [f"rating:{a}" for a in self.attributes]
+        sort_options = ["id"] + self.metric_keys + [f"rating:{a}" for a in sortable]
         self.sort = W.Dropdown(options=sort_options, value="id", description="sort by", **_auto())
         self.descending = W.Checkbox(
             description="descending", value=False, indent=False, layout=W.Layout(width="auto")
@@ -106,7 +116,8 @@ class Explorer(W.VBox):
         compare = W.Button(description="Compare selected")
         compare.on_click(lambda _: self._show_comparison())
         self.plot_metric = W.Dropdown(options=self.metric_keys, description="metric", **_auto())
-        self.plot_attribute = W.Dropdown(options=["", *self.attributes], description="vs rating", **_auto())
+        plottable = [a for a in self.attributes if statistic_of(stored.get(a)) != "share"]
+        self.plot_attribute = W.Dropdown(options=["", *plottable], description="vs rating", **_auto())
         plot = W.Button(description="Plot")
         plot.on_click(lambda _: self._show_plot())
         self.output = W.Output()
@@ -145,13 +156,21 @@ class Explorer(W.VBox):
         self.refresh()
 
     def add_rating_filter(self, attribute: str, low: float | None = None, high: float | None = None) -> None:
+        """Keep images whose median (ordinal) or mean (interval) rating lies in ``[low, high]``."""
         self.query.rating_ranges[attribute] = (low, high)
+        self.query.page = 0
+        self.refresh()
+
+    def add_category_filter(self, attribute: str, category: int | str) -> None:
+        """Keep images whose modal category of a nominal ``attribute`` is ``category``."""
+        self.query.rating_modes[attribute] = category
         self.query.page = 0
         self.refresh()
 
     def clear_filters(self) -> None:
         self.query.metric_ranges.clear()
         self.query.rating_ranges.clear()
+        self.query.rating_modes.clear()
         self.query.bins.clear()
         self.query.page = 0
         self.refresh()
@@ -196,19 +215,34 @@ class Explorer(W.VBox):
         """``#12 facade_003.jpg``: an image as the comparison names it."""
         return f"#{int(image_id)} {self.ws.image(int(image_id))['source_name']}"
 
+    def filtered_ids(self) -> list[int]:
+        """Every image the active filters keep (all pages): what the plots show."""
+        return matching_ids(self.ws, self.query)
+
+    def histogram_data(self, metric: str) -> pd.Series:
+        """``metric`` of the filtered images that have it."""
+        ids = self.filtered_ids()
+        values = metric_values(self.ws, [metric], ids)
+        return values[metric].dropna() if metric in values else values.reindex(columns=[metric])[metric]
+
     def scatter_data(self, metric: str, attribute: str) -> tuple[pd.DataFrame, float, float]:
-        """Per-image metric and mean rating, with Pearson's r and Spearman's ρ."""
+        """Per filtered image: ``metric`` and its ratings of ``attribute`` as the statistic of
+        the attribute's level (median, mean, or modal category; the column is named
+        ``<attribute>.<statistic>``), with Pearson's r (interval only) and Spearman's ρ
+        (ordinal and interval); both ``NaN`` for a nominal attribute or under 3 images."""
         import pandas as pd
 
-        values = metric_values(self.ws, [metric])
-        means = mean_ratings(self.ws, attribute).rename(attribute)
-        if values.empty or means.empty:
-            return pd.DataFrame(columns=[metric, attribute]), float("nan"), float("nan")
-        joined = values[[metric]].join(means, how="inner").dropna()
-        if len(joined) < 3:
+        ids = self.filtered_ids()
+        values = metric_values(self.ws, [metric], ids)
+        statistic = image_statistic(self.ws, attribute)
+        column = f"{attribute}.{statistic.name}"
+        if values.empty or statistic.empty:
+            return pd.DataFrame(columns=[metric, column]), float("nan"), float("nan")
+        joined = values[[metric]].join(statistic.rename(column), how="inner").dropna()
+        if len(joined) < 3 or statistic.name == "mode":
             return joined, float("nan"), float("nan")
-        pearson = float(joined[metric].corr(joined[attribute]))
-        spearman = float(joined[metric].corr(joined[attribute], method="spearman"))
+        spearman = float(joined[metric].corr(joined[column], method="spearman"))
+        pearson = float(joined[metric].corr(joined[column])) if statistic.name == "mean" else float("nan")
         return joined, pearson, spearman
 
     def _observed_range(self) -> None:
@@ -225,6 +259,7 @@ class Explorer(W.VBox):
             (
                 self.query.metric_ranges,
                 self.query.rating_ranges,
+                self.query.rating_modes,
                 self.query.bins,
                 self.query.collection,
                 self.query.image_set,
@@ -239,7 +274,12 @@ class Explorer(W.VBox):
         )
         parts = [f"{html.escape(k)} ∈ [{lo}, {hi}]" for k, (lo, hi) in self.query.metric_ranges.items()]
         parts += [f"{html.escape(k)} = {b}" for k, b in self.query.bins.items()]
-        parts += [f"mean {html.escape(a)} ∈ [{lo}, {hi}]" for a, (lo, hi) in self.query.rating_ranges.items()]
+        parts += [
+            f"rating {html.escape(a)} ∈ [{lo}, {hi}]" for a, (lo, hi) in self.query.rating_ranges.items()
+        ]
+        parts += [
+            f"mode of {html.escape(a)} = {html.escape(str(c))}" for a, c in self.query.rating_modes.items()
+        ]
         self.filters_html.value = "filters: " + ("; ".join(parts) if parts else "none")
         self.grid.children = [self._tile(row) for row in self.rows.to_dict("records")]
 
@@ -315,16 +355,27 @@ class Explorer(W.VBox):
                 print("no metrics yet: run ws.run_science()")
                 return
             if not attribute:
-                values = metric_values(self.ws, [metric])
+                values = self.histogram_data(metric)
                 _fig, ax = plt.subplots(figsize=(5, 3))
-                ax.hist(values[metric].dropna(), bins=30)
+                ax.hist(values, bins=30)
                 ax.set_xlabel(metric)
                 ax.set_ylabel("images")
+                self.plot_title = f"n = {len(values)} of {self.total} filtered images"
             else:
                 data, pearson, spearman = self.scatter_data(metric, attribute)
+                column = str(data.columns[1])
                 _fig, ax = plt.subplots(figsize=(5, 3.5))
-                ax.scatter(data[metric], data[attribute], s=12)
-                ax.set_xlabel(metric)
-                ax.set_ylabel(f"mean {attribute}")
-                ax.set_title(f"r = {pearson:.2f}, ρ = {spearman:.2f}, n = {len(data)}")
+                self.plot_title = f"n = {len(data)} of {self.total} filtered images"
+                if column.endswith(".mode"):  # categories: one box per modal category
+                    groups = [(str(c), g[metric]) for c, g in data.groupby(column, sort=True)]
+                    ax.boxplot([g for _, g in groups], tick_labels=[c for c, _ in groups], vert=False)
+                    ax.set_xlabel(metric)
+                    ax.set_ylabel(f"modal {attribute}")
+                else:
+                    ax.scatter(data[metric], data[column], s=12)
+                    ax.set_xlabel(metric)
+                    ax.set_ylabel(column)
+                    r = "" if pearson != pearson else f"r = {pearson:.2f}, "
+                    self.plot_title = f"{r}ρ = {spearman:.2f}, {self.plot_title}"
+            ax.set_title(self.plot_title)
             plt.show()

@@ -1,7 +1,9 @@
 """``Inspector``: one image with its metrics (and their percentiles), every rating, overlays.
 
 A thin widget: the metrics and their percentiles come from
-:mod:`itagger_lib.science.results`, the ratings from :mod:`itagger_lib.ratings.frames`.
+:mod:`itagger_lib.science.results`, the ratings from :mod:`itagger_lib.ratings.frames`, and
+their per-image values by level of measurement from :mod:`itagger_lib.export.table` (the
+same numbers as ``ws.table()``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import ipywidgets as W
 import numpy as np
+import pandas as pd
 
+from itagger_lib.export.table import rating_columns
 from itagger_lib.imaging import encode_jpeg, load_rgb
 from itagger_lib.ratings.frames import image_ratings
 from itagger_lib.science.results import percentiles
@@ -45,7 +49,8 @@ def overlay(rgb: np.ndarray, kind: str) -> np.ndarray:
 
 class Inspector(W.VBox):
     """One image, large, with optional edge / complexity overlays, its science metrics and
-    their percentile in the collection, and every rating with the VLM's rationale."""
+    their percentile in the collection, its ratings summarised by level of measurement (as
+    in ``ws.table()``), and every rating with the VLM's rationale."""
 
     def __init__(self, ws: Workspace, image: ImageRef, long_side: int = 768) -> None:
         self.ws = ws
@@ -61,13 +66,15 @@ class Inspector(W.VBox):
         self.overlay.observe(lambda change: self.show(change["new"]), "value")
         self.metrics = percentiles(ws, int(self.row["id"]))
         self.ratings = image_ratings(ws, int(self.row["id"]))
+        summary = rating_columns(ws, self.ratings)
+        self.summary = summary.iloc[0] if len(summary) else pd.Series(dtype=object)
         title = W.HTML(
             f"<h3>#{self.row['id']} {html.escape(self.row['source_name'])}</h3>"
             f"<code>{self.row['sha256'][:16]}…</code> {self.row['width']}×{self.row['height']} "
             f"{self.row['format']}"
         )
         metrics_html = W.HTML(self._metrics_html())
-        ratings_html = W.HTML(self._ratings_html())
+        ratings_html = W.HTML(self._summary_html() + self._ratings_html())
         super().__init__(
             [
                 title,
@@ -90,6 +97,16 @@ class Inspector(W.VBox):
         )
         return f"<table><tr><th>metric</th><th>value</th><th>percentile</th></tr>{rows}</table>"
 
+    def _summary_html(self) -> str:
+        if not len(self.summary):
+            return ""
+        rows = "".join(
+            f"<tr><td>{html.escape(str(name))}</td><td>{html.escape(_shown(value))}</td></tr>"
+            for name, value in self.summary.items()
+            if _shown(value)
+        )
+        return f"<table><tr><th>per image</th><th>value</th></tr>{rows}</table>"
+
     def _ratings_html(self) -> str:
         if self.ratings.empty:
             return "<p><i>No ratings yet.</i></p>"
@@ -106,3 +123,12 @@ class Inspector(W.VBox):
             f"<th>{c}</th>" for c in ("attribute", "rater", "source", "value", "mode", "rationale")
         )
         return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def _shown(value: Any) -> str:
+    """A summary value as text: numbers to 3 significant digits, missing as empty."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float | np.floating):
+        return f"{value:.3g}"
+    return str(value)

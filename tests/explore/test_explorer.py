@@ -99,7 +99,7 @@ def test_sorting_by_a_filtered_key_matches_pandas(scienced) -> None:
 def test_bins_use_the_stored_cut_points(scienced) -> None:
     ws = scienced
     binned = ws.metrics(bins=True)
-    key = "nature.greenery_share"
+    key = "colour_areas.green_share"
     for label in ("low", "mid", "high"):
         _, total = browse.page(ws, browse.Query(bins={key: label}))
         assert total == int((binned[f"bin.{key}"] == label).sum()), label
@@ -162,9 +162,12 @@ def test_explorer_widget_actions(scienced) -> None:
     assert [explorer.comparison_label(i) for i in table.columns] == [
         f"#{i} {names[i]}" for i in sorted(explorer.selected)
     ]
-    data, pearson, _spearman = explorer.scatter_data("complexity.edge_density", "pleasantness")
-    assert len(data) == 12
-    assert pearson == pytest.approx(np.corrcoef(data.iloc[:, 0], data.iloc[:, 1])[0, 1])
+    data, pearson, spearman = explorer.scatter_data("complexity.edge_density", "pleasantness")
+    assert len(data) == 12 and list(data.columns) == ["complexity.edge_density", "pleasantness.median"]
+    # pleasantness is ordinal: Spearman's rho of the medians, no Pearson r
+    ranks = data.rank()
+    assert spearman == pytest.approx(np.corrcoef(ranks.iloc[:, 0], ranks.iloc[:, 1])[0, 1])
+    assert np.isnan(pearson)
 
 
 def test_inspector_and_adjudication(scienced) -> None:
@@ -251,3 +254,36 @@ def test_counts_match_pandas_for_every_kind_of_filter_and_sort(scienced) -> None
     for name, (query, expected) in cases.items():
         frame, total = browse.page(ws, query.__class__(**{**query.__dict__, "page_size": 100}))
         assert total == int(np.sum(expected)) == len(frame), name
+
+
+def test_the_plots_show_the_filtered_images(scienced) -> None:
+    """The histogram and the scatter plot count the images the filters keep, not all of them."""
+    ws = scienced
+    metrics = ws.metrics()
+    key = "complexity.edge_density"
+    _add_ratings(
+        ws,
+        [(i, "order", r, "human", float((i + k) % 7 + 1)) for i in metrics.index for k, r in enumerate("ab")],
+    )
+    from itagger_lib.widgets.explorer import Explorer
+
+    explorer = Explorer(ws)
+    cut = float(metrics[key].sort_values().iloc[-4])  # the four highest
+    explorer.add_filter(key, cut, None)
+    assert explorer.total == 4
+    kept = sorted(metrics.index[metrics[key] >= cut])
+    assert sorted(explorer.filtered_ids()) == kept
+    histogram = explorer.histogram_data(key)
+    assert len(histogram) == explorer.total and sorted(histogram.index) == kept
+    data, _, spearman = explorer.scatter_data(key, "order")
+    assert len(data) == explorer.total and sorted(data.index) == kept
+    expected = metrics.loc[kept, key].corr(frames.image_statistic(ws, "order")[kept], method="spearman")
+    assert spearman == pytest.approx(expected)
+    explorer.plot_metric.value, explorer.plot_attribute.value = key, "order"
+    explorer._show_plot()
+    assert explorer.plot_title.endswith("n = 4 of 4 filtered images")
+    explorer.clear_filters()
+    assert len(explorer.histogram_data(key)) == len(metrics) == explorer.total
+    explorer.plot_attribute.value = ""
+    explorer._show_plot()
+    assert explorer.plot_title == f"n = {len(metrics)} of {len(metrics)} filtered images"

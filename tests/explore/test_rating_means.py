@@ -22,27 +22,45 @@ def _means_table(ws) -> pd.DataFrame:  # type: ignore[no-untyped-def]
 
 
 def _recomputed(ws) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    """The same numbers aggregated from ``ratings`` directly (the reference)."""
-    statement = (
-        sa.select(
-            Rating.image_id,
-            Rating.attribute,
-            sa.func.count(Rating.value).label("n"),
-            sa.func.avg(Rating.value).label("mean"),
-        )
-        .where(Rating.source.in_(("human", "import")), Rating.value.is_not(None))
-        .group_by(Rating.image_id, Rating.attribute)
+    """The same numbers aggregated from ``ratings`` directly, in pandas (the reference)."""
+    statement = sa.select(Rating.image_id, Rating.attribute, Rating.value).where(
+        Rating.source.in_(("human", "import")),
+        Rating.value.is_not(None),
+        Rating.is_repeat.is_(False),  # first presentations, as the per-image table
+        Rating.repeat_index == 0,
     )
     with ws.engine.connect() as connection:
-        frame = pd.read_sql(statement, connection)
-    return frame.set_index(["image_id", "attribute"]).sort_index()
+        ratings = pd.read_sql(statement, connection)
+    rows = []
+    for (image_id, attribute), values in ratings.groupby(["image_id", "attribute"])["value"]:
+        counts = values.value_counts()
+        top = counts.max()
+        modal = sorted(counts[counts == top].index)
+        rows.append(
+            {
+                "image_id": image_id,
+                "attribute": attribute,
+                "n": len(values),
+                "mean": values.mean(),
+                "median": values.median(),
+                "modes": len(modal),
+                "mode": modal[0] if len(modal) == 1 else None,
+                "mode_share": top / len(values),
+            }
+        )
+    columns = ["image_id", "attribute", "n", "mean", "median", "modes", "mode", "mode_share"]
+    return pd.DataFrame(rows, columns=columns).set_index(["image_id", "attribute"]).sort_index()
 
 
 def _assert_consistent(ws) -> None:  # type: ignore[no-untyped-def]
     kept, reference = _means_table(ws), _recomputed(ws)
     assert list(kept.index) == list(reference.index)
     assert list(kept["n"]) == list(reference["n"])
-    pd.testing.assert_series_equal(kept["mean"], reference["mean"], check_exact=False, rtol=1e-12)
+    assert list(kept["modes"]) == list(reference["modes"])
+    for column in ("mean", "median", "mode", "mode_share"):
+        pd.testing.assert_series_equal(
+            kept[column].astype(float), reference[column].astype(float), check_exact=False, rtol=1e-12
+        )
 
 
 def test_inserts_updates_deletes_keep_means_exact(workspace, sample_dir: Path) -> None:
@@ -178,3 +196,63 @@ def test_bulk_statements_and_cascades_keep_means_exact(workspace, sample_dir: Pa
     with ws.engine.begin() as connection:
         connection.execute(sa.delete(Rating))
     assert _means_table(ws).empty
+
+
+def test_upgrading_a_database_with_ratings(database_url: str) -> None:
+    """0003_levels on a database written by 0001: statistics filled in, repeats no longer
+    counted, VLM raters renamed to one name; the downgrade puts 0001's back."""
+    from types import SimpleNamespace
+
+    from itagger_lib.db import make_engine
+    from itagger_lib.db.migrate import downgrade, upgrade
+
+    engine = make_engine(database_url)
+    upgrade(engine, "0001")
+    rng = random.Random(3)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO codebooks (id, name, version, content_hash, source_text, definition, created_at, "
+            "created_by) VALUES (1, 'c', '1', 'h', '', '{}', CURRENT_TIMESTAMP, 't')"
+        )
+        for i in range(1, 7):
+            connection.exec_driver_sql(
+                "INSERT INTO images (id, sha256, ext, format, width, height, bytes, source_name, "
+                "source_path, ingested_at, ingested_by) VALUES "
+                f"({i}, '{i:064x}', 'jpg', 'JPEG', 1, 1, 1, 'x', '/{i}', CURRENT_TIMESTAMP, 't')"
+            )
+        connection.exec_driver_sql(
+            "INSERT INTO vlm_calls (id, cache_key, provider, model, prompt_hash, prompt_version, "
+            "image_sha256, parameters, repeat_index, status, reserved_usd, cost_usd, attempts, "
+            "created_at) VALUES "
+            "(1, 'k', 'openai', 'm', 'h', '3', 'x', '{}', 0, 'ok', 0, 0, 1, CURRENT_TIMESTAMP)"
+        )
+        rows = [
+            {"image_id": i, "attribute": a, "rater": f"r{k}", "source": "human",
+             "value": float(rng.randint(1, 5)), "is_repeat": k == 3, "repeat_index": 0}
+            for i in range(1, 7) for a in ("calm", "order") for k in range(4)
+        ]  # fmt: skip
+        rows += [{"image_id": i, "attribute": "calm", "rater": "vlm:openai/m", "source": "vlm", "value": 2.0,
+                  "is_repeat": False, "repeat_index": 0, "vlm_call_id": 1} for i in range(1, 7)]  # fmt: skip
+        rows += [{"image_id": 1, "attribute": "calm", "rater": "gpt", "source": "vlm", "value": 2.0,
+                  "is_repeat": False, "repeat_index": 0, "vlm_call_id": None}]  # fmt: skip
+        for row in rows:
+            connection.execute(
+                sa.insert(Rating).values(codebook_id=1, mode="blind", is_gold=False, rated_at=utcnow(), **row)
+            )
+    with engine.connect() as connection:  # 0001 counted the repeats
+        assert connection.execute(sa.text("SELECT sum(n) FROM rating_means")).scalar() == 6 * 2 * 4
+    upgrade(engine)
+    ws = SimpleNamespace(engine=engine)
+    _assert_consistent(ws)
+    assert int(_means_table(ws)["n"].sum()) == 6 * 2 * 3
+    with engine.connect() as connection:
+        raters = set(connection.execute(sa.select(Rating.rater).where(Rating.source == "vlm")).scalars())
+    assert raters == {"vlm:openai/m@3", "vlm:gpt"}
+    downgrade(engine, "0001")
+    with engine.connect() as connection:
+        raters = set(
+            connection.execute(sa.text("SELECT DISTINCT rater FROM ratings WHERE source = 'vlm'")).scalars()
+        )
+        assert connection.execute(sa.text("SELECT sum(n) FROM rating_means")).scalar() == 6 * 2 * 4
+    assert raters == {"vlm:openai/m", "vlm:gpt"}
+    engine.dispose()

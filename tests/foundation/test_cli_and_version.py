@@ -12,6 +12,7 @@ import pytest
 
 import itagger_lib
 from itagger_lib.cli import main
+from itagger_lib.db import head_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +85,6 @@ def test_db_commands(tmp_path: Path) -> None:
     home = str(tmp_path / "home")
     current = _run("--home", home, "db", "current")
     assert current.returncode == 1 and "current: empty" in current.stdout
-    from itagger_lib.db import head_revision
 
     upgraded = _run("--home", home, "db", "upgrade")
     assert upgraded.returncode == 0 and f"-> {head_revision()}" in upgraded.stdout

@@ -41,6 +41,8 @@ TARGETS = {
     "vlm_ledger": "itagger_lib.vlm.ledger:ledger",
     "vlm_batches": "itagger_lib.vlm.batches:vlm_batches",
     "cancel_vlm_batches": "itagger_lib.vlm.batches:cancel_batches",
+    "vlm_runs": "itagger_lib.vlm.primary:vlm_runs",
+    "set_primary_vlm_run": "itagger_lib.vlm.primary:set_primary_run",
     "agreement": "itagger_lib.review.reading:agreement",
     "table": "itagger_lib.export.table:table",
     "export": "itagger_lib.export.write:export",

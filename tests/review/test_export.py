@@ -105,10 +105,16 @@ def test_table_joins_metrics_bins_and_mean_ratings(workspace) -> None:  # type: 
     ids = fill(workspace)
     per_image = table(workspace)
     first = per_image.loc[ids["first_image"]]
-    assert first["rating.order"] == pytest.approx(1.0)  # ann, bob and dee gave 1
-    assert first["vlm.order"] == 3.0
+    assert first["rating.order.median"] == 1.0  # ann, bob and dee gave 1: order is ordinal
+    assert first["rating.order.n"] == 3
+    assert first["vlm.order.answer"] == 3.0
+    # unit 5: 1, 2, 3, 4 (four raters): the median is the midpoint of the middle two
+    assert per_image.loc[ids["first_image"] + 5, "rating.order.median"] == 2.5
+    assert per_image.loc[ids["first_image"] + 11, "rating.order.n"] == 1  # 3 by bob alone
     assert first["bin.edge_density"] == "low"
     assert per_image.attrs["run_id"] == ids["science"]
+    assert per_image.attrs["vlm"]["rater"] == "vlm:fake/model@v1"
+    assert per_image.attrs["columns"]["rating.order.median"]["level"] == "ordinal"
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
@@ -136,14 +142,27 @@ def test_export_tables_carry_provenance(workspace, tmp_path: Path, fmt: str) -> 
 def test_bn_export_uses_stored_cut_points(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ids = fill(workspace)
     bn_csv, codebook_json = export(workspace, tmp_path / "bn", format="bn")
-    states = pd.read_csv(bn_csv, index_col="image_id", keep_default_na=False)
-    variables = {v["name"]: v for v in json.loads(codebook_json.read_text())["variables"]}
+    states = (
+        pd.read_csv(bn_csv, keep_default_na=False, dtype=str).astype({"image_id": int}).set_index("image_id")
+    )
+    document = json.loads(codebook_json.read_text())
+    variables = {v["name"]: v for v in document["variables"]}
     assert variables["edge_density"] == {
-        "name": "edge_density", "source": "metric", "states": ["low", "mid", "high"],
-        "cut_points": [0.3, 0.6], "cut_source": "stored",
+        "name": "edge_density", "source": "metric", "metric": "edge_density", "statistic": "value",
+        "states": ["low", "mid", "high"], "cut_points": [0.3, 0.6], "cut_source": "stored",
+        "science_run_id": ids["science"], "rule": "x <= low → low; low < x <= high → mid; x > high → high",
     }  # fmt: skip
-    assert variables["rating.order"]["source"] == "rating"
-    assert variables["rating.order"]["cut_source"] == "tertiles"
+    # order is ordinal (levels 1-5): its states are the scale's levels, never tertiles
+    order = variables["rating.order.median_low"]
+    assert (order["source"], order["statistic"], order["states"]) == (
+        "rating",
+        "median_low",
+        ["1", "2", "3", "4", "5"],
+    )
+    assert order["cut_points"] is None
+    assert states.loc[ids["first_image"] + 5, "rating.order.median_low"] == "2"  # 1, 2, 3, 4: lower median
+    assert variables["vlm.order.answer"]["rater"] == "vlm:fake/model@v1"
+    assert set(states["vlm.order.answer"]) == {"3"}
     expected = ["low" if u / 11 <= 0.3 else "mid" if u / 11 <= 0.6 else "high" for u in range(12)]
     assert list(states["edge_density"]) == expected
     assert states.index[0] == ids["first_image"]
@@ -176,7 +195,7 @@ def test_workspace_methods_reach_review_and_export(workspace, tmp_path: Path) ->
         0.815, abs=5e-4
     )
     assert len(workspace.ratings(sources=["vlm"])) == 12
-    assert "rating.order" in workspace.table().columns
+    assert "rating.order.median" in workspace.table().columns
     assert [p.name for p in workspace.export(tmp_path / "x", format="bn")] == ["bn.csv", "bn_codebook.json"]
 
 

@@ -56,8 +56,8 @@ def test_constant_component_and_missing_values(table):
 
 
 def test_missing_metric_is_named(table):
-    with pytest.raises(ScienceError, match=r"'nature\.sky_share'"):
-        compute_composites(table.drop(columns=["nature.sky_share"]))
+    with pytest.raises(ScienceError, match=r"'colour_areas\.top_blue_grey_share'"):
+        compute_composites(table.drop(columns=["colour_areas.top_blue_grey_share"]))
 
 
 def test_tertiles_split_into_thirds():

@@ -169,15 +169,17 @@ def test_lines_shares_for_stripes():
     assert total == pytest.approx(1.0)
 
 
-def test_sky_and_greenery_shares():
+def test_green_and_top_blue_grey_shares():
     rgb = np.zeros((100, 100, 3), np.uint8)
     rgb[:40] = (110, 160, 220)  # blue sky on top
     rgb[40:70] = (150, 70, 50)  # brick
     rgb[70:] = (60, 140, 50)  # grass
     rgb[85:, :10] = (110, 160, 220)  # a blue car, not connected to the top
-    values = compute_metrics(rgb, {"families": ["nature"]})
-    assert values["nature.sky_share"] == pytest.approx(0.40)
-    assert values["nature.greenery_share"] == pytest.approx(0.30 - 0.015)
+    values = compute_metrics(rgb, {"families": ["colour_areas"]})
+    assert values["colour_areas.top_blue_grey_share"] == pytest.approx(0.40)
+    assert values["colour_areas.green_share"] == pytest.approx(0.30 - 0.015)
+    # the family's old name still selects it
+    assert compute_metrics(rgb, {"families": ["nature"]}) == values
 
 
 def test_working_resolution_never_upscales_and_uses_long_side():
@@ -205,7 +207,7 @@ def test_invalid_input_is_refused(bad, match):
 
 
 def test_params_resolution_and_hash():
-    assert resolve_params() == DEFAULT_PARAMS
+    assert resolve_params() == {**DEFAULT_PARAMS, "plugins": {}}  # no lab metric registered
     with pytest.raises(ScienceError, match="'canny_hi'"):
         resolve_params({"canny_hi": 3})
     with pytest.raises(ScienceError, match=r"'glcm_levels'.*range"):
@@ -224,7 +226,7 @@ def test_params_resolution_and_hash():
         "fractal",
         "symmetry",
         "lines",
-        "nature",
+        "colour_areas",
         "space",
         "meta",
     }
@@ -252,7 +254,7 @@ def test_family_costs_reports_every_family():
         "fractal",
         "symmetry",
         "lines",
-        "nature",
+        "colour_areas",
         "space",
         "total",
     }

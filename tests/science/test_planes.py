@@ -16,7 +16,7 @@ import pytest
 import scipy.fft
 from skimage.color import rgb2lab
 
-from itagger_lib.science import cielab, colour, complexity, fractal, nature, space, symmetry
+from itagger_lib.science import cielab, colour, colour_areas, complexity, fractal, space, symmetry
 from itagger_lib.science._hsv import saturation_value_mask
 from itagger_lib.science.metrics import resolve_params
 from itagger_lib.science.working import WorkingImage
@@ -81,20 +81,20 @@ def test_s_depends_only_on_the_channel_extremes(extremes_image):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_nature_masks_equal_the_float_hsv_masks(seed, scene_2x):
+def test_colour_area_masks_equal_the_float_hsv_masks(seed, scene_2x):
     rgb = (
         random_rgb(seed=seed) if seed == 0 else cv2.resize(scene_2x, (512, 384), interpolation=cv2.INTER_AREA)
     )
     for hue_range in ([65.0, 170.0], [65.5, 169.25]):
         params = resolve_params({"greenery_hue_range": hue_range, "sky_hue_range": hue_range})
         image = WorkingImage(rgb, params)
-        expected = nature.greenery_mask(image.hsv, hue_range, 0.2, 0.12)
-        assert np.array_equal(nature._greenery(image, params), expected)
+        expected = colour_areas.green_mask(image.hsv, hue_range, 0.2, 0.12)
+        assert np.array_equal(colour_areas._green(image, params), expected)
         low, high = hue_range
-        below = nature._below
+        below = colour_areas._below
         blue = cv2.inRange(image.hsv, (low, 0.08, 0.45), (below(high), 2.0, 2.0))
         grey = cv2.inRange(image.hsv, (0.0, 0.0, 0.75), (360.0, below(0.1), 2.0))
-        assert np.array_equal(nature.sky_candidates(image, params), cv2.bitwise_or(blue, grey))
+        assert np.array_equal(colour_areas.blue_grey_mask(image, params), cv2.bitwise_or(blue, grey))
 
 
 def test_degree_counts_equal_the_float_hue_histogram():
@@ -105,15 +105,15 @@ def test_degree_counts_equal_the_float_hue_histogram():
     assert expected.sum() > 0
 
 
-def test_sky_flood_fill_equals_connected_components():
+def test_top_flood_fill_equals_connected_components():
     rng = np.random.default_rng(4)
     for density in (0.3, 0.55, 0.7):
         mask = np.where(rng.random((90, 130)) < density, 255, 0).astype(np.uint8)
         top = mask[0] > 0
         _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         expected = int(stats[np.unique(labels[0][top]), cv2.CC_STAT_AREA].sum()) if top.any() else 0
-        assert nature.connected_to_top(mask) == expected
-    assert nature.connected_to_top(np.zeros((10, 10), np.uint8)) == 0
+        assert colour_areas.connected_to_top(mask) == expected
+    assert colour_areas.connected_to_top(np.zeros((10, 10), np.uint8)) == 0
 
 
 def test_lut_lightness_matches_reference_on_every_grey_and_random_colours():

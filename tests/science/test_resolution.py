@@ -35,8 +35,8 @@ TOLERANCES = {
     "lines.horizontal_share": (0.005, 0.003),
     "lines.oblique_share": (0.005, 0.003),
     "lines.orientation_entropy": (0.05, 0.02),
-    "nature.greenery_share": (0.005, 0.001),
-    "nature.sky_share": (0.002, 0.002),
+    "colour_areas.green_share": (0.005, 0.001),
+    "colour_areas.top_blue_grey_share": (0.002, 0.002),
     "space.clutter": (0.006, 0.003),
     "space.central_openness": (0.002, 0.002),
     "meta.working_width": (0, 0),
@@ -63,7 +63,7 @@ def test_scene_is_photo_like(analysed):
     values = analysed["1x"]
     assert 0.005 < values["complexity.edge_density"] < 0.1
     assert 1.1 < values["fractal.dimension"] < 1.8
-    assert values["nature.sky_share"] > 0.1
+    assert values["colour_areas.top_blue_grey_share"] > 0.1
 
 
 def test_same_photograph_at_1x_and_2x(analysed):

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from itagger_lib.db.models import Rating, Run, RunFailure, VLMCall
 from itagger_lib.errors import KillSwitchError, PriceUnknownError
+from itagger_lib.vlm.prompts import PROMPT_VERSION
 from itagger_lib.vlm.rating import rate_with_vlm
 from tests.fakes.vlm_server import INPUT_TOKENS, OUTPUT_TOKENS, FakeVLMServer
 from tests.vlm.conftest import KEY
@@ -43,7 +44,7 @@ def test_openai_rates_records_and_caches(ws: Any, server: FakeVLMServer) -> None
     assert all(max(size) <= 1024 for size in server.images())
     ratings = _rows(ws, Rating)
     assert len(ratings) == 3 * len(ATTRS)
-    assert {r["rater"] for r in ratings} == {"vlm:openai/test-model"}
+    assert {r["rater"] for r in ratings} == {f"vlm:openai/test-model@{PROMPT_VERSION}"}
     assert {r["source"] for r in ratings} == {"vlm"}
     setting = next(r for r in ratings if r["attribute"] == "setting")
     assert setting["value_text"] == "exterior_natural"  # the middle of 4 categories
@@ -91,7 +92,7 @@ def test_anthropic_through_tool_use(ws: Any, server: FakeVLMServer) -> None:
     assert server.images()[0][0] <= 1024
     calls = _rows(ws, VLMCall)
     assert {c["rationale"] for c in calls} == {"fake rationale"}
-    assert {r["rater"] for r in _rows(ws, Rating)} == {"vlm:anthropic/test-claude"}
+    assert {r["rater"] for r in _rows(ws, Rating)} == {f"vlm:anthropic/test-claude@{PROMPT_VERSION}"}
 
 
 SCRIPTS = {
@@ -334,8 +335,8 @@ def test_kill_switch_stops_new_calls(ws: Any) -> None:
 
 def test_stub_is_labelled_and_free(ws: Any) -> None:
     report = rate_with_vlm(ws, provider="stub", progress=False)
-    assert report.rater == "vlm:stub/stub" and report.spend_usd == 0
-    assert {r["rater"] for r in _rows(ws, Rating)} == {"vlm:stub/stub"}
+    assert report.rater == f"vlm:stub/stub@{PROMPT_VERSION}" and report.spend_usd == 0
+    assert {r["rater"] for r in _rows(ws, Rating)} == {f"vlm:stub/stub@{PROMPT_VERSION}"}
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])

@@ -13,6 +13,7 @@ from itagger_lib.vlm.anthropic_provider import AnthropicProvider
 from itagger_lib.vlm.execute import execute
 from itagger_lib.vlm.openai_provider import OpenAIProvider
 from itagger_lib.vlm.plan import plan_rating
+from itagger_lib.vlm.prompts import PROMPT_VERSION
 from itagger_lib.vlm.rating import rate_with_vlm
 from itagger_lib.vlm.sdk import SDKProvider
 
@@ -27,7 +28,7 @@ def test_a_plan_sends_nothing_and_its_execution_is_the_run(ws: Any) -> None:
     plan = plan_rating(ws, images=list(ws.images().index[:3]), provider="stub", repeats=2)
     assert _runs(ws) == before  # planning records no run
     assert (len(plan.jobs), len(plan.pending), plan.cache_hits) == (6, 6, 0)
-    assert plan.rater == "vlm:stub/stub" and plan.max_cost_usd == 0.0
+    assert plan.rater == f"vlm:stub/stub@{PROMPT_VERSION}" and plan.max_cost_usd == 0.0
     dry = rate_with_vlm(ws, images=list(ws.images().index[:3]), provider="stub", repeats=2, dry_run=True)
     assert (dry.planned, dry.to_send, dry.max_cost_usd) == (6, 6, plan.max_cost_usd)
     report = execute(ws, plan, progress=False)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from itagger_lib.cli import main
 from itagger_lib.db.models import Base
 from itagger_lib.errors import ProviderError, ProviderSetupError
+from itagger_lib.vlm.prompts import PROMPT_VERSION
 from itagger_lib.vlm.rating import rate_with_vlm
 from itagger_lib.vlm.registry import available_providers, get_provider, register_provider, resolve
 from tests.fakes.vlm_server import FakeVLMServer
@@ -125,4 +126,4 @@ def test_registry_plugs_in_providers(ws: Any) -> None:
     register_provider("echo", lambda model, **kw: Echo(model), default_model="e1")
     set_price(ws, "echo", "e1", 0.0, 0.0)
     report = rate_with_vlm(ws, images=[1], provider="echo", progress=False)
-    assert report.rater == "vlm:echo/e1" and report.succeeded == 1
+    assert report.rater == f"vlm:echo/e1@{PROMPT_VERSION}" and report.succeeded == 1

@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0004_vlm_batches"
-down_revision = "0001"
+down_revision = "0003_levels"
 branch_labels = None
 depends_on = None
 
