@@ -13,6 +13,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,42 @@ from itagger_lib.errors import OperationsError
 from itagger_lib.store import sha256_file
 
 MANIFEST = "manifest.json"
+
+# Everything in schema ``public`` the restoring role may drop: tables (with their views,
+# policies, owned sequences), then free-standing sequences, functions and types. A restore
+# then leaves exactly the schema of the release that made the backup.
+CLEAR_PUBLIC_SCHEMA = """
+SET LOCAL client_min_messages = warning;
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT format('public.%I', c.relname) AS name, c.relkind FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+             AND pg_has_role(current_user, c.relowner, 'USAGE')
+           ORDER BY c.relkind = 'S' LOOP
+    EXECUTE format(
+      'DROP %s IF EXISTS %s CASCADE',
+      CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                     WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+      r.name);
+  END LOOP;
+  FOR r IN SELECT format('public.%I(%s)', p.proname, pg_get_function_identity_arguments(p.oid)) AS name FROM pg_proc p
+           JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = 'public' AND p.prokind IN ('f', 'p')
+             AND pg_has_role(current_user, p.proowner, 'USAGE')
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') LOOP
+    EXECUTE format('DROP ROUTINE IF EXISTS %s CASCADE', r.name);
+  END LOOP;
+  FOR r IN SELECT format('public.%I', t.typname) AS name FROM pg_type t
+           JOIN pg_namespace n ON n.oid = t.typnamespace
+           LEFT JOIN pg_class c ON c.oid = t.typrelid
+           WHERE n.nspname = 'public' AND (t.typtype IN ('e', 'd') OR c.relkind = 'c')
+             AND pg_has_role(current_user, t.typowner, 'USAGE') LOOP
+    EXECUTE format('DROP TYPE IF EXISTS %s CASCADE', r.name);
+  END LOOP;
+END $$;
+"""
 
 
 def _pg_bin(name: str) -> str:
@@ -134,20 +171,32 @@ def restore(ws: Context, src: str | Path) -> dict[str, Any]:
         )
     if engine.dialect.name == "postgresql":
         engine.dispose()
-        _run(
-            [
-                _pg_bin("pg_restore"),
-                "--clean",
-                "--if-exists",
-                "--no-owner",
-                "--single-transaction",
-                "-d",
-                client_target(engine.url),
-                str(src / "db.dump"),
-            ],
-            f"pg_restore into {redact_url(engine.url)}",
-            engine.url,
-        )
+        scratch = Path(tempfile.mkdtemp(prefix="itagger-restore-"))  # mode 700: the script holds data
+        script = scratch / "db.sql"
+        try:
+            _run([_pg_bin("pg_restore"), "--no-owner", "-f", str(script), str(src / "db.dump")], "pg_restore", engine.url)
+            # one transaction: drop what the dump does not hold (a newer release's tables and
+            # functions, when rolling back), then the dump; on any error nothing changes
+            _run(
+                [
+                    _pg_bin("psql"),
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "--single-transaction",
+                    "-c",
+                    CLEAR_PUBLIC_SCHEMA,
+                    "-f",
+                    str(script),
+                    "-d",
+                    client_target(engine.url),
+                ],
+                f"restore into {redact_url(engine.url)}",
+                engine.url,
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     else:
         engine.dispose()
         source = sqlite3.connect(src / "db.sqlite")

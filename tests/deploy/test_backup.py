@@ -37,6 +37,38 @@ def test_backup_wipe_restore_round_trip(workspace, sample_dir, tmp_path):
     assert _store_hashes(workspace) == before_files
 
 
+def test_restore_leaves_exactly_the_schema_of_the_backup(workspace, sample_dir, tmp_path):
+    """Rolling back: what a newer release added after the backup (tables, functions, types) goes."""
+    workspace.ingest(sample_dir)
+    backup(workspace, tmp_path / "bk")
+    tables = set(sa.inspect(workspace.engine).get_table_names())
+    pg = workspace.engine.dialect.name == "postgresql"
+    with workspace.engine.begin() as conn:  # what "the next release" migrates in
+        conn.execute(sa.text("CREATE TABLE newer_release (id integer PRIMARY KEY, note text)"))
+        conn.execute(sa.text("INSERT INTO newer_release VALUES (1, 'x')"))
+        conn.execute(sa.text("DELETE FROM image_sources"))
+        if pg:
+            conn.execute(sa.text("CREATE TYPE newer_kind AS ENUM ('a', 'b')"))
+            conn.execute(sa.text("CREATE SEQUENCE newer_seq"))
+            conn.execute(sa.text("CREATE FUNCTION newer_fn() RETURNS int LANGUAGE sql AS 'SELECT 1'"))
+            conn.execute(sa.text("CREATE VIEW newer_view AS SELECT id FROM images"))
+
+    restore(workspace, tmp_path / "bk")
+    workspace.engine.dispose()
+    assert set(sa.inspect(workspace.engine).get_table_names()) == tables
+    if pg:
+        with workspace.engine.connect() as conn:
+            left = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_type WHERE typname = 'newer_kind' "
+                    "UNION ALL SELECT count(*) FROM pg_class WHERE relname IN ('newer_seq', 'newer_view') "
+                    "UNION ALL SELECT count(*) FROM pg_proc WHERE proname = 'newer_fn'"
+                )
+            ).scalars()
+            assert list(left) == [0, 0, 0]
+    assert row_counts(workspace.engine)["image_sources"] > 0
+
+
 def test_restore_refuses_a_tampered_backup(workspace, sample_dir, tmp_path):
     workspace.ingest(sample_dir)
     backup(workspace, tmp_path / "bk")

@@ -116,6 +116,12 @@ def _lab_state(stack: Stack) -> list[list[str]]:
     ) + stack.psql("SELECT name FROM studies ORDER BY name")
 
 
+def _schema(stack: Stack) -> list[list[str]]:
+    return stack.psql(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+    ) + stack.psql("SELECT version_num FROM alembic_version")
+
+
 def _versions(stack: Stack) -> set[str]:
     names = stack.compose("ps --format '{{.Name}}'").split()
     out = stack.engine.docker(
@@ -143,6 +149,7 @@ def test_upgrade_keeps_the_data_and_rollback_brings_the_old_release_back(
     stack.user_exec(admin, f"printf '{RATINGS_CSV}' > /tmp/r.csv && itagger ratings import /tmp/r.csv")
     stack.user_exec(admin, "echo 'kept across releases' > ~/notes.txt")
     before = _lab_state(stack)
+    old_schema = _schema(stack)
     assert len(before) == 5 and _versions(stack) == {old}
 
     # ---- docs/deploy.md, "Upgrade" ----
@@ -169,15 +176,15 @@ def test_upgrade_keeps_the_data_and_rollback_brings_the_old_release_back(
 
     # ---- docs/deploy.md, "Roll back" ----
     t0 = time.perf_counter()
+    stack.compose("stop hub backup")
+    stack.compose(f"run --rm --no-deps backup itagger restore /backups/pre-{NEW}", timeout=600)
     switch_release(stack.root, old_tree)
     set_env(stack.env_file, ITAGGER_VERSION=old)
-    stack.compose("up -d --wait", timeout=600)
-    stack.compose("stop hub")
-    stack.compose(f"run --rm --no-deps backup itagger restore /backups/pre-{NEW}", timeout=600)
     stack.compose("up -d --wait", timeout=600)
     TIMINGS[f"roll back to {old}"] = time.perf_counter() - t0
     assert _versions(stack) == {old}
     assert _lab_state(stack) == before
+    assert _schema(stack) == old_schema  # the new release's tables went with the restore
 
 
 def _current_tree(folder: Path) -> Path:
