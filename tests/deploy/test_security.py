@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,17 @@ from itagger_lib.ops.security import apply_row_level_security, map_role_sql
 
 pytestmark = pytest.mark.postgres
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+DEFINITION = {
+    "name": "cb",
+    "version": "1",
+    "attributes": [
+        {"key": "warmth", "label": "Warmth", "question": "?", "type": "ordinal",
+         "levels": [{"value": v} for v in range(1, 6)]},
+        {"key": "depth", "label": "Depth", "question": "?", "type": "continuous", "min": 0.0, "max": 1.0},
+        {"key": "style", "label": "Style", "question": "?", "type": "categorical",
+         "levels": [{"value": "modern"}, {"value": "classic"}]},
+    ],
+}  # fmt: skip
 
 
 def _seed(conn: sa.Connection) -> dict[str, int]:
@@ -31,9 +43,9 @@ def _seed(conn: sa.Connection) -> dict[str, int]:
         sa.text(
             "INSERT INTO codebooks (name, version, content_hash, source_text, definition, created_at,"
             " created_by)"
-            " VALUES ('cb', '1', 'h', '', '{}', :t, 'owner') RETURNING id"
+            " VALUES ('cb', '1', 'h', '', :d, :t, 'owner') RETURNING id"
         ),
-        {"t": NOW},
+        {"t": NOW, "d": json.dumps(DEFINITION)},
     ).scalar_one()
     ids = {"image": img, "codebook": cb}
     for mode in ("blind", "assisted"):
@@ -45,13 +57,20 @@ def _seed(conn: sa.Connection) -> dict[str, int]:
             ),
             {"n": f"study_{mode}", "cb": cb, "m": mode, "t": NOW},
         ).scalar_one()
+        for slot in range(3):  # k = 3 open slots of the image
+            conn.execute(
+                sa.text(
+                    "INSERT INTO assignments (study_id, image_id, slot, kind, status)"
+                    " VALUES (:s, :i, :n, 'normal', 'open')"
+                ),
+                {"s": ids[mode], "i": img, "n": slot},
+            )
     return ids
 
 
-RATING = sa.text(
-    "INSERT INTO ratings (image_id, attribute, codebook_id, rater, source, value, mode, study_id, is_repeat,"
-    " is_gold, repeat_index, rated_at) VALUES (:img, 'warmth', :cb, :rater, 'human', :v, 'blind', :study,"
-    " false, false, 0, :t) RETURNING id"
+CLAIM = sa.text("SELECT * FROM itagger_claim_next(:study, :rater, NULL, NULL)")
+RECORD = sa.text(
+    "SELECT itagger_record_rating(:item, NULL, :attr, NULL, :rater, :v, :t, NULL, NULL, NULL, true)"
 )
 
 
@@ -90,17 +109,11 @@ def stack(pg_url: str) -> Iterator[dict]:
 
 
 def _rate(engine: sa.Engine, ids: dict, rater: str, study: str, v: float = 3.0) -> int:
+    """Claim the rater's item of ``study`` and answer warmth ``v``, as the hub's tagging app does."""
     with engine.begin() as conn:
+        item = conn.execute(CLAIM, {"study": ids[study], "rater": rater}).mappings().one()
         return conn.execute(
-            RATING,
-            {
-                "img": ids["image"],
-                "cb": ids["codebook"],
-                "rater": rater,
-                "v": v,
-                "study": ids[study],
-                "t": NOW,
-            },
+            RECORD, {"item": item["id"], "attr": "warmth", "rater": rater, "v": v, "t": None}
         ).scalar_one()
 
 
@@ -108,15 +121,21 @@ def test_tagger_cannot_insert_or_update_anothers_ratings(stack: dict) -> None:
     e, ids, u = stack["engines"], stack["ids"], stack["users"]
     a_id = _rate(e["alice"], ids, u["alice"], "blind")
     b_id = _rate(e["bob"], ids, u["bob"], "blind")
-    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"):
-        _rate(e["alice"], ids, u["bob"], "blind")  # forging bob's rating
-    with e["alice"].begin() as conn:  # bob's row is invisible, so the update touches nothing
-        n = conn.execute(sa.text("UPDATE ratings SET value = 1 WHERE id = :i"), {"i": b_id}).rowcount
-    assert n == 0
-    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"), e["alice"].begin() as conn:
-        conn.execute(sa.text("UPDATE ratings SET rater = :b WHERE id = :i"), {"b": u["bob"], "i": a_id})
-    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].begin() as conn:
-        conn.execute(sa.text("DELETE FROM ratings WHERE id = :i"), {"i": a_id})
+    with pytest.raises(sa.exc.ProgrammingError, match="only as themselves"):
+        _rate(e["alice"], ids, u["bob"], "assisted")  # forging bob's rating through the function
+    with e["alice"].connect() as conn:
+        alices_item = conn.execute(
+            sa.text("SELECT assignment_id FROM ratings WHERE id = :i"), {"i": a_id}
+        ).scalar_one()
+    with pytest.raises(sa.exc.ProgrammingError, match="only as themselves"), e["alice"].begin() as conn:
+        conn.execute(RECORD, {"item": alices_item, "attr": "warmth", "rater": u["bob"], "v": 1, "t": None})
+    for sql in (  # no direct write at all: the function is the only way in
+        "UPDATE ratings SET value = 1 WHERE id = :i",
+        "UPDATE ratings SET rater = 'x' WHERE id = :i",
+        "DELETE FROM ratings WHERE id = :i",
+    ):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].begin() as conn:
+            conn.execute(sa.text(sql), {"i": b_id})
     with stack["owner"].connect() as conn:
         assert (
             conn.execute(sa.text("SELECT value FROM ratings WHERE id = :i"), {"i": b_id}).scalar_one() == 3.0
@@ -125,8 +144,11 @@ def test_tagger_cannot_insert_or_update_anothers_ratings(stack: dict) -> None:
             conn.execute(sa.text("SELECT rater FROM ratings WHERE id = :i"), {"i": a_id}).scalar_one()
             == u["alice"]
         )
-    with e["alice"].begin() as conn:  # own rating can be changed
-        assert conn.execute(sa.text("UPDATE ratings SET value = 5 WHERE id = :i"), {"i": a_id}).rowcount == 1
+    with e["alice"].begin() as conn:  # own rating can be changed (the same row, updated)
+        again = conn.execute(
+            RECORD, {"item": alices_item, "attr": "warmth", "rater": u["alice"], "v": 5, "t": None}
+        ).scalar_one()
+    assert again == a_id
     # the taggers' writes kept the per-image means (trigger runs as the owner) ...
     with stack["owner"].connect() as conn:
         n, mean = conn.execute(
@@ -190,37 +212,36 @@ def test_researcher_reads_all_ratings(stack: dict) -> None:
 
 def test_tagger_claims_queue_slots_only_for_themselves(stack: dict) -> None:
     e, ids, u = stack["engines"], stack["ids"], stack["users"]
-    slot = sa.text(
+    with stack["owner"].connect() as conn:
+        open_id = conn.execute(
+            sa.text("SELECT min(id) FROM assignments WHERE study_id = :s"), {"s": ids["blind"]}
+        ).scalar_one()
+    for sql in (  # handing a slot to someone else, taking one directly, adding one, deleting
+        "UPDATE assignments SET rater = :r, status = 'assigned' WHERE id = :i",
         "INSERT INTO assignments (study_id, image_id, slot, rater, kind, status)"
-        " VALUES (:s, :i, :n, :r, 'normal', :st) RETURNING id"
-    )
-    with stack["owner"].begin() as conn:
-        args = {"s": ids["blind"], "i": ids["image"]}
-        open_id = conn.execute(slot, {**args, "n": 0, "r": None, "st": "open"}).scalar_one()
-        bobs_id = conn.execute(slot, {**args, "n": 1, "r": u["bob"], "st": "assigned"}).scalar_one()
-    claim = sa.text("UPDATE assignments SET rater = :r, status = 'assigned' WHERE id = :i")
-    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"), e["alice"].begin() as conn:
-        conn.execute(claim, {"r": u["bob"], "i": open_id})  # an open slot, handed to someone else
-    with e["alice"].begin() as conn:
-        assert conn.execute(claim, {"r": u["alice"], "i": bobs_id}).rowcount == 0  # bob's: untouched
-        assert conn.execute(claim, {"r": u["alice"], "i": open_id}).rowcount == 1  # claiming: allowed
-        done = sa.text("UPDATE assignments SET status = 'done' WHERE id = :i")
-        assert conn.execute(done, {"i": open_id}).rowcount == 1
-    extra = {"s": ids["blind"], "i": ids["image"], "n": -1, "st": "assigned"}
-    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"), e["alice"].begin() as conn:
-        conn.execute(slot, {**extra, "r": u["bob"]})
-    with e["alice"].begin() as conn:
-        conn.execute(slot, {**extra, "r": u["alice"]})  # own gold/repeat item
-    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].begin() as conn:
-        conn.execute(sa.text("DELETE FROM assignments WHERE id = :i"), {"i": bobs_id})
+        " SELECT study_id, image_id, -1, :r, 'normal', 'assigned' FROM assignments WHERE id = :i",
+        "DELETE FROM assignments WHERE id = :i AND CAST(:r AS text) IS NOT NULL",
+    ):
+        for rater in (u["alice"], u["bob"]):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].begin() as c:
+                c.execute(sa.text(sql), {"r": rater, "i": open_id})
+    with pytest.raises(sa.exc.ProgrammingError, match="only as themselves"), e["alice"].begin() as conn:
+        conn.execute(CLAIM, {"study": ids["blind"], "rater": u["bob"]})  # claiming for bob
+    with e["alice"].begin() as conn:  # claiming for oneself: allowed
+        mine = conn.execute(CLAIM, {"study": ids["blind"], "rater": u["alice"]}).mappings().one()
+        conn.execute(sa.text("SELECT itagger_set_status(:i, 'skipped')"), {"i": mine["id"]})
+    with e["bob"].begin() as conn:
+        bobs = conn.execute(CLAIM, {"study": ids["blind"], "rater": u["bob"]}).mappings().one()
+    with pytest.raises(sa.exc.ProgrammingError, match="only as themselves"), e["alice"].begin() as conn:
+        conn.execute(sa.text("SELECT itagger_set_status(:i, 'done')"), {"i": bobs["id"]})
     with stack["owner"].connect() as conn:
         rows = dict(
             conn.execute(
-                sa.text("SELECT id, rater FROM assignments WHERE id IN (:a, :b)"),
-                {"a": open_id, "b": bobs_id},
+                sa.text("SELECT rater, status FROM assignments WHERE id IN (:a, :b)"),
+                {"a": mine["id"], "b": bobs["id"]},
             ).all()
         )
-    assert rows == {open_id: u["alice"], bobs_id: u["bob"]}
+    assert rows == {u["alice"]: "skipped", u["bob"]: "assigned"}
 
 
 def _db_upgrade(url: str) -> subprocess.CompletedProcess[str]:
