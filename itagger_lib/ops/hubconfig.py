@@ -40,7 +40,7 @@ GROUP_ROLES: dict[str, str] = {g: f"itagger_{g}" for g in GROUPS}
 #: session may lower or raise its own values: these bound what a forgotten notebook or a
 #: stuck client holds, while the grants keep taggers from taking locks others need.
 ROLE_TIMEOUTS: dict[str, dict[str, str]] = {
-    "tagger": {"lock_timeout": "5s", "statement_timeout": "30s", "idle_in_transaction_session_timeout": "60s"},
+    "tagger": {"lock_timeout": "5s", "statement_timeout": "30s", "idle_in_transaction_session_timeout": "1min"},
     "researcher": {
         "lock_timeout": "30s",
         "statement_timeout": "30min",

@@ -22,7 +22,7 @@ DEFINITION = {
     "version": "1",
     "attributes": [
         {"key": "warmth", "label": "Warmth", "question": "?", "type": "ordinal",
-         "levels": [{"value": v} for v in range(1, 6)]},
+         "levels": [{"value": v, "label": f"level {v}"} for v in range(1, 6)]},
         {"key": "depth", "label": "Depth", "question": "?", "type": "continuous", "min": 0.0, "max": 1.0},
         {"key": "style", "label": "Style", "question": "?", "type": "categorical",
          "levels": [{"value": "modern"}, {"value": "classic"}]},
@@ -43,9 +43,9 @@ def _seed(conn: sa.Connection) -> dict[str, int]:
         sa.text(
             "INSERT INTO codebooks (name, version, content_hash, source_text, definition, created_at,"
             " created_by)"
-            " VALUES ('cb', '1', 'h', '', :d, :t, 'owner') RETURNING id"
+            " VALUES ('cb', '1', 'h', :s, :d, :t, 'owner') RETURNING id"
         ),
-        {"t": NOW, "d": json.dumps(DEFINITION)},
+        {"t": NOW, "d": json.dumps(DEFINITION), "s": json.dumps(DEFINITION)},
     ).scalar_one()
     ids = {"image": img, "codebook": cb}
     for mode in ("blind", "assisted"):
