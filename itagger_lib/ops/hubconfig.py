@@ -40,7 +40,11 @@ GROUP_ROLES: dict[str, str] = {g: f"itagger_{g}" for g in GROUPS}
 #: session may lower or raise its own values: these bound what a forgotten notebook or a
 #: stuck client holds, while the grants keep taggers from taking locks others need.
 ROLE_TIMEOUTS: dict[str, dict[str, str]] = {
-    "tagger": {"lock_timeout": "5s", "statement_timeout": "30s", "idle_in_transaction_session_timeout": "1min"},
+    "tagger": {
+        "lock_timeout": "5s",
+        "statement_timeout": "30s",
+        "idle_in_transaction_session_timeout": "1min",
+    },
     "researcher": {
         "lock_timeout": "30s",
         "statement_timeout": "30min",
@@ -178,7 +182,9 @@ def create_role_sql(role: str, password: str, group: str) -> list[str]:
         if g != group:
             stmts.append(f"REVOKE {quote_ident(grole)} FROM {r}")  # a warning if not a member
     stmts.append(f"GRANT {quote_ident(GROUP_ROLES[group])} TO {r}")
-    stmts += [f"ALTER ROLE {r} SET {name} = {quote_literal(value)}" for name, value in ROLE_TIMEOUTS[group].items()]
+    stmts += [
+        f"ALTER ROLE {r} SET {name} = {quote_literal(value)}" for name, value in ROLE_TIMEOUTS[group].items()
+    ]
     return stmts
 
 

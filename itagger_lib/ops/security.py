@@ -56,7 +56,8 @@ ADMIN_ONLY_TABLES: tuple[str, ...] = ("codebooks", "settings", "vlm_prices")
 WRITE_FUNCTIONS: tuple[str, ...] = (
     "itagger_claim_next(integer, text, text, integer)",
     "itagger_set_status(integer, text)",
-    "itagger_record_rating(integer, integer, text, integer, text, float8, text, text, integer, text, boolean)",
+    "itagger_record_rating(integer, integer, text, integer, text, float8, text, text, integer, text, "
+    "boolean)",
 )
 #: What a VLM said, which a blind study must not show a tagger.
 VLM_ANSWER_COLUMNS: tuple[str, ...] = ("raw_response", "rationale")
@@ -70,6 +71,10 @@ ADVISORY_LOCKS: tuple[str, ...] = tuple(
 )
 
 
+def _tagger_vlm_columns() -> list[str]:
+    return [c.name for c in VLMCall.__table__.columns if c.name not in VLM_ANSWER_COLUMNS]
+
+
 def _timeouts_sql() -> str:
     """Set every login member of a group role to its group's session timeouts."""
     body = []
@@ -80,8 +85,8 @@ def _timeouts_sql() -> str:
         )
         body.append(
             "FOR r IN SELECT m.rolname FROM pg_roles m JOIN pg_auth_members am ON am.member = m.oid "
-            f"JOIN pg_roles g ON g.oid = am.roleid WHERE g.rolname = '{GROUP_ROLES[group]}' AND m.rolcanlogin "
-            f"AND NOT m.rolsuper LOOP {sets} END LOOP;"
+            f"JOIN pg_roles g ON g.oid = am.roleid WHERE g.rolname = '{GROUP_ROLES[group]}' "
+            f"AND m.rolcanlogin AND NOT m.rolsuper LOOP {sets} END LOOP;"
         )
     return (
         "DO $$ DECLARE r record; BEGIN IF (SELECT rolsuper OR rolcreaterole FROM pg_roles "
@@ -131,8 +136,7 @@ def apply_row_level_security_sql() -> list[str]:
         *(f"GRANT EXECUTE ON FUNCTION {f} TO {TAGGER}, {RESEARCHER}, {ADMIN}" for f in WRITE_FUNCTIONS),
         # what a VLM answered stays hidden from taggers (a blind study is blind to it)
         f"REVOKE SELECT ON vlm_calls FROM {TAGGER}",
-        f"GRANT SELECT ({', '.join(c.name for c in VLMCall.__table__.columns if c.name not in VLM_ANSWER_COLUMNS)})"
-        f" ON vlm_calls TO {TAGGER}",
+        f"GRANT SELECT ({', '.join(_tagger_vlm_columns())}) ON vlm_calls TO {TAGGER}",
         f"GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {RESEARCHER}",
         f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {', '.join(ADMIN_ONLY_TABLES)} FROM {RESEARCHER}",
         f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON itagger_role_users FROM {RESEARCHER}",

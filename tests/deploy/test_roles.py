@@ -19,7 +19,7 @@ from itagger_lib.ops import hubconfig
 from itagger_lib.ops.security import apply_row_level_security
 from itagger_lib.ratings import queue
 from itagger_lib.ratings.recording import record_rating
-from tests.deploy.test_security import CLAIM, DEFINITION, NOW, RECORD, _rate, stack  # noqa: F401
+from tests.deploy._pgroles import CLAIM, DEFINITION, NOW, RECORD
 
 pytestmark = pytest.mark.postgres
 DENIED = pytest.raises(sa.exc.ProgrammingError, match="permission denied")
@@ -109,13 +109,20 @@ def test_a_tagger_cannot_claim_every_slot_or_add_items(stack: dict) -> None:
         with DENIED, e["alice"].begin() as conn:
             conn.execute(sa.text(sql), {"r": u["alice"]})
     with e["alice"].begin() as conn:  # asking over and over gives the one item, not a new one each time
-        got = {conn.execute(CLAIM, {"study": study, "rater": u["alice"]}).mappings().one()["id"] for _ in range(7)}
+        got = {
+            conn.execute(CLAIM, {"study": study, "rater": u["alice"]}).mappings().one()["id"]
+            for _ in range(7)
+        }
         # a gold or repeat item the design does not make due is not added
         for kind in ("gold", "repeat"):
-            row = conn.execute(
-                sa.text("SELECT * FROM itagger_claim_next(:s, :r, :k, :i)"),
-                {"s": study, "r": u["alice"], "k": kind, "i": ids["image"]},
-            ).mappings().one()
+            row = (
+                conn.execute(
+                    sa.text("SELECT * FROM itagger_claim_next(:s, :r, :k, :i)"),
+                    {"s": study, "r": u["alice"], "k": kind, "i": ids["image"]},
+                )
+                .mappings()
+                .one()
+            )
             assert row["kind"] == "normal" and row["id"] in got
     assert len(got) == 1
     with owner.connect() as conn:
@@ -236,9 +243,14 @@ def test_researchers_cannot_rewrite_the_ledger_or_open_a_blind_study(stack: dict
     )
     with owner.begin() as conn:
         settled = conn.execute(call, {"k": "a", "s": "0" * 64, "st": "ok", "c": 1.5}).scalar_one()
-    spent = sa.text("SELECT sum(CASE WHEN status = 'reserved' THEN reserved_usd ELSE cost_usd END) FROM vlm_calls")
+    spent = sa.text(
+        "SELECT sum(CASE WHEN status = 'reserved' THEN reserved_usd ELSE cost_usd END) FROM vlm_calls"
+    )
     with e["res"].begin() as conn:
-        assert conn.execute(sa.text("UPDATE vlm_calls SET cost_usd = 0 WHERE id = :i"), {"i": settled}).rowcount == 0
+        assert (
+            conn.execute(sa.text("UPDATE vlm_calls SET cost_usd = 0 WHERE id = :i"), {"i": settled}).rowcount
+            == 0
+        )
         assert conn.execute(sa.text("DELETE FROM vlm_calls WHERE id = :i"), {"i": settled}).rowcount == 0
     with DENIED, e["res"].begin() as conn:
         conn.exec_driver_sql("TRUNCATE vlm_calls")
@@ -257,7 +269,9 @@ def test_researchers_cannot_rewrite_the_ledger_or_open_a_blind_study(stack: dict
     with DENIED, e["res"].begin() as conn:
         conn.execute(switch, {"s": ids["blind"]})
     with e["res"].begin() as conn:  # the rest of a study's settings stay the researcher's
-        conn.execute(sa.text("UPDATE studies SET design = '{\"gold_every\": 5}' WHERE id = :s"), {"s": ids["blind"]})
+        conn.execute(
+            sa.text("UPDATE studies SET design = '{\"gold_every\": 5}' WHERE id = :s"), {"s": ids["blind"]}
+        )
     with e["adm"].begin() as conn:
         assert conn.execute(switch, {"s": ids["blind"]}).rowcount == 1
 
@@ -266,7 +280,9 @@ def test_permission_denials_reach_the_notebook_as_our_error(
     stack: dict, tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids, u = stack["ids"], stack["users"]
-    alice = Workspace(database_url=_url(stack, "alice"), store=tmp_path / "store", user=u["alice"], auto_migrate=False)
+    alice = Workspace(
+        database_url=_url(stack, "alice"), store=tmp_path / "store", user=u["alice"], auto_migrate=False
+    )
     try:
         with pytest.raises(PermissionDeniedError) as info:  # a store not marked read-only
             alice.ingest(sample_dir, progress=False)
@@ -280,7 +296,9 @@ def test_permission_denials_reach_the_notebook_as_our_error(
     finally:
         alice.close()
     monkeypatch.setenv("ITAGGER_STORE_READONLY", "1")  # as the hub sets it for taggers
-    alice = Workspace(database_url=_url(stack, "alice"), store=tmp_path / "store", user=u["alice"], auto_migrate=False)
+    alice = Workspace(
+        database_url=_url(stack, "alice"), store=tmp_path / "store", user=u["alice"], auto_migrate=False
+    )
     try:
         with pytest.raises(StoreReadOnlyError, match="read-only for you"):
             alice.ingest(sample_dir, progress=False)
@@ -288,7 +306,7 @@ def test_permission_denials_reach_the_notebook_as_our_error(
         alice.close()
     researcher = Workspace(database_url=_url(stack, "res"), store=None, user=u["res"], auto_migrate=False)
     try:
-        with pytest.raises(PermissionDeniedError, match="update table settings.*needs the admin role"):
+        with pytest.raises(PermissionDeniedError, match=r"update table settings.*needs the admin role"):
             researcher.set_setting("vlm.budget_usd", 100)
     finally:
         researcher.close()
@@ -296,7 +314,7 @@ def test_permission_denials_reach_the_notebook_as_our_error(
 
 def test_concurrent_taggers_each_get_their_own_slots(stack: dict) -> None:
     """Eight taggers' claims at once through the function: never over k, never twice an image."""
-    e, ids, u, owner = stack["engines"], stack["ids"], stack["users"], stack["owner"]
+    ids, u, owner = stack["ids"], stack["users"], stack["owner"]
     study = ids["assisted"]
     _images(owner, study, 6, k=2)
     errors: list[BaseException] = []
