@@ -52,6 +52,11 @@ def database_error(context: ExceptionContext) -> Exception | None:
     :class:`RatingError`, ``IT409`` :class:`AssignmentError`.
     """
     orig = context.original_exception
+    if "ck_ratings_value_finite" in str(orig):  # PostgreSQL's CHECK, SQLite's trigger
+        return RatingError(
+            "a rating value must be a finite number: NaN and infinities are refused "
+            "(ratings.value, constraint ck_ratings_value_finite)"
+        )
     code = getattr(orig, "sqlstate", None)
     if not code:
         return None
@@ -74,7 +79,7 @@ def database_error(context: ExceptionContext) -> Exception | None:
                 f"{verb} these rows of table {policy.group(1)}", role, "researcher", message
             )
         return PermissionDeniedError(message, role, None)
-    if code == "IT422" or (code == "23514" and "ck_ratings_value_finite" in message):
+    if code == "IT422":
         return RatingError(message)
     if code == "IT409":
         return AssignmentError(message)
@@ -99,6 +104,7 @@ def make_engine(url: str) -> Engine:
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "handle_error", database_error)
         return engine
     if backend == "postgresql":
         if parsed.drivername == "postgresql":  # plain postgresql:// means psycopg 3 here

@@ -71,6 +71,16 @@ ADVISORY_LOCKS: tuple[str, ...] = tuple(
 )
 
 
+def _function_grant_sql(signature: str) -> str:
+    """EXECUTE on one checked write function for the group roles only (skipped on a
+    database not yet at migration 0005: `itagger db upgrade` re-applies this)."""
+    return (
+        f"DO $$ BEGIN IF to_regprocedure('{signature}') IS NOT NULL THEN "
+        f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC; "
+        f"GRANT EXECUTE ON FUNCTION {signature} TO {TAGGER}, {RESEARCHER}, {ADMIN}; END IF; END $$"
+    )
+
+
 def _tagger_vlm_columns() -> list[str]:
     return [c.name for c in VLMCall.__table__.columns if c.name not in VLM_ANSWER_COLUMNS]
 
@@ -132,8 +142,7 @@ def apply_row_level_security_sql() -> list[str]:
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {RESEARCHER}, {ADMIN}",
         # taggers write through the checked functions only (claim, status, answer): no write
         # grant on any table, hence no row locks and no LOCK TABLE beyond ACCESS SHARE
-        *(f"REVOKE ALL ON FUNCTION {f} FROM PUBLIC" for f in WRITE_FUNCTIONS),
-        *(f"GRANT EXECUTE ON FUNCTION {f} TO {TAGGER}, {RESEARCHER}, {ADMIN}" for f in WRITE_FUNCTIONS),
+        *(_function_grant_sql(f) for f in WRITE_FUNCTIONS),
         # what a VLM answered stays hidden from taggers (a blind study is blind to it)
         f"REVOKE SELECT ON vlm_calls FROM {TAGGER}",
         f"GRANT SELECT ({', '.join(_tagger_vlm_columns())}) ON vlm_calls TO {TAGGER}",

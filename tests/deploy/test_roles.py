@@ -21,7 +21,6 @@ from itagger_lib.ratings import queue
 from itagger_lib.ratings.recording import record_rating
 from tests.deploy._pgroles import CLAIM, DEFINITION, NOW, RECORD
 
-pytestmark = pytest.mark.postgres
 DENIED = pytest.raises(sa.exc.ProgrammingError, match="permission denied")
 
 
@@ -56,6 +55,7 @@ def _images(owner: sa.Engine, study: int, n: int, k: int = 1) -> None:
                 )
 
 
+@pytest.mark.postgres
 def test_every_login_role_has_timeouts_and_taggers_take_no_advisory_lock(stack: dict) -> None:
     e, ids, u, owner = stack["engines"], stack["ids"], stack["users"], stack["owner"]
     for key, group in (("alice", "tagger"), ("res", "researcher"), ("adm", "admin")):
@@ -95,6 +95,7 @@ def test_every_login_role_has_timeouts_and_taggers_take_no_advisory_lock(stack: 
         holder.close()
 
 
+@pytest.mark.postgres
 def test_a_tagger_cannot_claim_every_slot_or_add_items(stack: dict) -> None:
     e, ids, u, owner = stack["engines"], stack["ids"], stack["users"], stack["owner"]
     study = ids["blind"]
@@ -142,6 +143,7 @@ def test_a_tagger_cannot_claim_every_slot_or_add_items(stack: dict) -> None:
         bob.close()
 
 
+@pytest.mark.postgres
 def test_no_impossible_value_is_stored_whoever_writes_and_means_recount_on_delete(stack: dict) -> None:
     e, ids, u, owner = stack["engines"], stack["ids"], stack["users"], stack["owner"]
     with DENIED, e["alice"].begin() as conn:  # the old attack: a direct INSERT of 999
@@ -200,6 +202,7 @@ def test_no_impossible_value_is_stored_whoever_writes_and_means_recount_on_delet
         assert conn.execute(mean, {"i": ids["image"]}).one() == (1, 3.0)
 
 
+@pytest.mark.postgres
 def test_taggers_cannot_read_what_a_vlm_answered(stack: dict) -> None:
     e, ids, owner = stack["engines"], stack["ids"], stack["owner"]
     with owner.begin() as conn:
@@ -221,6 +224,7 @@ def test_taggers_cannot_read_what_a_vlm_answered(stack: dict) -> None:
         assert conn.execute(sa.text("SELECT rationale FROM vlm_calls")).scalar_one() == "warm light"
 
 
+@pytest.mark.postgres
 def test_taggers_cannot_lock_tables_or_rows(stack: dict) -> None:
     e = stack["engines"]
     for table in ("ratings", "assignments", "studies", "settings", "images"):
@@ -234,6 +238,7 @@ def test_taggers_cannot_lock_tables_or_rows(stack: dict) -> None:
         conn.exec_driver_sql("LOCK TABLE ratings IN SHARE MODE")
 
 
+@pytest.mark.postgres
 def test_researchers_cannot_rewrite_the_ledger_or_open_a_blind_study(stack: dict) -> None:
     e, ids, owner = stack["engines"], stack["ids"], stack["owner"]
     call = sa.text(
@@ -276,6 +281,7 @@ def test_researchers_cannot_rewrite_the_ledger_or_open_a_blind_study(stack: dict
         assert conn.execute(switch, {"s": ids["blind"]}).rowcount == 1
 
 
+@pytest.mark.postgres
 def test_permission_denials_reach_the_notebook_as_our_error(
     stack: dict, tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -312,6 +318,7 @@ def test_permission_denials_reach_the_notebook_as_our_error(
         researcher.close()
 
 
+@pytest.mark.postgres
 def test_concurrent_taggers_each_get_their_own_slots(stack: dict) -> None:
     """Eight taggers' claims at once through the function: never over k, never twice an image."""
     ids, u, owner = stack["ids"], stack["users"], stack["owner"]
@@ -349,6 +356,7 @@ def test_concurrent_taggers_each_get_their_own_slots(stack: dict) -> None:
     assert len(per_image) == 7
 
 
+@pytest.mark.postgres
 def test_upgrade_from_0004_with_ratings_on_postgres(pg_url: str) -> None:
     from itagger_lib.db import make_engine
     from itagger_lib.db.migrate import current_revision, upgrade
@@ -392,5 +400,50 @@ def test_upgrade_from_0004_with_ratings_on_postgres(pg_url: str) -> None:
         apply_row_level_security(engine)  # `itagger secure-db` on every `up`: idempotent
         with pytest.raises(RatingError, match="finite"), engine.begin() as conn:
             conn.exec_driver_sql("UPDATE ratings SET value = 'NaN' WHERE rater = 'a'")
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_refuses_infinite_values_too(tmp_path: Path) -> None:
+    """SQLite stores NaN as NULL; the 0005 triggers refuse infinities (one user, any writer)."""
+    from itagger_lib.db import make_engine
+    from itagger_lib.db.migrate import downgrade, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'itagger.db'}")
+    try:
+        upgrade(engine, "0004_vlm_batches")
+        insert = sa.text(
+            "INSERT INTO ratings (image_id, attribute, codebook_id, rater, source, value, mode, is_repeat,"
+            " is_gold, repeat_index, rated_at) VALUES (1, 'warmth', 1, :r, 'human', :v, 'blind', 0, 0, 0,"
+            " '2026-01-01')"
+        )
+        with engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO images (id, sha256, ext, format, width, height, bytes, source_name,"
+                " source_path, ingested_at, ingested_by)"
+                " VALUES (1, 'x', 'jpg', 'JPEG', 1, 1, 1, 'a', '/a', '2026-01-01', 'o')"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO codebooks (id, name, version, content_hash, source_text, definition, created_at,"
+                " created_by) VALUES (1, 'cb', '1', 'h', '', '{}', '2026-01-01', 'o')"
+            )
+            conn.execute(insert, {"r": "a", "v": 2.0})
+            conn.execute(insert, {"r": "b", "v": float("inf")})
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT value FROM ratings ORDER BY rater").scalars().all() == [
+                2.0,
+                None,
+            ]
+        for v in (float("inf"), float("-inf")):
+            with pytest.raises(RatingError, match="finite"), engine.begin() as conn:
+                conn.execute(insert, {"r": "c", "v": v})
+            with pytest.raises(RatingError, match="finite"), engine.begin() as conn:
+                conn.execute(sa.text("UPDATE ratings SET value = :v WHERE rater = 'a'"), {"v": v})
+        with engine.begin() as conn:
+            conn.execute(insert, {"r": "d", "v": 6.0})
+        downgrade(engine, "0004_vlm_batches")
     finally:
         engine.dispose()

@@ -4,11 +4,15 @@ Revision ID: 0005_roles
 Revises: 0004_vlm_batches
 Create Date: 2026-12-06 07:00:00
 
-PostgreSQL only (SQLite is a single user's database; the library validates there):
-
 * ``ratings.value`` must be finite (``ck_ratings_value_finite``): NaN and ±Infinity are
-  refused whoever writes. Values already stored that are not finite become NULL (the rating
-  stays, as missing) and their ``rating_means`` rows are recounted.
+  refused whoever writes (a CHECK constraint on PostgreSQL; on SQLite, which stores NaN as
+  NULL, two ``BEFORE`` triggers refuse ±Infinity, so a later batch migration that rebuilds
+  ``ratings`` must create them again). Values already stored that are not finite become
+  NULL (the rating stays, as missing) and their ``rating_means`` rows are recounted.
+
+The rest is PostgreSQL only (SQLite is a single user's database; the library validates
+there):
+
 * The tagging queue and human ratings are written through ``SECURITY DEFINER`` functions
   that check the caller and the codebook, so that ``itagger secure-db`` can take every
   direct write on ``ratings`` and ``assignments`` away from taggers:
@@ -32,6 +36,8 @@ PostgreSQL only (SQLite is a single user's database; the library validates there
 """
 
 from __future__ import annotations
+
+import importlib
 
 from alembic import op
 
@@ -303,7 +309,44 @@ FUNCTIONS = (
 )
 
 
+_SQLITE_NOT_FINITE = "{row}.value IS NOT NULL AND abs({row}.value) > 1.7976931348623157e308"
+_SQLITE_TRIGGER = (
+    "CREATE TRIGGER ratings_value_finite_{op} BEFORE {event} ON ratings WHEN "
+    + _SQLITE_NOT_FINITE.format(row="NEW")
+    + " BEGIN SELECT RAISE(ABORT, 'ck_ratings_value_finite: a rating value must be a finite number'); END"
+)
+
+
+def _sqlite_clear_infinities() -> None:
+    """Infinite values become NULL; their rating_means rows are recounted from scratch (the
+    SQLite triggers keep running sums, and ``inf - inf`` would leave NaN behind)."""
+    # the statistics statements of 0003 (the schema they read is unchanged since)
+    levels = importlib.import_module("itagger_lib.db.migrations.versions.0003_levels")
+    keys = "(image_id, attribute) IN (SELECT image_id, attribute FROM itagger_nonfinite)"
+    op.execute(
+        "CREATE TEMPORARY TABLE itagger_nonfinite AS SELECT DISTINCT image_id, attribute FROM ratings "
+        f"WHERE {_SQLITE_NOT_FINITE.format(row='ratings')}"
+    )
+    op.execute(f"DELETE FROM rating_means WHERE {keys}")
+    op.execute(f"UPDATE ratings SET value = NULL WHERE {_SQLITE_NOT_FINITE.format(row='ratings')}")
+    op.execute(
+        "INSERT INTO rating_means (image_id, attribute, n, total, mean) SELECT r.image_id, r.attribute, "
+        "count(*), sum(r.value), avg(r.value) FROM ratings r WHERE "
+        + levels._COUNTED.format(row="r")
+        + " AND (r.image_id, r.attribute) IN (SELECT image_id, attribute FROM itagger_nonfinite)"
+        " GROUP BY r.image_id, r.attribute"
+    )
+    op.execute(levels._SUMMARY.format(where=f"WHERE {keys}"))
+    op.execute(levels._MODE.format(where=f"WHERE {keys}"))
+    op.execute("DROP TABLE itagger_nonfinite")
+
+
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        _sqlite_clear_infinities()
+        op.execute(_SQLITE_TRIGGER.format(op="insert", event="INSERT"))
+        op.execute(_SQLITE_TRIGGER.format(op="update", event="UPDATE OF value"))
+        return
     if op.get_bind().dialect.name != "postgresql":
         return
     # impossible values stored before: kept as missing (the rating_means trigger recounts them)
@@ -315,6 +358,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TRIGGER IF EXISTS ratings_value_finite_insert")
+        op.execute("DROP TRIGGER IF EXISTS ratings_value_finite_update")
+        return
     if op.get_bind().dialect.name != "postgresql":
         return
     for signature, _ in reversed(FUNCTIONS):
