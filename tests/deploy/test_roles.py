@@ -170,6 +170,14 @@ def test_no_impossible_value_is_stored_whoever_writes_and_means_recount_on_delet
     for attr, v, t, why in bad:
         with pytest.raises(sa.exc.DBAPIError, match=why), e["alice"].begin() as conn:
             conn.execute(RECORD, {"item": item["id"], "attr": attr, "rater": u["alice"], "v": v, "t": t})
+    outside = sa.text(  # a rating of an image outside any queue item: beyond the study's k
+        "SELECT itagger_record_rating(NULL, :i, 'warmth', :c, :r, 3, NULL, NULL, NULL, NULL, true)"
+    )
+    with pytest.raises(sa.exc.ProgrammingError, match="items of their queue only"), e["alice"].begin() as c:
+        c.execute(outside, {"i": ids["image"], "c": ids["codebook"], "r": u["alice"]})
+    with e["res"].begin() as conn:  # staff may (imports, single answers)
+        conn.execute(outside, {"i": ids["image"], "c": ids["codebook"], "r": "imported"})
+        conn.exec_driver_sql("DELETE FROM ratings WHERE rater = 'imported'")
     with e["alice"].begin() as conn:  # the legitimate answers
         for attr, v, t in (("style", 0, "modern"), ("depth", 0.25, None), ("warmth", 3, None)):
             conn.execute(RECORD, {"item": item["id"], "attr": attr, "rater": u["alice"], "v": v, "t": t})

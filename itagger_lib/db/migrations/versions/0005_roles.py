@@ -23,9 +23,10 @@ there):
     the function takes as the owner;
   - ``itagger_set_status(assignment, status)``: mark one's own item done, skipped or
     assigned again;
-  - ``itagger_record_rating(...)``: record or change one's own answer to one item or image,
-    validated against the codebook (attribute exists, value one of its levels or within
-    its range and finite) and the study (the study's codebook and mode).
+  - ``itagger_record_rating(...)``: record or change one's own answer to one item (staff:
+    or image), validated against the codebook (attribute exists, value one of its levels or
+    within its range and finite) and the study (the study's codebook and mode); a tagger
+    answers only items of their own queue, so a study's k raters per image hold.
 
   A caller that is a member of ``itagger_tagger`` (and of no staff role) may act only as
   the rater mapped to its login role (``itagger_rater_of(session_user)``); every other
@@ -258,6 +259,8 @@ _RECORD_RATING = """CREATE OR REPLACE FUNCTION itagger_record_rating(
          RAISE EXCEPTION 'study % is rated with codebook % in % mode', info.name, info.codebook_id, info.mode
            USING ERRCODE = '42501';
        END IF;
+     ELSIF tagger THEN
+       RAISE EXCEPTION 'a tagger rates the items of their queue only (claim one first)' USING ERRCODE = '42501';
      ELSIF NOT EXISTS (SELECT 1 FROM images i WHERE i.id = image) THEN
        RAISE EXCEPTION 'no image with id %', image USING ERRCODE = 'IT409';
      END IF;
