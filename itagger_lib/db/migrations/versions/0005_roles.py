@@ -4,6 +4,7 @@ Revision ID: 0005_roles
 Revises: 0004_vlm_batches
 Create Date: 2026-12-06 07:00:00
 
+* ``ix_ratings_assignment``: one item's answers, looked up on every answer (both dialects).
 * ``ratings.value`` must be finite (``ck_ratings_value_finite``): NaN and ±Infinity are
   refused whoever writes (a CHECK constraint on PostgreSQL; on SQLite, which stores NaN as
   NULL, two ``BEFORE`` triggers refuse ±Infinity, so a later batch migration that rebuilds
@@ -52,10 +53,9 @@ _FINITE = "value IS NULL OR (value > '-Infinity'::float8 AND value < 'Infinity':
 # A tagger: a member of itagger_tagger and of no staff role (a superuser is a member of all).
 _IS_TAGGER = """CREATE OR REPLACE FUNCTION itagger_is_tagger() RETURNS boolean
    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-     SELECT EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname = 'itagger_tagger'
-                     AND pg_has_role(session_user, g.oid, 'MEMBER'))
-        AND NOT EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname IN ('itagger_researcher', 'itagger_admin')
-                     AND pg_has_role(session_user, g.oid, 'MEMBER')) $$"""
+     SELECT coalesce(pg_has_role(session_user, to_regrole('itagger_tagger'), 'MEMBER'), false)
+        AND NOT coalesce(pg_has_role(session_user, to_regrole('itagger_researcher'), 'MEMBER'), false)
+        AND NOT coalesce(pg_has_role(session_user, to_regrole('itagger_admin'), 'MEMBER'), false) $$"""
 
 _ACTING_RATER = """CREATE OR REPLACE FUNCTION itagger_acting_rater(wanted text) RETURNS text
    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
@@ -345,6 +345,8 @@ def _sqlite_clear_infinities() -> None:
 
 
 def upgrade() -> None:
+    # one item's answers are looked up on every answer given (both dialects)
+    op.create_index("ix_ratings_assignment", "ratings", ["assignment_id"], unique=False)
     if op.get_bind().dialect.name == "sqlite":
         _sqlite_clear_infinities()
         op.execute(_SQLITE_TRIGGER.format(op="insert", event="INSERT"))
@@ -361,6 +363,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ratings_assignment", table_name="ratings")
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS ratings_value_finite_insert")
         op.execute("DROP TRIGGER IF EXISTS ratings_value_finite_update")
