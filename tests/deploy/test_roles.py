@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -309,6 +312,14 @@ def test_permission_denials_reach_the_notebook_as_our_error(
             alice.set_setting("vlm.budget_usd", 100)
     finally:
         alice.close()
+    cli = subprocess.run(  # the shell: one line, our words, no traceback
+        [sys.executable, "-m", "itagger_lib.cli", "--database-url", _url(stack, "alice"), "--store",
+         str(tmp_path / "store"), "ingest", str(sample_dir)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "ITAGGER_AUTO_MIGRATE": "0"},
+    )  # fmt: skip
+    assert cli.returncode == 1, cli.stdout + cli.stderr
+    assert "itagger ingest: error: permission denied: database role" in cli.stderr, cli.stderr
+    assert "needs the researcher role" in cli.stderr and "Traceback" not in cli.stderr, cli.stderr
     monkeypatch.setenv("ITAGGER_STORE_READONLY", "1")  # as the hub sets it for taggers
     alice = Workspace(
         database_url=_url(stack, "alice"), store=tmp_path / "store", user=u["alice"], auto_migrate=False
@@ -398,6 +409,7 @@ def test_upgrade_from_0004_with_ratings_on_postgres(pg_url: str) -> None:
                     {"i": img, "c": cb, "r": rater, "v": v, "t": NOW},
                 )
             assert conn.exec_driver_sql("SELECT mean FROM rating_means").scalar_one() != 3.0  # NaN
+        apply_row_level_security(engine)  # a database secured before: the new functions come later
         upgrade(engine)
         assert current_revision(engine) == "0005_roles"
         with engine.connect() as conn:
@@ -406,6 +418,17 @@ def test_upgrade_from_0004_with_ratings_on_postgres(pg_url: str) -> None:
             assert conn.exec_driver_sql("SELECT n, mean FROM rating_means").one() == (2, 3.0)
         apply_row_level_security(engine)
         apply_row_level_security(engine)  # `itagger secure-db` on every `up`: idempotent
+        with engine.connect() as conn:
+            for function in (
+                "itagger_claim_next(integer, text, text, integer)",
+                "itagger_set_status(integer, text)",
+            ):
+                for role, allowed in (("itagger_tagger", True), ("public", False)):
+                    granted = conn.execute(
+                        sa.text("SELECT has_function_privilege(:r, :f, 'EXECUTE')"),
+                        {"r": role, "f": function},
+                    ).scalar_one()
+                    assert granted is allowed, (role, function)
         with pytest.raises(RatingError, match="finite"), engine.begin() as conn:
             conn.exec_driver_sql("UPDATE ratings SET value = 'NaN' WHERE rater = 'a'")
     finally:
