@@ -143,7 +143,7 @@ class MigrationError(ItaggerError):
     """The database schema is not at the revision this version expects."""
 
 
-class PermissionDeniedError(ItaggerError, PermissionError):
+class PermissionDeniedError(ItaggerError):
     """The database refused the action for this login role (hub group roles,
     ``itagger secure-db``).
 
