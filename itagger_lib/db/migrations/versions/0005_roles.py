@@ -147,6 +147,9 @@ _CLAIM_NEXT = """CREATE OR REPLACE FUNCTION itagger_claim_next(study integer, ra
      b numeric;
      slot_id integer;
    BEGIN
+     IF coalesce(who, '') = '' THEN
+       RAISE EXCEPTION 'a queue item is claimed for a named rater' USING ERRCODE = 'IT409';
+     END IF;
      SELECT * INTO info FROM studies s WHERE s.id = study;
      IF NOT FOUND THEN
        RAISE EXCEPTION 'no study with id %', study USING ERRCODE = 'IT409';
