@@ -239,7 +239,14 @@ def test_taggers_cannot_read_what_a_vlm_answered(stack: dict) -> None:
 def test_taggers_cannot_lock_tables_or_rows(stack: dict) -> None:
     e = stack["engines"]
     for table in ("ratings", "assignments", "studies", "settings", "images"):
-        for mode in ("ACCESS EXCLUSIVE", "EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE", "ROW EXCLUSIVE"):
+        for mode in (
+            "ACCESS EXCLUSIVE",
+            "EXCLUSIVE",
+            "SHARE ROW EXCLUSIVE",
+            "SHARE",
+            "ROW EXCLUSIVE",
+            "ROW SHARE",
+        ):
             with DENIED, e["alice"].begin() as conn:
                 conn.exec_driver_sql(f"LOCK TABLE {table} IN {mode} MODE")
         for clause in ("FOR UPDATE", "FOR SHARE", "FOR KEY SHARE"):
