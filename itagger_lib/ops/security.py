@@ -7,7 +7,7 @@ Roles (cluster-wide, ``NOLOGIN``; each hub user gets a login role that is a memb
     answered (``vlm_calls.raw_response`` and ``rationale``: column grants). Writes **no
     table**: claims queue items, marks them done or skipped and records or changes their
     own answers only through the ``SECURITY DEFINER`` functions of migration
-    ``0005_roles`` (:data:`WRITE_FUNCTIONS`), which act only for the rater mapped to the
+    ``0005_roles`` (:data:`CHECKED_FUNCTIONS`), which act only for the rater mapped to the
     login role and check every answer against the codebook and the study. Without a write
     grant a tagger can take no row lock and no table lock beyond ``ACCESS SHARE``; advisory
     locks are taken away from every non-superuser (:data:`ADVISORY_LOCKS`), so no tagger
@@ -52,12 +52,14 @@ from itagger_lib.vlm.ledger import LOCK_KEY
 
 TAGGER, RESEARCHER, ADMIN = "itagger_tagger", "itagger_researcher", "itagger_admin"
 ADMIN_ONLY_TABLES: tuple[str, ...] = ("codebooks", "settings", "vlm_prices")
-#: The checked write functions of migration 0005_roles: the only way taggers write.
-WRITE_FUNCTIONS: tuple[str, ...] = (
+#: The checked functions of migration 0005_roles: the only way taggers write (and see an
+#: assisted study's VLM answer).
+CHECKED_FUNCTIONS: tuple[str, ...] = (
     "itagger_claim_next(integer, text, text, integer)",
     "itagger_set_status(integer, text)",
     "itagger_record_rating(integer, integer, text, integer, text, float8, text, text, integer, text, "
     "boolean)",
+    "itagger_machine_answer(integer, text)",
 )
 #: What a VLM said, which a blind study must not show a tagger.
 VLM_ANSWER_COLUMNS: tuple[str, ...] = ("raw_response", "rationale")
@@ -142,7 +144,7 @@ def apply_row_level_security_sql() -> list[str]:
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {RESEARCHER}, {ADMIN}",
         # taggers write through the checked functions only (claim, status, answer): no write
         # grant on any table, hence no row locks and no LOCK TABLE beyond ACCESS SHARE
-        *(_function_grant_sql(f) for f in WRITE_FUNCTIONS),
+        *(_function_grant_sql(f) for f in CHECKED_FUNCTIONS),
         # what a VLM answered stays hidden from taggers (a blind study is blind to it)
         f"REVOKE SELECT ON vlm_calls FROM {TAGGER}",
         f"GRANT SELECT ({', '.join(_tagger_vlm_columns())}) ON vlm_calls TO {TAGGER}",

@@ -21,6 +21,7 @@ from itagger_lib.errors import PermissionDeniedError, RatingError, StoreReadOnly
 from itagger_lib.ops import hubconfig
 from itagger_lib.ops.security import apply_row_level_security
 from itagger_lib.ratings import queue
+from itagger_lib.ratings.frames import machine_answer
 from itagger_lib.ratings.recording import record_rating
 from tests.deploy._pgroles import CLAIM, DEFINITION, NOW, RECORD
 
@@ -215,6 +216,7 @@ def test_no_impossible_value_is_stored_whoever_writes_and_means_recount_on_delet
 
 @pytest.mark.postgres
 def test_taggers_cannot_read_what_a_vlm_answered(stack: dict) -> None:
+    """Blind is blind to the VLM's answers; an assisted study shows its answer to its raters."""
     e, ids, owner = stack["engines"], stack["ids"], stack["owner"]
     with owner.begin() as conn:
         conn.execute(
@@ -233,6 +235,29 @@ def test_taggers_cannot_read_what_a_vlm_answered(stack: dict) -> None:
         assert conn.execute(sa.text("SELECT status, cost_usd FROM vlm_calls")).one() == ("ok", 0.1)
     with e["res"].connect() as conn:
         assert conn.execute(sa.text("SELECT rationale FROM vlm_calls")).scalar_one() == "warm light"
+    # the answer as a VLM rating: shown to a tagger only in an assisted study of their queue
+    with owner.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO ratings (image_id, attribute, codebook_id, rater, source, value, mode,"
+                " is_repeat, is_gold, repeat_index, rated_at) VALUES (:i, 'warmth', :c, 'vlm:stub/m@v1',"
+                " 'vlm', 5, 'blind', false, false, 0, now())"
+            ),
+            {"i": ids["image"], "c": ids["codebook"]},
+        )
+    with e["alice"].connect() as conn:  # VLM ratings themselves stay hidden
+        assert conn.execute(sa.text("SELECT count(*) FROM ratings WHERE source = 'vlm'")).scalar_one() == 0
+    alice = Workspace(
+        database_url=_url(stack, "alice"), store=None, user=stack["users"]["alice"], auto_migrate=False
+    )
+    try:
+        assert machine_answer(alice, ids["image"], "warmth") is None  # no assisted item yet
+        blind = queue.next_assignment(alice, ids["blind"])
+        assert blind is not None and machine_answer(alice, ids["image"], "warmth") is None
+        assisted = queue.next_assignment(alice, ids["assisted"])
+        assert assisted is not None and machine_answer(alice, ids["image"], "warmth") == (5.0, None)
+    finally:
+        alice.close()
 
 
 @pytest.mark.postgres

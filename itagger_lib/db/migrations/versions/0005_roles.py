@@ -27,7 +27,9 @@ there):
   - ``itagger_record_rating(...)``: record or change one's own answer to one item (staff:
     or image), validated against the codebook (attribute exists, value one of its levels or
     within its range and finite) and the study (the study's codebook and mode); a tagger
-    answers only items of their own queue, so a study's k raters per image hold.
+    answers only items of their own queue, so a study's k raters per image hold;
+  - ``itagger_machine_answer(image, attribute)``: the newest VLM answer an assisted rater
+    is shown, to a tagger only for an image of an assisted study in their own queue.
 
   A caller that is a member of ``itagger_tagger`` (and of no staff role) may act only as
   the rater mapped to its login role (``itagger_rater_of(session_user)``); every other
@@ -301,6 +303,24 @@ _RECORD_RATING = """CREATE OR REPLACE FUNCTION itagger_record_rating(
      RETURN rating_id;
    END $$"""
 
+# What an assisted rater is shown: the newest VLM answer (VLM ratings carry no study, so
+# row-level security hides them from taggers); a tagger sees it only for an image of an
+# assisted study in their own queue.
+_MACHINE_ANSWER = """CREATE OR REPLACE FUNCTION itagger_machine_answer(image integer, attr text)
+   RETURNS TABLE (answer float8, answer_text text)
+   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+   BEGIN
+     IF itagger_is_tagger() THEN  -- (itagger_rater_of exists only on a secured database)
+       IF NOT EXISTS (SELECT 1 FROM assignments x JOIN studies s ON s.id = x.study_id
+                       WHERE x.image_id = image AND x.rater = itagger_rater_of(session_user)
+                         AND s.mode = 'assisted') THEN
+         RETURN;
+       END IF;
+     END IF;
+     RETURN QUERY SELECT r.value, r.value_text FROM ratings r
+      WHERE r.image_id = image AND r.attribute = attr AND r.source = 'vlm' ORDER BY r.id DESC LIMIT 1;
+   END $$"""
+
 FUNCTIONS = (
     ("itagger_is_tagger()", _IS_TAGGER),
     ("itagger_acting_rater(text)", _ACTING_RATER),
@@ -312,6 +332,7 @@ FUNCTIONS = (
         "boolean)",
         _RECORD_RATING,
     ),
+    ("itagger_machine_answer(integer, text)", _MACHINE_ANSWER),
 )
 
 
