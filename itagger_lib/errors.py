@@ -7,6 +7,7 @@
     │   └── ArgumentError           an argument or command-line option has an unusable value
     │       └── UnknownNameError    a filter names a rater, attribute, run or metric that is not there
     ├── MigrationError              the database schema is not at the expected revision
+    ├── PermissionDeniedError       the database role may not do this (a tagger writing a table)
     ├── StoreError                  the image store cannot be written or read
     │   └── StoreReadOnlyError      a write to a store marked ITAGGER_STORE_READONLY
     ├── ImageError                  one input file cannot be used (has ``.path``)
@@ -64,6 +65,7 @@ __all__ = [
     "KillSwitchError",
     "MigrationError",
     "OperationsError",
+    "PermissionDeniedError",
     "PriceUnknownError",
     "ProviderError",
     "ProviderSetupError",
@@ -139,6 +141,26 @@ _SHOWN = 40  # names listed in the message; more are counted
 
 class MigrationError(ItaggerError):
     """The database schema is not at the revision this version expects."""
+
+
+class PermissionDeniedError(ItaggerError):
+    """The database refused the action for this login role (hub group roles,
+    ``itagger secure-db``).
+
+    ``action`` is what was refused (``"insert into table runs"``), ``role`` the login role
+    and ``needed`` the group that may do it (``researcher`` or ``admin``; ``None`` when no
+    group may, e.g. acting as another rater).
+    """
+
+    def __init__(self, action: str, role: str | None, needed: str | None, detail: str = "") -> None:
+        self.action, self.role, self.needed = action, role, needed
+        who = f"database role {role!r}" if role else "this database role"
+        message = f"permission denied: {who} may not {action}"
+        if detail:
+            message += f" ({detail})"
+        if needed:
+            message += f"; this needs the {needed} role: ask an admin, or sign in as a {needed}"
+        super().__init__(message)
 
 
 class StoreError(ItaggerError):

@@ -277,6 +277,7 @@ def ingest(
     """Add image files and folders to the workspace; see :meth:`~itagger_lib.workspace.Workspace.ingest`."""
     from tqdm.auto import tqdm
 
+    ctx.store.check_writable()  # before anything is written: a tagger's store is read-only
     started = time.perf_counter()
     candidates, early_failures, ignored = expand_paths(paths, recursive)
     path_list = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Engine, ExceptionContext, make_url
 
-from itagger_lib.errors import ConfigError
+from itagger_lib.errors import AssignmentError, ConfigError, PermissionDeniedError, RatingError
+
+# Tables only admins write (the rest: researchers); see itagger_lib.ops.security.
+_ADMIN_TABLES = frozenset({"codebooks", "settings", "vlm_prices", "itagger_role_users"})
+_VERBS = {
+    "INSERT": "insert into",
+    "UPDATE": "update",
+    "DELETE": "delete from",
+    "SELECT": "read",
+    "LOCK": "lock",
+    "TRUNCATE": "truncate",
+}
+_DENIED = re.compile(r"permission denied for (?:table|relation|sequence|view|function|schema) \"?([\w.]+)")
+_POLICY = re.compile(r"row-level security policy for table \"?([\w.]+)")
 
 
 def redact_url(url: str | URL) -> str:
@@ -26,6 +40,50 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def database_error(context: ExceptionContext) -> Exception | None:
+    """Our own error for a PostgreSQL refusal (``handle_error`` hook), else ``None``.
+
+    SQLSTATE ``42501`` (a missing privilege, a row-level security policy, or the checked
+    write functions refusing to act for another rater) becomes
+    :class:`PermissionDeniedError` naming the action and the role that may do it; ``IT422``
+    (an answer the codebook does not allow) and the finite-value check become
+    :class:`RatingError`, ``IT409`` :class:`AssignmentError`.
+    """
+    orig = context.original_exception
+    if "ck_ratings_value_finite" in str(orig):  # PostgreSQL's CHECK, SQLite's trigger
+        return RatingError(
+            "a rating value must be a finite number: NaN and infinities are refused "
+            "(ratings.value, constraint ck_ratings_value_finite)"
+        )
+    code = getattr(orig, "sqlstate", None)
+    if not code:
+        return None
+    diag = getattr(orig, "diag", None)
+    message = str(getattr(diag, "message_primary", None) or orig).strip()
+    role = context.engine.url.username if context.engine is not None else None
+    if code == "42501":
+        words = (context.statement or "").split(None, 1)
+        verb = _VERBS.get(words[0].upper(), "use") if words else "use"
+        denied = _DENIED.search(message)
+        if denied:
+            table = denied.group(1)
+            needed = "admin" if table in _ADMIN_TABLES else "researcher"
+            kind = "function" if "for function" in message else "table"
+            action = f"call function {table}" if kind == "function" else f"{verb} table {table}"
+            return PermissionDeniedError(action, role, needed)
+        policy = _POLICY.search(message)
+        if policy:
+            return PermissionDeniedError(
+                f"{verb} these rows of table {policy.group(1)}", role, "researcher", message
+            )
+        return PermissionDeniedError(message, role, None)
+    if code == "IT422":
+        return RatingError(message)
+    if code == "IT409":
+        return AssignmentError(message)
+    return None
 
 
 def make_engine(url: str) -> Engine:
@@ -46,6 +104,7 @@ def make_engine(url: str) -> Engine:
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "handle_error", database_error)
         return engine
     if backend == "postgresql":
         if parsed.drivername == "postgresql":  # plain postgresql:// means psycopg 3 here
@@ -55,7 +114,9 @@ def make_engine(url: str) -> Engine:
                 f"database URL {redact_url(url)!r} uses driver {parsed.get_driver_name()!r}; "
                 "write PostgreSQL URLs as postgresql+psycopg://user@host:5432/db"
             )
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        engine = sa.create_engine(parsed, pool_pre_ping=True)
+        sa.event.listen(engine, "handle_error", database_error)
+        return engine
     raise ConfigError(
         f"database URL {redact_url(url)!r}: backend {backend!r} is not supported; "
         "use sqlite:/// or postgresql+psycopg://"

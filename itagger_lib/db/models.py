@@ -186,6 +186,7 @@ class Rating(Base):
         sa.Index("ix_ratings_image_attribute", "image_id", "attribute"),
         sa.Index("ix_ratings_rater", "rater", "attribute"),
         sa.Index("ix_ratings_attribute_image_value", "attribute", "image_id", "value"),
+        sa.Index("ix_ratings_assignment", "assignment_id"),  # one item's answers (0005_roles)
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)

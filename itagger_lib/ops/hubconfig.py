@@ -34,6 +34,28 @@ KNOWN_DEFAULTS: frozenset[str] = frozenset({"postgres", "password", "secret", "a
 
 GROUPS: tuple[str, ...] = ("tagger", "researcher", "admin")
 GROUP_ROLES: dict[str, str] = {g: f"itagger_{g}" for g in GROUPS}
+#: Session defaults set on every login role (``ALTER ROLE … SET``), by group: how long a
+#: statement may wait for a lock, run, or leave a transaction idle. Taggers' statements are
+#: small (one claim, one answer); researchers and admins run analyses and migrations. A
+#: session may lower or raise its own values: these bound what a forgotten notebook or a
+#: stuck client holds, while the grants keep taggers from taking locks others need.
+ROLE_TIMEOUTS: dict[str, dict[str, str]] = {
+    "tagger": {
+        "lock_timeout": "5s",
+        "statement_timeout": "30s",
+        "idle_in_transaction_session_timeout": "1min",
+    },
+    "researcher": {
+        "lock_timeout": "30s",
+        "statement_timeout": "30min",
+        "idle_in_transaction_session_timeout": "10min",
+    },
+    "admin": {
+        "lock_timeout": "30s",
+        "statement_timeout": "30min",
+        "idle_in_transaction_session_timeout": "10min",
+    },
+}
 VLM_KEYS: tuple[str, ...] = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 #: Where the VLM clients send requests (an OpenAI-compatible server, a gateway); not secret,
 #: but only the servers that hold keys need them.
@@ -160,6 +182,9 @@ def create_role_sql(role: str, password: str, group: str) -> list[str]:
         if g != group:
             stmts.append(f"REVOKE {quote_ident(grole)} FROM {r}")  # a warning if not a member
     stmts.append(f"GRANT {quote_ident(GROUP_ROLES[group])} TO {r}")
+    stmts += [
+        f"ALTER ROLE {r} SET {name} = {quote_literal(value)}" for name, value in ROLE_TIMEOUTS[group].items()
+    ]
     return stmts
 
 

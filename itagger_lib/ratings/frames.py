@@ -329,8 +329,20 @@ def image_ratings(ctx: Context, image_id: int) -> pd.DataFrame:
 
 def machine_answer(ctx: Context, image_id: int, attribute: str) -> tuple[float | None, str | None] | None:
     """The newest VLM answer to ``attribute`` for one image as stored ``(value, value_text)``,
-    or ``None`` when no model has answered (what an assisted rater is shown)."""
+    or ``None`` when no model has answered (what an assisted rater is shown).
+
+    On PostgreSQL through ``itagger_machine_answer`` (migration ``0005_roles``): VLM ratings
+    are hidden from taggers, who see this answer only for images of an assisted study in
+    their own queue."""
     with ctx.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            row = connection.execute(
+                sa.text(
+                    "SELECT answer AS value, answer_text AS value_text FROM itagger_machine_answer(:i, :a)"
+                ),
+                {"i": image_id, "a": attribute},
+            ).first()
+            return None if row is None else (row.value, row.value_text)
         row = connection.execute(
             sa.select(Rating.value, Rating.value_text)
             .where(Rating.image_id == image_id, Rating.attribute == attribute, Rating.source == "vlm")

@@ -8,9 +8,13 @@ A rater's next item is, in order:
    reliability) while the rater's repeats are below ``retest_share`` × normal items done;
 4. a new open slot, claimed atomically, of an image this rater has not got.
 
-Claims are serialised per rater (PostgreSQL ``pg_advisory_xact_lock``) and slots are taken
-with ``SELECT … FOR UPDATE SKIP LOCKED`` so that concurrent raters never wait on each
-other and never take the same slot; on SQLite the claim runs in ``BEGIN IMMEDIATE``.
+On PostgreSQL the claim is one call of ``itagger_claim_next`` (migration ``0005_roles``), a
+``SECURITY DEFINER`` function that serialises claims per rater (an advisory lock taken as
+the owner; taggers may not take advisory locks) and takes slots with ``SELECT … FOR UPDATE
+SKIP LOCKED``, so that concurrent raters never wait on each other and never take the same
+slot, and that checks the caller: a tagger claims only for themselves and only what the
+design makes due (taggers have no write grant on ``assignments``). On SQLite the claim
+runs in ``BEGIN IMMEDIATE``.
 
 Each rater sees the images in an order of their own: images are sorted by the affine
 permutation ``(a·id + b) mod p`` with ``p = 2³¹ − 1`` and ``a, b`` drawn from
@@ -111,8 +115,6 @@ def _claim_new(connection: sa.Connection, info: StudyInfo, rater: str, position:
         )
         .limit(1)
     )
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
     slot_id = connection.execute(query).scalar()
     if slot_id is None:
         return None
@@ -146,13 +148,11 @@ def _add_item(
     return _item(row)
 
 
-def _special(connection: sa.Connection, info: StudyInfo, rater: str, position: int) -> Item | None:
-    """A gold or repeat item due now, or ``None``."""
-    rows = connection.execute(
-        sa.select(Assignment.image_id, Assignment.kind, Assignment.status).where(
-            Assignment.study_id == info.id, Assignment.rater == rater
-        )
-    ).all()
+def _due_special(rows: list[Any], info: StudyInfo, rater: str) -> tuple[str, int] | None:
+    """``(kind, image_id)`` of the gold or repeat item due now, or ``None`` (pure).
+
+    ``rows``: the rater's items of the study (``image_id``, ``kind``, ``status``).
+    """
     n_normal_done = sum(1 for r in rows if r.kind == "normal" and r.status == "done")
     gold = [int(k) for k in info.design.get("gold", {})]
     had_gold = {r.image_id for r in rows if r.kind == "gold"}
@@ -161,7 +161,7 @@ def _special(connection: sa.Connection, info: StudyInfo, rater: str, position: i
     if pending_gold and n_normal_done >= len(had_gold) * every:
         rng = random.Random(f"{info.seed}:{rater}:gold")
         rng.shuffle(pending_gold)
-        return _add_item(connection, info, rater, pending_gold[0], "gold", position)
+        return "gold", pending_gold[0]
     share = float(info.design.get("retest_share", 0.0))
     if share > 0:
         repeated = {r.image_id for r in rows if r.kind == "repeat"}
@@ -170,8 +170,46 @@ def _special(connection: sa.Connection, info: StudyInfo, rater: str, position: i
             candidates = [i for i in done if i not in repeated]
             if candidates:
                 rng = random.Random(f"{info.seed}:{rater}:repeat:{len(repeated)}")
-                return _add_item(connection, info, rater, rng.choice(candidates), "repeat", position)
+                return "repeat", rng.choice(candidates)
     return None
+
+
+def _own_rows(connection: sa.Connection, info: StudyInfo, rater: str) -> list[Any]:
+    return list(
+        connection.execute(
+            sa.select(Assignment.image_id, Assignment.kind, Assignment.status).where(
+                Assignment.study_id == info.id, Assignment.rater == rater
+            )
+        ).all()
+    )
+
+
+def _special(connection: sa.Connection, info: StudyInfo, rater: str, position: int) -> Item | None:
+    """A gold or repeat item due now, or ``None``."""
+    due = _due_special(_own_rows(connection, info, rater), info, rater)
+    if due is None:
+        return None
+    return _add_item(connection, info, rater, due[1], due[0], position)
+
+
+def _next_postgres(ctx: Context, info: StudyInfo, rater: str) -> Item | None:
+    """The next item through ``itagger_claim_next`` (migration 0005), which checks the caller
+    and the design and takes the per-rater lock as the owner; the gold or repeat item due is
+    chosen here (as on SQLite) and checked there."""
+    with ctx.engine.connect() as connection:
+        due = _due_special(_own_rows(connection, info, rater), info, rater)
+        connection.rollback()
+        kind, image = due if due is not None else (None, None)
+        row = (
+            connection.execute(
+                sa.text("SELECT * FROM itagger_claim_next(:study, :rater, :kind, :image)"),
+                {"study": info.id, "rater": rater, "kind": kind, "image": image},
+            )
+            .mappings()
+            .first()
+        )
+        connection.commit()
+    return None if row is None else _item(row)
 
 
 def next_assignment(ctx: Context, study: StudyRef, rater: str | None = None) -> Item | None:
@@ -181,14 +219,10 @@ def next_assignment(ctx: Context, study: StudyRef, rater: str | None = None) -> 
     """
     info = get_study(ctx, study)
     rater = rater or ctx.user
+    if ctx.engine.dialect.name == "postgresql":
+        return _next_postgres(ctx, info, rater)
     with ctx.engine.connect() as connection:
-        if connection.dialect.name == "sqlite":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            key = int.from_bytes(
-                hashlib.sha256(f"{info.id}:{rater}".encode()).digest()[:8], "big", signed=True
-            )
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
         try:
             row = (
                 connection.execute(
@@ -258,6 +292,14 @@ def set_status(
     """Mark an item ``done`` or ``skipped`` (or ``assigned`` again when the rater goes back)."""
     if status not in ("assigned", "done", "skipped"):
         raise AssignmentError(f"assignment {assignment_id}: status {status!r} is not assigned|done|skipped")
+    if ctx.engine.dialect.name == "postgresql":  # checked by the database (migration 0005)
+        call = sa.text("SELECT itagger_set_status(:a, :s)")
+        if connection is not None:
+            connection.execute(call, {"a": assignment_id, "s": status})
+            return
+        with ctx.engine.begin() as conn:
+            conn.execute(call, {"a": assignment_id, "s": status})
+        return
     statement = (
         sa.update(Assignment)
         .where(Assignment.id == assignment_id)

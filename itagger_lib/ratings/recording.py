@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 __all__ = ["SOURCES", "rater_ratings", "record_rating"]
 
 SOURCES = ("human", "vlm", "import", "adjudication")
+_RECORD = sa.text(
+    "SELECT itagger_record_rating(:assignment, :image, :attribute, :codebook, :rater, :value, :text, "
+    ":mode, :dwell, :session, :complete)"
+)
 
 
 def record_rating(
@@ -43,6 +47,10 @@ def record_rating(
     complete: bool = True,
 ) -> int:
     """Store one answer, committed before returning; return the rating id.
+
+    On PostgreSQL the row is written by ``itagger_record_rating`` (migration ``0005_roles``),
+    which checks the answer against the codebook and the caller against the item again:
+    taggers have no write grant on ``ratings``.
 
     ``item`` is an assignment (:class:`~itagger_lib.ratings.queue.Item`) or an image. A
     second answer by the same rater to the same item and attribute updates the first one
@@ -81,6 +89,25 @@ def record_rating(
         mode = mode or "blind"
     if mode not in ("blind", "assisted"):
         raise RatingError(f"mode {mode!r} is not blind|assisted")
+    if ctx.engine.dialect.name == "postgresql":  # checked again by the database (migration 0005)
+        with ctx.engine.begin() as connection:
+            rating_id = connection.execute(
+                _RECORD,
+                {
+                    "assignment": item.id if isinstance(item, Item) else None,
+                    "image": image_id,
+                    "attribute": attr.key,
+                    "codebook": book.id,
+                    "rater": rater,
+                    "value": number,
+                    "text": text,
+                    "mode": mode,
+                    "dwell": dwell_ms,
+                    "session": session_id,
+                    "complete": isinstance(item, Item) and complete,
+                },
+            ).scalar_one()
+        return int(rating_id)
     now = utcnow()
     with ctx.engine.begin() as connection:
         existing = connection.execute(

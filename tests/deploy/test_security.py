@@ -4,119 +4,34 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
-from itagger_lib.ops import hubconfig
-from itagger_lib.ops.security import apply_row_level_security, map_role_sql
+from tests.deploy._pgroles import CLAIM, NOW, RECORD, _rate
 
 pytestmark = pytest.mark.postgres
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _seed(conn: sa.Connection) -> dict[str, int]:
-    img = conn.execute(
-        sa.text(
-            "INSERT INTO images (sha256, ext, format, width, height, bytes, source_name, source_path,"
-            " ingested_at, ingested_by) VALUES (:s, 'jpg', 'JPEG', 1, 1, 1, 'a.jpg', '/a.jpg', :t, 'owner')"
-            " RETURNING id"
-        ),
-        {"s": "0" * 64, "t": NOW},
-    ).scalar_one()
-    cb = conn.execute(
-        sa.text(
-            "INSERT INTO codebooks (name, version, content_hash, source_text, definition, created_at,"
-            " created_by)"
-            " VALUES ('cb', '1', 'h', '', '{}', :t, 'owner') RETURNING id"
-        ),
-        {"t": NOW},
-    ).scalar_one()
-    ids = {"image": img, "codebook": cb}
-    for mode in ("blind", "assisted"):
-        ids[mode] = conn.execute(
-            sa.text(
-                "INSERT INTO studies (name, codebook_id, raters_per_image, seed, mode, design, created_at,"
-                " created_by)"
-                " VALUES (:n, :cb, 3, 0, :m, '{}', :t, 'owner') RETURNING id"
-            ),
-            {"n": f"study_{mode}", "cb": cb, "m": mode, "t": NOW},
-        ).scalar_one()
-    return ids
-
-
-RATING = sa.text(
-    "INSERT INTO ratings (image_id, attribute, codebook_id, rater, source, value, mode, study_id, is_repeat,"
-    " is_gold, repeat_index, rated_at) VALUES (:img, 'warmth', :cb, :rater, 'human', :v, 'blind', :study,"
-    " false, false, 0, :t) RETURNING id"
-)
-
-
-@pytest.fixture
-def stack(pg_url: str) -> Iterator[dict]:
-    from itagger_lib import Workspace
-
-    ws = Workspace(database_url=pg_url, store=None, auto_migrate=True)
-    owner = ws.engine
-    apply_row_level_security(owner)
-    apply_row_level_security(owner)  # idempotent
-    tag = uuid.uuid4().hex[:6]
-    users = {"alice": f"alice{tag}", "bob": f"bob{tag}", "res": f"res{tag}", "adm": f"adm{tag}"}
-    groups = {"alice": "tagger", "bob": "tagger", "res": "researcher", "adm": "admin"}
-    engines: dict[str, sa.Engine] = {}
-    with owner.begin() as conn:
-        ids = _seed(conn)
-        for key, user in users.items():
-            role = hubconfig.role_name(user)
-            for stmt in hubconfig.create_role_sql(role, "pw-not-used-trust-auth", groups[key]):
-                conn.exec_driver_sql(stmt)
-            conn.exec_driver_sql(map_role_sql(role, user))
-            engines[key] = sa.create_engine(sa.make_url(pg_url).set(username=role, password=None))
-    try:
-        yield {"owner": owner, "users": users, "engines": engines, "ids": ids}
-    finally:
-        for e in engines.values():
-            e.dispose()
-        ws.close()
-        owner.dispose()
-        admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            for user in users.values():
-                conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{hubconfig.role_name(user)}"')
-        admin.dispose()
-
-
-def _rate(engine: sa.Engine, ids: dict, rater: str, study: str, v: float = 3.0) -> int:
-    with engine.begin() as conn:
-        return conn.execute(
-            RATING,
-            {
-                "img": ids["image"],
-                "cb": ids["codebook"],
-                "rater": rater,
-                "v": v,
-                "study": ids[study],
-                "t": NOW,
-            },
-        ).scalar_one()
 
 
 def test_tagger_cannot_insert_or_update_anothers_ratings(stack: dict) -> None:
     e, ids, u = stack["engines"], stack["ids"], stack["users"]
     a_id = _rate(e["alice"], ids, u["alice"], "blind")
     b_id = _rate(e["bob"], ids, u["bob"], "blind")
-    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"):
-        _rate(e["alice"], ids, u["bob"], "blind")  # forging bob's rating
-    with e["alice"].begin() as conn:  # bob's row is invisible, so the update touches nothing
-        n = conn.execute(sa.text("UPDATE ratings SET value = 1 WHERE id = :i"), {"i": b_id}).rowcount
-    assert n == 0
-    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"), e["alice"].begin() as conn:
-        conn.execute(sa.text("UPDATE ratings SET rater = :b WHERE id = :i"), {"b": u["bob"], "i": a_id})
-    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].begin() as conn:
-        conn.execute(sa.text("DELETE FROM ratings WHERE id = :i"), {"i": a_id})
+    with pytest.raises(sa.exc.ProgrammingError, match="only as themselves"):
+        _rate(e["alice"], ids, u["bob"], "assisted")  # forging bob's rating through the function
+    with e["alice"].connect() as conn:
+        alices_item = conn.execute(
+            sa.text("SELECT assignment_id FROM ratings WHERE id = :i"), {"i": a_id}
+        ).scalar_one()
+    with pytest.raises(sa.exc.ProgrammingError, match="only as themselves"), e["alice"].begin() as conn:
+        conn.execute(RECORD, {"item": alices_item, "attr": "warmth", "rater": u["bob"], "v": 1, "t": None})
+    for sql in (  # no direct write at all: the function is the only way in
+        "UPDATE ratings SET value = 1 WHERE id = :i",
+        "UPDATE ratings SET rater = 'x' WHERE id = :i",
+        "DELETE FROM ratings WHERE id = :i",
+    ):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].begin() as conn:
+            conn.execute(sa.text(sql), {"i": b_id})
     with stack["owner"].connect() as conn:
         assert (
             conn.execute(sa.text("SELECT value FROM ratings WHERE id = :i"), {"i": b_id}).scalar_one() == 3.0
@@ -125,8 +40,11 @@ def test_tagger_cannot_insert_or_update_anothers_ratings(stack: dict) -> None:
             conn.execute(sa.text("SELECT rater FROM ratings WHERE id = :i"), {"i": a_id}).scalar_one()
             == u["alice"]
         )
-    with e["alice"].begin() as conn:  # own rating can be changed
-        assert conn.execute(sa.text("UPDATE ratings SET value = 5 WHERE id = :i"), {"i": a_id}).rowcount == 1
+    with e["alice"].begin() as conn:  # own rating can be changed (the same row, updated)
+        again = conn.execute(
+            RECORD, {"item": alices_item, "attr": "warmth", "rater": u["alice"], "v": 5, "t": None}
+        ).scalar_one()
+    assert again == a_id
     # the taggers' writes kept the per-image means (trigger runs as the owner) ...
     with stack["owner"].connect() as conn:
         n, mean = conn.execute(
@@ -190,37 +108,36 @@ def test_researcher_reads_all_ratings(stack: dict) -> None:
 
 def test_tagger_claims_queue_slots_only_for_themselves(stack: dict) -> None:
     e, ids, u = stack["engines"], stack["ids"], stack["users"]
-    slot = sa.text(
+    with stack["owner"].connect() as conn:
+        open_id = conn.execute(
+            sa.text("SELECT min(id) FROM assignments WHERE study_id = :s"), {"s": ids["blind"]}
+        ).scalar_one()
+    for sql in (  # handing a slot to someone else, taking one directly, adding one, deleting
+        "UPDATE assignments SET rater = :r, status = 'assigned' WHERE id = :i",
         "INSERT INTO assignments (study_id, image_id, slot, rater, kind, status)"
-        " VALUES (:s, :i, :n, :r, 'normal', :st) RETURNING id"
-    )
-    with stack["owner"].begin() as conn:
-        args = {"s": ids["blind"], "i": ids["image"]}
-        open_id = conn.execute(slot, {**args, "n": 0, "r": None, "st": "open"}).scalar_one()
-        bobs_id = conn.execute(slot, {**args, "n": 1, "r": u["bob"], "st": "assigned"}).scalar_one()
-    claim = sa.text("UPDATE assignments SET rater = :r, status = 'assigned' WHERE id = :i")
-    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"), e["alice"].begin() as conn:
-        conn.execute(claim, {"r": u["bob"], "i": open_id})  # an open slot, handed to someone else
-    with e["alice"].begin() as conn:
-        assert conn.execute(claim, {"r": u["alice"], "i": bobs_id}).rowcount == 0  # bob's: untouched
-        assert conn.execute(claim, {"r": u["alice"], "i": open_id}).rowcount == 1  # claiming: allowed
-        done = sa.text("UPDATE assignments SET status = 'done' WHERE id = :i")
-        assert conn.execute(done, {"i": open_id}).rowcount == 1
-    extra = {"s": ids["blind"], "i": ids["image"], "n": -1, "st": "assigned"}
-    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"), e["alice"].begin() as conn:
-        conn.execute(slot, {**extra, "r": u["bob"]})
-    with e["alice"].begin() as conn:
-        conn.execute(slot, {**extra, "r": u["alice"]})  # own gold/repeat item
-    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].begin() as conn:
-        conn.execute(sa.text("DELETE FROM assignments WHERE id = :i"), {"i": bobs_id})
+        " SELECT study_id, image_id, -1, :r, 'normal', 'assigned' FROM assignments WHERE id = :i",
+        "DELETE FROM assignments WHERE id = :i AND CAST(:r AS text) IS NOT NULL",
+    ):
+        for rater in (u["alice"], u["bob"]):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), e["alice"].begin() as c:
+                c.execute(sa.text(sql), {"r": rater, "i": open_id})
+    with pytest.raises(sa.exc.ProgrammingError, match="only as themselves"), e["alice"].begin() as conn:
+        conn.execute(CLAIM, {"study": ids["blind"], "rater": u["bob"]})  # claiming for bob
+    with e["alice"].begin() as conn:  # claiming for oneself: allowed
+        mine = conn.execute(CLAIM, {"study": ids["blind"], "rater": u["alice"]}).mappings().one()
+        conn.execute(sa.text("SELECT itagger_set_status(:i, 'skipped')"), {"i": mine["id"]})
+    with e["bob"].begin() as conn:
+        bobs = conn.execute(CLAIM, {"study": ids["blind"], "rater": u["bob"]}).mappings().one()
+    with pytest.raises(sa.exc.ProgrammingError, match="only as themselves"), e["alice"].begin() as conn:
+        conn.execute(sa.text("SELECT itagger_set_status(:i, 'done')"), {"i": bobs["id"]})
     with stack["owner"].connect() as conn:
         rows = dict(
             conn.execute(
-                sa.text("SELECT id, rater FROM assignments WHERE id IN (:a, :b)"),
-                {"a": open_id, "b": bobs_id},
+                sa.text("SELECT rater, status FROM assignments WHERE id IN (:a, :b)"),
+                {"a": mine["id"], "b": bobs["id"]},
             ).all()
         )
-    assert rows == {open_id: u["alice"], bobs_id: u["bob"]}
+    assert rows == {u["alice"]: "skipped", u["bob"]: "assigned"}
 
 
 def _db_upgrade(url: str) -> subprocess.CompletedProcess[str]:
