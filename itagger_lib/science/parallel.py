@@ -4,7 +4,8 @@
 the JPEG decoder allows it), applies EXIF orientation and calls
 :func:`~itagger_lib.science.metrics.compute_metrics`. :func:`map_images` streams many
 images through any :class:`concurrent.futures.Executor` or a ``dask.distributed.Client``
-with a bounded number of tasks in flight, so memory stays flat with the number of images.
+with a bounded number of tasks in flight, so memory stays flat with the number of images
+(the Dask side is :mod:`~itagger_lib.science.dask_map`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import multiprocessing
 import os
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -31,7 +32,14 @@ from itagger_lib.science.working import working_size
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["ExecutorLike", "analyse_file", "decode_for_science", "default_executor", "map_images"]
+__all__ = [
+    "ExecutorLike",
+    "analyse_file",
+    "decode_for_science",
+    "default_executor",
+    "describe",
+    "map_images",
+]
 
 #: Where images are analysed: any :class:`concurrent.futures.Executor` (a process pool) or a
 #: ``dask.distributed.Client``.
@@ -42,6 +50,8 @@ Item = tuple[Any, str, int | None, int | None]
 # sizeable share of one image's suite, so tasks of a few images amortise it.
 DASK_BATCH = 4
 Outcome = tuple[Any, dict[str, float] | None, str | None]
+# Longest wait for a result from a pool before the caller's tick gets a turn.
+TICK_SECONDS = 0.5
 
 
 def decode_for_science(
@@ -212,7 +222,8 @@ def _worker_count(executor: Any) -> int:
     return int(getattr(executor, "_max_workers", None) or os.cpu_count() or 1)
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """An exception as a one-line reason (``"CorruptImageError: …"``)."""
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -221,6 +232,10 @@ def map_images(
     params: Mapping[str, Any] | None = None,
     executor: ExecutorLike | None = None,
     max_in_flight: int | None = None,
+    *,
+    tick: Callable[[], None] | None = None,
+    note: Callable[[str], None] | None = None,
+    cluster_timeout: float | None = None,
 ) -> Iterator[Outcome]:
     """Compute metrics for many images in parallel, yielding results as they complete.
 
@@ -238,6 +253,18 @@ def map_images(
     max_in_flight : int, optional
         Most images submitted but not yet yielded (default 4 x workers; 8 x workers on
         Dask, whose tasks carry up to :data:`DASK_BATCH` images each).
+    tick : callable, optional
+        Called at least every second while results are awaited (a run writes what it
+        has on a timer, not only when the next result comes).
+    note : callable, optional
+        Given what happened to the cluster, in words (Dask: a worker lost while running
+        tasks, which the scheduler retried).
+    cluster_timeout : float, optional
+        Dask: seconds without any worker after which
+        :class:`~itagger_lib.errors.ClusterLostError` stops the mapping (default the
+        ``ITAGGER_CLUSTER_TIMEOUT`` setting, 60 s). A path that is not absolute is read
+        from each worker's own store (``ITAGGER_STORE``), see
+        :mod:`~itagger_lib.science.cluster`.
 
     Yields
     ------
@@ -254,10 +281,16 @@ def map_images(
     limit = max(1, int(max_in_flight or (2 * DASK_BATCH if dask else 4) * workers))
     try:
         if dask:
+            from itagger_lib.config import cluster_timeout as default_timeout
+            from itagger_lib.science.dask_map import map_dask
+
             batch = max(1, min(DASK_BATCH, limit // (2 * workers)))
-            yield from _map_dask(items, resolved, pool.executor, limit, batch)
+            timeout = default_timeout() if cluster_timeout is None else cluster_timeout
+            yield from map_dask(
+                items, resolved, pool.executor, limit, batch, timeout=timeout, tick=tick, note=note
+            )
         else:
-            yield from _map_futures(items, resolved, pool, limit)
+            yield from _map_futures(items, resolved, pool, limit, tick)
     finally:
         if owned:
             pool.executor.shutdown(wait=True, cancel_futures=True)
@@ -287,7 +320,13 @@ def _died_message(path: str) -> str:
     )
 
 
-def _map_futures(items: Iterable[Item], params: dict[str, Any], pool: _Pool, limit: int) -> Iterator[Outcome]:
+def _map_futures(
+    items: Iterable[Item],
+    params: dict[str, Any],
+    pool: _Pool,
+    limit: int,
+    tick: Callable[[], None] | None = None,
+) -> Iterator[Outcome]:
     """Images over a ``concurrent.futures`` executor, at most ``limit`` in flight.
 
     When a worker process dies (``BrokenProcessPool``), every image in flight is a suspect:
@@ -320,7 +359,9 @@ def _map_futures(items: Iterable[Item], params: dict[str, Any], pool: _Pool, lim
                 pending[future] = item
             if not pending:
                 return
-            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            done, _ = cf.wait(pending, timeout=TICK_SECONDS, return_when=cf.FIRST_COMPLETED)
+            if tick is not None:
+                tick()
             broken = False
             for future in done:
                 item = pending[future]
@@ -332,7 +373,7 @@ def _map_futures(items: Iterable[Item], params: dict[str, Any], pool: _Pool, lim
                     broken = True
                     continue
                 except Exception as exc:
-                    error = _describe(exc)
+                    error = describe(exc)
                 del pending[future]
                 if item is isolating:
                     isolating = None
@@ -354,66 +395,4 @@ def _map_futures(items: Iterable[Item], params: dict[str, Any], pool: _Pool, lim
                 pool.rebuild()
     finally:
         for future in pending:
-            future.cancel()
-
-
-def _analyse_batch(
-    batch: list[tuple[str, int | None, int | None]], params: Mapping[str, Any]
-) -> list[tuple[dict[str, float] | None, str | None]]:
-    """:func:`analyse_file` over a few files in one task: ``(metrics, None)`` or ``(None, error)``."""
-    outcomes: list[tuple[dict[str, float] | None, str | None]] = []
-    for path, width, height in batch:
-        try:
-            outcomes.append((analyse_file(path, params, width, height), None))
-        except Exception as exc:
-            outcomes.append((None, _describe(exc)))
-    return outcomes
-
-
-def _map_dask(
-    items: Iterable[Item], params: dict[str, Any], client: Any, limit: int, batch: int
-) -> Iterator[Outcome]:
-    from distributed import as_completed
-
-    ids: dict[str, list[Any]] = {}
-    source = iter(items)
-    in_flight = 0
-
-    def submit_next() -> Any:
-        nonlocal in_flight
-        chunk = [item for _, item in zip(range(batch), source, strict=False)]
-        if not chunk:
-            return None
-        files = [(str(path), width, height) for _, path, width, height in chunk]
-        future = client.submit(_analyse_batch, files, params, pure=False)
-        ids[future.key] = [image_id for image_id, *_ in chunk]
-        in_flight += len(chunk)
-        return future
-
-    def fill() -> list[Any]:
-        futures = []
-        while in_flight < limit and (future := submit_next()) is not None:
-            futures.append(future)
-        return futures
-
-    first = fill()
-    if not first:
-        return
-    completed = as_completed(first)
-    try:
-        for future in completed:
-            image_ids = ids.pop(future.key)
-            in_flight -= len(image_ids)
-            try:
-                outcomes = future.result()
-            except Exception as exc:  # the task as a whole failed (a worker died)
-                outcomes = [(None, _describe(exc))] * len(image_ids)
-            finally:
-                future.release()
-            for image_id, (values, error) in zip(image_ids, outcomes, strict=True):
-                yield image_id, values, error
-            for following in fill():
-                completed.add(following)
-    finally:
-        for future in completed.futures if hasattr(completed, "futures") else ():
             future.cancel()
