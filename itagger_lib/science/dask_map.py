@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import multiprocessing
 import os
 import queue
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -23,7 +24,7 @@ from typing import Any
 
 from itagger_lib.errors import ClusterError, ClusterLostError
 from itagger_lib.science.cluster import Watch, check_environment, check_workers, environment, store_file
-from itagger_lib.science.parallel import Item, Outcome, analyse_file, describe
+from itagger_lib.science.parallel import Item, Outcome, analyse_file, describe, one_opencv_thread
 
 __all__ = ["SAMPLES", "WAIT_SECONDS", "analyse_batch", "map_dask"]
 
@@ -44,7 +45,9 @@ def analyse_batch(
 ) -> BatchOutcome:
     """In a worker: :func:`analyse_file` over a few files, ``(metrics, None)`` or ``(None, error)``.
 
-    A relative name is read from the worker's own store
+    OpenCV runs on one thread, as in every pool worker: some of its reductions round
+    differently with more threads, which would change the last bit of a value. A relative
+    name is read from the worker's own store
     (:func:`~itagger_lib.science.cluster.store_file`). With ``expected`` (the client's
     versions) a worker whose versions differ raises
     :class:`~itagger_lib.errors.ClusterError`, as does one that cannot read its store: the
@@ -52,6 +55,8 @@ def analyse_batch(
     """
     if expected is not None:
         check_environment(expected)
+    if multiprocessing.parent_process() is None:
+        one_opencv_thread()  # a worker started with --no-nanny (or threads in the caller's process)
     outcomes: BatchOutcome = []
     for path, width, height in batch:
         file = path if os.path.isabs(path) else store_file(path, samples)
@@ -81,8 +86,6 @@ def map_dask(
     or when the scheduler drops the run's tasks. A task whose workers keep dying
     (``KilledWorker``) fails its images, and the run goes on.
     """
-    from distributed import CancelledError
-
     source = iter(items)
     head = list(itertools.islice(source, SAMPLES))
     samples = [str(path) for _, path, *_ in head if not os.path.isabs(str(path))]
@@ -107,6 +110,14 @@ def map_dask(
             in_flight += len(chunk)
             future.add_done_callback(finished.put)
 
+    def turn() -> None:
+        """What waiting gives a turn to: the cluster's notes, its time without workers, the tick."""
+        for text in watch.poll():
+            if note is not None:
+                note(text)
+        if tick is not None:
+            tick()
+
     try:
         fill()
         while pending:
@@ -114,36 +125,17 @@ def map_dask(
                 future = finished.get(timeout=WAIT_SECONDS)
             except queue.Empty:
                 future = None
-            for text in watch.poll():
-                if note is not None:
-                    note(text)
-            if tick is not None:
-                tick()
+            turn()
             entry = pending.pop(future.key, None) if future is not None else None
             if entry is None:
                 continue
             image_ids = entry[1]
             in_flight -= len(image_ids)
-            try:
-                outcomes = future.result()
-            except ClusterError:
-                raise
-            except CancelledError:
-                raise ClusterLostError(
-                    f"the Dask scheduler at {watch.address} dropped this run's tasks (it restarted, "
-                    "or the connection to it was lost): the run stops; its finished images are "
-                    "kept, and running the science again resumes"
-                ) from None
-            except Exception as exc:  # the task as a whole failed (KilledWorker: its workers died)
-                outcomes = [(None, describe(exc))] * len(image_ids)
-            finally:
-                future.release()
+            outcomes = _outcomes(future, len(image_ids), turn, watch.address)
             for image_id, (values, error) in zip(image_ids, outcomes, strict=True):
                 yield image_id, values, error
             fill()
-        for text in watch.poll():  # a worker lost near the end is noted too
-            if note is not None:
-                note(text)
+        turn()  # a worker lost near the end is noted too
     finally:
         watch.close()
         leftover = [future for future, _ in pending.values()]
@@ -151,3 +143,31 @@ def map_dask(
         if leftover:
             with contextlib.suppress(Exception):
                 client.cancel(leftover)
+
+
+def _outcomes(future: Any, n: int, turn: Callable[[], None], address: str) -> BatchOutcome:
+    """The results of a finished task, fetched from its worker.
+
+    If that worker dies before they are fetched, the scheduler computes the task again, so
+    the fetch waits in turns of :data:`WAIT_SECONDS` (the run's clock keeps running).
+    """
+    from distributed import CancelledError
+
+    try:
+        while True:
+            try:
+                return list(future.result(timeout=WAIT_SECONDS))
+            except TimeoutError:
+                turn()
+    except ClusterError:
+        raise
+    except CancelledError:
+        raise ClusterLostError(
+            f"the Dask scheduler at {address} dropped this run's tasks (it restarted, or the "
+            "connection to it was lost): the run stops; its finished images are kept, and "
+            "running the science again resumes"
+        ) from None
+    except Exception as exc:  # the task as a whole failed (KilledWorker: its workers died)
+        return [(None, describe(exc))] * n
+    finally:
+        future.release()

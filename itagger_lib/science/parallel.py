@@ -39,6 +39,7 @@ __all__ = [
     "default_executor",
     "describe",
     "map_images",
+    "one_opencv_thread",
 ]
 
 #: Where images are analysed: any :class:`concurrent.futures.Executor` (a process pool) or a
@@ -161,6 +162,18 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
     _keep_large_blocks_on_the_heap()
     _exit_with_parent()
+
+
+def one_opencv_thread() -> None:
+    """Configure a worker that is no child process (a Dask worker started ``--no-nanny``) as
+    :func:`_configure_worker` configures children: one OpenCV thread, large blocks kept.
+
+    Some OpenCV reductions round differently with more threads (``colour.lightness_mean``
+    of one image in twelve moved by one unit in the last place), so every worker runs the
+    suite on one thread and all of them compute the same bits.
+    """
+    if not _worker_configured:
+        _worker_init()
 
 
 def _exit_with_parent() -> None:
