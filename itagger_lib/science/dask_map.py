@@ -24,7 +24,7 @@ from typing import Any
 
 from itagger_lib.errors import ClusterError, ClusterLostError
 from itagger_lib.science.cluster import Watch, check_environment, check_workers, environment, store_file
-from itagger_lib.science.parallel import Item, Outcome, analyse_file, describe, one_opencv_thread
+from itagger_lib.science.worker import Item, Outcome, analyse_file, describe, one_opencv_thread
 
 __all__ = ["SAMPLES", "WAIT_SECONDS", "analyse_batch", "map_dask"]
 
