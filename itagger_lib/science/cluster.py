@@ -6,12 +6,14 @@ content hash and extension), never the client's paths: each worker reads the sto
 *its* ``ITAGGER_STORE`` says it is mounted (:func:`store_file`).
 
 Client side: :func:`connect` reaches the scheduler within the run's ``cluster_timeout`` or
-raises one :class:`~itagger_lib.errors.ClusterError`; :func:`check_workers` runs Dask's own
-version check and ours (:func:`environment`: the packages whose versions change the values)
-and asks each worker whether it can read the store; :class:`Watch` counts the workers while
-a run waits, stops it with :class:`~itagger_lib.errors.ClusterLostError` after
-``cluster_timeout`` seconds without any, and turns the scheduler's ``remove-worker`` events
-into notes (which tasks of the run a lost worker was running, and so were retried).
+raises one :class:`~itagger_lib.errors.ClusterError`; :func:`check_workers` runs our
+version check (:func:`environment`: the packages whose versions change the values; a
+difference refuses the run) and Dask's own (its wire packages; a difference is a note, as
+Dask itself only warns) and asks each worker whether it can read the store;
+:class:`Watch` counts the workers while a run waits, stops it with
+:class:`~itagger_lib.errors.ClusterLostError` after ``cluster_timeout`` seconds without
+any, and turns the scheduler's ``remove-worker`` events into notes (which tasks of the run
+a lost worker was running, and so were retried).
 
 Worker side: :func:`check_environment` and :func:`store_file`, called by each task, so a
 worker that joins after the run started is held to the same rules.
@@ -42,6 +44,7 @@ __all__ = [
     "check_environment",
     "check_workers",
     "connect",
+    "dask_mismatch",
     "environment",
     "mismatch",
     "store_file",
@@ -216,22 +219,36 @@ def _dask_packages(message: str) -> list[str]:
     return names
 
 
-def check_workers(client: Client, samples: Sequence[str], expected: Mapping[str, str]) -> int:
+def dask_mismatch(versions: Mapping[str, Any]) -> str | None:
+    """What Dask's own version check says of ``client.get_versions()`` (its wire packages:
+    dask, distributed, msgpack, cloudpickle, tornado, toolz), as a note, or ``None``.
+
+    Dask only warns about these (a mismatch may still work, and does not change a value),
+    so a run goes on and keeps the warning as a note.
+    """
+    from distributed.versions import error_message
+
+    text = error_message(versions["scheduler"], versions["workers"], versions["client"])["warning"]
+    if not text:
+        return None
+    packages = ", ".join(_dask_packages(text)) or " ".join(text.split())[:200]
+    return (
+        f"Dask's own version check: the client, scheduler and workers run different versions of "
+        f"{packages}; Dask may still work, but install the same versions everywhere (docs/scale.md)"
+    )
+
+
+def check_workers(client: Client, samples: Sequence[str], expected: Mapping[str, str]) -> list[str]:
     """Refuse a cluster whose workers would compute other values or cannot read the store.
 
-    Dask's own version check (its wire packages) first, then ours on every connected worker
-    (:func:`worker_report`); returns how many workers were checked. Workers that join later
-    are checked by their first task.
+    Asks every connected worker for :func:`worker_report` and raises
+    :class:`ClusterError` naming the first worker whose versions differ from ``expected``
+    or who cannot read its store; returns notes (Dask's own version check,
+    :func:`dask_mismatch`). Workers that join later are checked by their first task.
     """
     address = client.scheduler.address
-    try:
-        client.get_versions(check=True)
-    except ValueError as exc:
-        packages = ", ".join(_dask_packages(str(exc))) or " ".join(str(exc).split())[:300]
-        raise ClusterError(
-            f"the Dask cluster at {address} runs other versions of {packages} than this client "
-            "(Dask's own version check); install the same versions everywhere (docs/scale.md)"
-        ) from None
+    versions: Mapping[str, Any] = client.get_versions()  # type: ignore[assignment]  # a sync client
+    notes = [note] if (note := dask_mismatch(versions)) else []
     try:
         reports = client.run(worker_report, list(samples))
     except ImportError as exc:
@@ -248,7 +265,7 @@ def check_workers(client: Client, samples: Sequence[str], expected: Mapping[str,
             raise ClusterError(
                 _store_message(worker_name, Path(report["store"]), report["problem"], report["from_env"])
             )
-    return len(reports)
+    return notes
 
 
 def _clock(timestamp: float) -> str:
@@ -324,7 +341,7 @@ class Watch:
         )
 
     def _drain(self) -> list[str]:
-        notes = []
+        notes: list[str] = []
         while True:
             try:
                 timestamp, message = self._events.get_nowait()

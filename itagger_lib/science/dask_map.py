@@ -91,7 +91,9 @@ def map_dask(
     samples = [str(path) for _, path, *_ in head if not os.path.isabs(str(path))]
     source = itertools.chain(head, source)
     expected = environment()
-    check_workers(client, samples, expected)
+    for text in check_workers(client, samples, expected):
+        if note is not None:
+            note(text)
     watch = Watch(client, timeout)
     finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
     pending: dict[str, tuple[Any, list[Any]]] = {}

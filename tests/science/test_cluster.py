@@ -122,3 +122,12 @@ def test_a_pool_gives_the_caller_a_tick_while_it_waits(
     with cf.ThreadPoolExecutor(1) as pool:
         outcomes = list(map_images(items, None, pool, tick=lambda: ticks.append(1)))
     assert len(outcomes) == 3 and ticks
+
+
+def test_dasks_own_version_check_becomes_a_note() -> None:
+    versions = pytest.importorskip("distributed.versions")
+    mine = versions.get_versions()
+    other = {**mine, "packages": {**mine["packages"], "cloudpickle": "0.1", "tornado": "1.0"}}
+    assert cluster.dask_mismatch({"client": mine, "scheduler": mine, "workers": {"tcp://w:1": mine}}) is None
+    note = cluster.dask_mismatch({"client": mine, "scheduler": mine, "workers": {"tcp://w:1": other}})
+    assert note.startswith("Dask's own version check") and "of cloudpickle, tornado;" in note
