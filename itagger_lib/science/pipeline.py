@@ -22,7 +22,7 @@ from itagger_lib._version import __version__
 from itagger_lib.config import cluster_timeout as default_cluster_timeout
 from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Image, Metric
-from itagger_lib.errors import ArgumentError, ClusterError, ClusterLostError, ImageNotFoundError
+from itagger_lib.errors import ArgumentError, ClusterError, ClusterLostError, ImageNotFoundError, remedy
 from itagger_lib.images import select as select_images
 from itagger_lib.runs import close_stale_runs, finish_run, note_run, record_failures, start_run, update_run
 from itagger_lib.science.composites import (
@@ -180,7 +180,8 @@ def run_science(
     ids = select_images(ctx.engine, images)
     timeout = default_cluster_timeout() if cluster_timeout is None else float(cluster_timeout)
     if not timeout > 0:
-        raise ArgumentError(f"cluster_timeout must be a positive number of seconds, got {cluster_timeout}")
+        option = remedy("cluster_timeout", "--cluster-timeout")
+        raise ArgumentError(f"{option} must be a positive number of seconds, got {cluster_timeout}")
     pool, owned = _make_executor(executor, scheduler, timeout)
     try:
         return _compute(ctx, ids, resolved, pool, max_in_flight, timeout, progress, started)

@@ -131,3 +131,11 @@ def test_dasks_own_version_check_becomes_a_note() -> None:
     assert cluster.dask_mismatch({"client": mine, "scheduler": mine, "workers": {"tcp://w:1": mine}}) is None
     note = cluster.dask_mismatch({"client": mine, "scheduler": mine, "workers": {"tcp://w:1": other}})
     assert note.startswith("Dask's own version check") and "of cloudpickle, tornado;" in note
+
+
+def test_a_cluster_timeout_that_is_no_time_is_refused_before_anything_runs(workspace) -> None:  # type: ignore[no-untyped-def]
+    from itagger_lib.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="cluster_timeout must be a positive number of seconds, got 0"):
+        workspace.run_science(scheduler="tcp://127.0.0.1:1", cluster_timeout=0)
+    assert workspace.runs("science").empty
