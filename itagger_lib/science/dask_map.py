@@ -55,7 +55,7 @@ def analyse_batch(
     """
     if expected is not None:
         check_environment(expected)
-    if multiprocessing.parent_process() is None:
+    if multiprocessing.parent_process() is None and _in_dask_worker():
         one_opencv_thread()  # a worker started with --no-nanny (or threads in the caller's process)
     outcomes: BatchOutcome = []
     for path, width, height in batch:
@@ -65,6 +65,16 @@ def analyse_batch(
         except Exception as exc:
             outcomes.append((None, describe(exc)))
     return outcomes
+
+
+def _in_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):  # called outside a worker: leave this process alone
+        return False
+    return True
 
 
 def map_dask(
