@@ -6,7 +6,10 @@ On N photo-like 1600×1200 JPEGs (generated; each file distinct), prints:
 
 * decode-only ``cv2.imread`` images/s, one process — the bound;
 * the full default suite (decode at reduced size + every metric) with 1 and 2 processes,
-  and on a Dask ``LocalCluster`` with 2 single-threaded workers; each executor is warmed
+  on a Dask ``LocalCluster`` with 2 single-threaded workers, and on a ``dask scheduler``
+  with 2 ``dask worker`` processes started on their own (tasks by store-relative name, as
+  ``itagger science --scheduler`` sends them), against 2 local processes measured just
+  before it; each executor is warmed
   up (workers started, modules imported) on a few images first, so the rates are steady
   state; the 1-process rate is also given per CPU second of the worker, which other load
   on the machine does not change much;
@@ -76,6 +79,62 @@ def suite_rate(files: list[Path], executor: object, warm: int = 4, params: dict 
     seconds = time.perf_counter() - start
     assert not errors, errors[:3]
     return len(files) / seconds
+
+
+def separate_cluster_rate(files: list[Path], folder: Path, workers: int = 2) -> float:
+    """Images/s through a ``dask scheduler`` and ``workers`` separate ``dask worker`` processes
+    (``--nthreads 1``), started as docs/scale.md starts them, tasks by store-relative name."""
+    import socket
+
+    from distributed import Client
+
+    from itagger_lib.science import map_images
+    from itagger_lib.store import ImageStore, sha256_file
+
+    store = ImageStore(folder / "store")
+    items = []
+    for i, path in enumerate(files):
+        sha = sha256_file(path)
+        store.put(path, sha, "jpg")
+        items.append((i, store.relpath(sha, "jpg"), 1600, 1200))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [str(Path(sys.executable).with_name("dask"))]
+    env = {**os.environ, "ITAGGER_STORE": str(store.root)}
+    repo = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
+    log = open(folder / "cluster.log", "wb")  # noqa: SIM115 - the processes write it
+    processes = [
+        subprocess.Popen(
+            [*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    ]
+    try:
+        for n in range(workers):
+            command = [*dask, "worker", address, "--name", f"w{n}", "--nthreads", "1", "--no-dashboard"]
+            processes.append(
+                subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+            )
+        with Client(address, timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(workers, timeout=120)
+            list(map_images(items, None, executor=client))  # every worker has imported the suite
+            start = time.perf_counter()
+            errors = [e for _, _, e in map_images(items, None, executor=client) if e]
+            seconds = time.perf_counter() - start
+        assert not errors, errors[:3]
+        return len(files) / seconds
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 9)
+            process.wait()
+        log.close()
 
 
 def worker_cpu_seconds(pool: object) -> float:
@@ -222,6 +281,19 @@ def main() -> int:
                     "full suite, Dask LocalCluster 2×1",
                     f"{dask_rate:.1f} img/s",
                     f"{dask_rate / one:.2f}× 1 process",
+                    "info",
+                )
+            )
+            # a lab's set-up (docs/scale.md): a scheduler and 2 workers started on their own
+            with default_executor(2) as pool:
+                local = suite_rate(files, pool)
+            separate = separate_cluster_rate(files, work / "cluster")
+            rows.append(("full suite, 2 local processes (again)", f"{local:.1f} img/s", "", "info"))
+            rows.append(
+                (
+                    "full suite, dask scheduler + 2 workers",
+                    f"{separate:.1f} img/s",
+                    f"{separate / local:.2f}× 2 local processes",
                     "info",
                 )
             )

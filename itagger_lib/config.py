@@ -12,6 +12,9 @@
 ``ITAGGER_USER``           the user name recorded when not under JupyterHub
 ``ITAGGER_PG_BINDIR``      PostgreSQL client programs (``psql``, ``pg_dump``); see db/libpq.py
 =========================  ======================================================
+
+``ITAGGER_CLUSTER_TIMEOUT``: seconds a science run on Dask waits for a scheduler it cannot
+reach, or for a worker when none is left, before it stops (default 60; docs/scale.md).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 from itagger_lib.errors import ConfigError
 
 DEFAULT_MAX_MEGAPIXELS = 200.0
+DEFAULT_CLUSTER_TIMEOUT = 60.0
 
 
 def current_user(environ: Mapping[str, str] | None = None) -> str:
@@ -42,6 +46,33 @@ def current_user(environ: Mapping[str, str] | None = None) -> str:
 def store_readonly(environ: Mapping[str, str] | None = None) -> bool:
     """Whether ``ITAGGER_STORE_READONLY`` marks the image store read-only (default: no)."""
     return _flag(os.environ if environ is None else environ, "ITAGGER_STORE_READONLY", False)
+
+
+def store_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The image store the environment names: ``ITAGGER_STORE``, else ``ITAGGER_HOME/store``.
+
+    What a Dask worker reads images from (it has no workspace of its own): a worker on
+    another machine sets ``ITAGGER_STORE`` to where the shared store is mounted there.
+    """
+    env = os.environ if environ is None else environ
+    home = Path(env.get("ITAGGER_HOME") or "~/itagger").expanduser()
+    return Path(env.get("ITAGGER_STORE") or home / "store").expanduser().absolute()
+
+
+def cluster_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """``ITAGGER_CLUSTER_TIMEOUT`` in seconds (default 60): how long a science run on Dask
+    waits for a scheduler it cannot reach, or for a worker when it has none."""
+    env = os.environ if environ is None else environ
+    raw = env.get("ITAGGER_CLUSTER_TIMEOUT")
+    if not raw:
+        return DEFAULT_CLUSTER_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"ITAGGER_CLUSTER_TIMEOUT={raw!r} is not a positive number of seconds; set e.g. 60")
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -17,6 +17,9 @@
     │   └── ImageTooLargeError      above the decompression-bomb megapixel limit
     ├── ImageNotFoundError          no image with that id or hash in the workspace
     ├── ScienceError                a metric cannot be computed
+    │   └── ClusterError            a Dask scheduler out of reach, a worker's packages differ
+    │       │                       from the client's, or a worker cannot read the image store
+    │       └── ClusterLostError    no scheduler or no worker for longer than cluster_timeout
     ├── CodebookError               an invalid codebook (has ``.line``)
     ├── RatingError                 a value not valid for its attribute
     ├── AssignmentError             the tagging queue cannot give out an image
@@ -55,6 +58,8 @@ __all__ = [
     "AssignmentError",
     "BatchError",
     "BudgetExceededError",
+    "ClusterError",
+    "ClusterLostError",
     "CodebookError",
     "ConfigError",
     "CorruptImageError",
@@ -212,6 +217,16 @@ class ImageNotFoundError(ItaggerError, KeyError):
 
 class ScienceError(ItaggerError):
     """A metric cannot be computed for an image or with these parameters."""
+
+
+class ClusterError(ScienceError):
+    """A Dask cluster cannot run a science run: its scheduler cannot be reached, a worker's
+    packages differ from the client's, or a worker cannot read the image store."""
+
+
+class ClusterLostError(ClusterError):
+    """A science run on Dask had no scheduler or no worker for longer than its
+    ``cluster_timeout``; the run is recorded as ``interrupted`` and a rerun resumes."""
 
 
 class CodebookError(ItaggerError):

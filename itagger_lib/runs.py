@@ -79,6 +79,18 @@ def record_failures(
         connection.execute(sa.insert(RunFailure), rows)
 
 
+def note_run(connection: sa.Connection, run_id: int, notes: Iterable[str]) -> None:
+    """Append ``notes`` (what happened during run ``run_id`` that is no input's failure: a
+    Dask worker lost and its tasks retried) to the run's ``details["notes"]``, each with the
+    time it was written, in the caller's transaction."""
+    new = [{"at": utcnow().isoformat(timespec="seconds"), "note": str(text)} for text in notes]
+    if not new:
+        return
+    details = connection.execute(sa.select(Run.details).where(Run.id == run_id)).scalar_one() or {}
+    details = {**details, "notes": [*details.get("notes", []), *new]}
+    connection.execute(sa.update(Run).where(Run.id == run_id).values(details=details))
+
+
 def update_run(engine_or_connection: Engine | sa.Connection, run_id: int, **values: object) -> None:
     """Set columns of run ``run_id`` (in the caller's transaction when given a connection)."""
     statement = sa.update(Run).where(Run.id == run_id).values(**values)

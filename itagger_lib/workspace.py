@@ -273,6 +273,7 @@ class Workspace:
         scheduler: str | None = None,
         progress: bool = True,
         max_in_flight: int | None = None,
+        cluster_timeout: float | None = None,
     ) -> ScienceReport:
         """Compute the science metrics that are missing for ``params``.
 
@@ -293,6 +294,10 @@ class Workspace:
             Show a progress bar.
         max_in_flight
             Most images submitted and not yet written (default 4 × workers).
+        cluster_timeout
+            On Dask: seconds to wait for a scheduler that does not answer (at most 30) and
+            for a worker when none is left; then the run stops as ``interrupted`` (default
+            ``ITAGGER_CLUSTER_TIMEOUT``, 60 s; ``docs/scale.md``).
 
         Returns
         -------
@@ -309,6 +314,7 @@ class Workspace:
             scheduler=scheduler,
             progress=progress,
             max_in_flight=max_in_flight,
+            cluster_timeout=cluster_timeout,
         )
 
     def metrics(

@@ -5,7 +5,8 @@ PostgreSQL comes from, in order: ``ITAGGER_TEST_DATABASE_URL``; a server at
 Debian's ``initdb``/``pg_ctl`` (as the ``postgres`` user when run as root). Only if none
 works are the Postgres tests skipped, with a message saying how to enable them.
 
-Test classes (markers): postgres, notebooks, browser, hub. With ``ITAGGER_REQUIRE_ALL=1``
+Test classes (markers): postgres, notebooks, browser, hub, stack, dask (a real ``dask
+scheduler`` and ``dask worker`` processes on loopback). With ``ITAGGER_REQUIRE_ALL=1``
 (set by ``.ci/run``) a skipped test of any class fails the session.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-CLASSES = ("postgres", "notebooks", "browser", "hub", "stack")
+CLASSES = ("postgres", "notebooks", "browser", "hub", "stack", "dask")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HOW_TO_ENABLE_PG = (
     "PostgreSQL tests skipped: no server found. Set ITAGGER_TEST_DATABASE_URL="

@@ -36,7 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a science parameter (see docs/metrics.md)",
     )
     p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
-    p.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786")
+    p.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786 (docs/scale.md)")
+    p.add_argument(
+        "--cluster-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --scheduler: stop (as interrupted) after this long without a scheduler or any "
+        "worker (default: ITAGGER_CLUSTER_TIMEOUT, 60)",
+    )
     p.set_defaults(func=cmd_science)
 
     p = subparsers.add_parser(
@@ -64,6 +71,7 @@ def cmd_science(args: argparse.Namespace) -> int:
             executor=executor,
             scheduler=args.scheduler,
             progress=sys.stderr.isatty(),
+            cluster_timeout=args.cluster_timeout,
         )
     finally:
         if executor is not None:

@@ -1,180 +1,56 @@
-"""The I/O edge of the science pipeline: decode inside workers, map over many images.
+"""The I/O edge of the science pipeline: map the suite over many images in worker processes.
 
-:func:`analyse_file` runs in a worker process: it decodes one file (at reduced size where
-the JPEG decoder allows it), applies EXIF orientation and calls
-:func:`~itagger_lib.science.metrics.compute_metrics`. :func:`map_images` streams many
+:func:`~itagger_lib.science.worker.analyse_file` (re-exported here) runs in a worker
+process: it decodes one file and computes its metrics. :func:`map_images` streams many
 images through any :class:`concurrent.futures.Executor` or a ``dask.distributed.Client``
-with a bounded number of tasks in flight, so memory stays flat with the number of images.
+with a bounded number of tasks in flight, so memory stays flat with the number of images
+(the Dask side is :mod:`~itagger_lib.science.dask_map`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import ctypes
 import multiprocessing
 import os
-import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-import cv2
-import numpy as np
-
 from itagger_lib.errors import ScienceError
-from itagger_lib.imaging import decode_rgb
-from itagger_lib.science.metrics import compute_metrics, resolve_params
-from itagger_lib.science.working import working_size
+from itagger_lib.science.metrics import resolve_params
+from itagger_lib.science.worker import (
+    Item,
+    Outcome,
+    _worker_init,
+    analyse_file,
+    decode_for_science,
+    describe,
+    one_opencv_thread,
+)
 
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["ExecutorLike", "analyse_file", "decode_for_science", "default_executor", "map_images"]
+__all__ = [
+    "ExecutorLike",
+    "analyse_file",
+    "decode_for_science",
+    "default_executor",
+    "describe",
+    "map_images",
+    "one_opencv_thread",
+]
 
 #: Where images are analysed: any :class:`concurrent.futures.Executor` (a process pool) or a
 #: ``dask.distributed.Client``.
 ExecutorLike: TypeAlias = "cf.Executor | Client"
 
-Item = tuple[Any, str, int | None, int | None]
 # Images per Dask task: a Dask task costs milliseconds of scheduler and worker time, a
 # sizeable share of one image's suite, so tasks of a few images amortise it.
 DASK_BATCH = 4
-Outcome = tuple[Any, dict[str, float] | None, str | None]
-
-
-def decode_for_science(
-    path: str | Path, long_side: int, width: int | None = None, height: int | None = None
-) -> np.ndarray:
-    """:func:`itagger_lib.imaging.decode_rgb` for a stored ``width`` x ``height`` (reduced
-    JPEG decode when the working ``long_side`` allows it, full size otherwise).
-
-    Raises
-    ------
-    ImageError
-        :class:`~itagger_lib.errors.CorruptImageError` or
-        :class:`~itagger_lib.errors.UnreadableFileError` naming the path.
-    """
-    return decode_rgb(path, long_side, max(int(width), int(height)) if width and height else None)
-
-
-def analyse_file(
-    path: str,
-    params: Mapping[str, Any] | None = None,
-    width: int | None = None,
-    height: int | None = None,
-) -> dict[str, float]:
-    """Decode one image file and compute its metrics (runs inside a worker process).
-
-    ``width`` and ``height`` are the stored (oriented) size; with them a JPEG is decoded at
-    reduced size. Raises an :class:`~itagger_lib.errors.ImageError` naming ``path`` when the
-    file cannot be read or decoded, :class:`~itagger_lib.errors.ScienceError` for bad params.
-    """
-    _configure_worker()
-    resolved = resolve_params(params)
-    long_side = resolved["working_long_side"]
-    rgb = decode_for_science(path, long_side, width, height)
-    if width and height:
-        rgb = _to_working_size(rgb, int(width), int(height), long_side)
-    return compute_metrics(rgb, resolved)
-
-
-def _to_working_size(rgb: np.ndarray, width: int, height: int, long_side: int) -> np.ndarray:
-    """A reduced decode brought to the working size of the *stored* ``width`` x ``height``.
-
-    The decoder rounds reduced sides up (``ceil(w / k)``), so the working size computed from
-    the decoded image can be a pixel larger than the one computed from the stored size (2048
-    x 1365 decodes at 1/2 to 1024 x 683, whose working size is itself, while the stored size
-    gives 1024 x 682). Resizing to the stored size's working size keeps
-    ``meta.working_width``/``meta.working_height`` the same whichever way a file is decoded.
-    """
-    decoded = (rgb.shape[1], rgb.shape[0])
-    target = working_size(width, height, long_side)
-    reduced = any(decoded == (-(-width // k), -(-height // k)) for k in (2, 4, 8))
-    if not reduced or decoded == target or decoded[0] < target[0] or decoded[1] < target[1]:
-        return rgb
-    return cv2.resize(rgb, target, interpolation=cv2.INTER_AREA)
-
-
-# glibc mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_worker_configured = False
-
-
-def _keep_large_blocks_on_the_heap() -> bool:
-    """Let glibc reuse the few-MB blocks of the metric temporaries instead of mapping them.
-
-    By default glibc serves blocks above a (dynamic) threshold with ``mmap`` and returns them
-    on ``free``, so each of the suite's dozens of 1-10 MB temporaries costs fresh zeroed
-    pages; under Dask, whose nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` (which also pins
-    that threshold at 128 KiB), the suite ran twice as slowly as in a plain pool. Blocks up
-    to 32 MiB from the heap, and the heap trimmed only past 64 MiB free, make it 10-25 %
-    faster in a pool and undo the Dask penalty; the heap stays at the suite's peak (flat
-    with the number of images). Returns whether it applied (glibc only).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 64 << 20))
-
-
-def _configure_worker() -> None:
-    """In a child process (a pool or Dask worker): one OpenCV thread, large blocks kept.
-
-    The pool supplies the parallelism: N workers each running OpenCV's own N threads would
-    oversubscribe the cores. Executors made by the caller (a ``ProcessPoolExecutor``, a Dask
-    cluster) get this on their first task; the caller's own process is left alone. A child
-    made by plain ``fork`` keeps OpenCV's thread setting: if the parent had started OpenCV's
-    threads, ``cv2.setNumThreads`` in the child waits for threads that were not copied, for
-    ever (one more reason to use :func:`default_executor`, or a ``spawn``/``forkserver`` pool).
-    """
-    global _worker_configured
-    if _worker_configured or multiprocessing.parent_process() is None:
-        return
-    _worker_configured = True
-    fork_process = getattr(multiprocessing.context, "ForkProcess", None)
-    if fork_process is not None and isinstance(multiprocessing.current_process(), fork_process):
-        _keep_large_blocks_on_the_heap()
-    else:
-        _worker_init()
-
-
-def _worker_init() -> None:
-    # One OpenCV thread per worker process: the pool supplies the parallelism.
-    global _worker_configured
-    _worker_configured = True
-    cv2.setNumThreads(1)
-    _keep_large_blocks_on_the_heap()
-    _exit_with_parent()
-
-
-def _exit_with_parent() -> None:
-    """End this pool worker as soon as the process that made the pool dies, however it died.
-
-    A pool's workers leave only when told to; if the parent is killed (a notebook kernel
-    killed or out of memory, ``kill -9`` on a run) they wait on their queue for ever, each
-    holding a few hundred MB, with the fork server and resource tracker kept alive by them
-    (CPython issue 111873). A daemon thread waits on the parent sentinel multiprocessing
-    hands every child and exits when it fires; the fork server then sees its last child go
-    and exits too. Not ``PR_SET_PDEATHSIG``: that follows the parent *thread*, and a pool
-    may be started from a short-lived one.
-    """
-    import threading
-
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        parent.join()
-        os._exit(1)
-
-    threading.Thread(target=watch, name="itagger-exit-with-parent", daemon=True).start()
+# Longest wait for a result from a pool before the caller's tick gets a turn.
+TICK_SECONDS = 0.5
 
 
 def default_executor(workers: int | None = None) -> cf.ProcessPoolExecutor:
@@ -212,15 +88,15 @@ def _worker_count(executor: Any) -> int:
     return int(getattr(executor, "_max_workers", None) or os.cpu_count() or 1)
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
 def map_images(
     items: Iterable[Item],
     params: Mapping[str, Any] | None = None,
     executor: ExecutorLike | None = None,
     max_in_flight: int | None = None,
+    *,
+    tick: Callable[[], None] | None = None,
+    note: Callable[[str], None] | None = None,
+    cluster_timeout: float | None = None,
 ) -> Iterator[Outcome]:
     """Compute metrics for many images in parallel, yielding results as they complete.
 
@@ -238,6 +114,18 @@ def map_images(
     max_in_flight : int, optional
         Most images submitted but not yet yielded (default 4 x workers; 8 x workers on
         Dask, whose tasks carry up to :data:`DASK_BATCH` images each).
+    tick : callable, optional
+        Called at least every second while results are awaited (a run writes what it
+        has on a timer, not only when the next result comes).
+    note : callable, optional
+        Given what happened to the cluster, in words (Dask: a worker lost while running
+        tasks, which the scheduler retried).
+    cluster_timeout : float, optional
+        Dask: seconds without any worker after which
+        :class:`~itagger_lib.errors.ClusterLostError` stops the mapping (default the
+        ``ITAGGER_CLUSTER_TIMEOUT`` setting, 60 s). A path that is not absolute is read
+        from each worker's own store (``ITAGGER_STORE``), see
+        :mod:`~itagger_lib.science.cluster`.
 
     Yields
     ------
@@ -254,10 +142,16 @@ def map_images(
     limit = max(1, int(max_in_flight or (2 * DASK_BATCH if dask else 4) * workers))
     try:
         if dask:
+            from itagger_lib.config import cluster_timeout as default_timeout
+            from itagger_lib.science.dask_map import map_dask
+
             batch = max(1, min(DASK_BATCH, limit // (2 * workers)))
-            yield from _map_dask(items, resolved, pool.executor, limit, batch)
+            timeout = default_timeout() if cluster_timeout is None else cluster_timeout
+            yield from map_dask(
+                items, resolved, pool.executor, limit, batch, timeout=timeout, tick=tick, note=note
+            )
         else:
-            yield from _map_futures(items, resolved, pool, limit)
+            yield from _map_futures(items, resolved, pool, limit, tick)
     finally:
         if owned:
             pool.executor.shutdown(wait=True, cancel_futures=True)
@@ -287,7 +181,13 @@ def _died_message(path: str) -> str:
     )
 
 
-def _map_futures(items: Iterable[Item], params: dict[str, Any], pool: _Pool, limit: int) -> Iterator[Outcome]:
+def _map_futures(
+    items: Iterable[Item],
+    params: dict[str, Any],
+    pool: _Pool,
+    limit: int,
+    tick: Callable[[], None] | None = None,
+) -> Iterator[Outcome]:
     """Images over a ``concurrent.futures`` executor, at most ``limit`` in flight.
 
     When a worker process dies (``BrokenProcessPool``), every image in flight is a suspect:
@@ -320,7 +220,9 @@ def _map_futures(items: Iterable[Item], params: dict[str, Any], pool: _Pool, lim
                 pending[future] = item
             if not pending:
                 return
-            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            done, _ = cf.wait(pending, timeout=TICK_SECONDS, return_when=cf.FIRST_COMPLETED)
+            if tick is not None:
+                tick()
             broken = False
             for future in done:
                 item = pending[future]
@@ -332,7 +234,7 @@ def _map_futures(items: Iterable[Item], params: dict[str, Any], pool: _Pool, lim
                     broken = True
                     continue
                 except Exception as exc:
-                    error = _describe(exc)
+                    error = describe(exc)
                 del pending[future]
                 if item is isolating:
                     isolating = None
@@ -354,66 +256,4 @@ def _map_futures(items: Iterable[Item], params: dict[str, Any], pool: _Pool, lim
                 pool.rebuild()
     finally:
         for future in pending:
-            future.cancel()
-
-
-def _analyse_batch(
-    batch: list[tuple[str, int | None, int | None]], params: Mapping[str, Any]
-) -> list[tuple[dict[str, float] | None, str | None]]:
-    """:func:`analyse_file` over a few files in one task: ``(metrics, None)`` or ``(None, error)``."""
-    outcomes: list[tuple[dict[str, float] | None, str | None]] = []
-    for path, width, height in batch:
-        try:
-            outcomes.append((analyse_file(path, params, width, height), None))
-        except Exception as exc:
-            outcomes.append((None, _describe(exc)))
-    return outcomes
-
-
-def _map_dask(
-    items: Iterable[Item], params: dict[str, Any], client: Any, limit: int, batch: int
-) -> Iterator[Outcome]:
-    from distributed import as_completed
-
-    ids: dict[str, list[Any]] = {}
-    source = iter(items)
-    in_flight = 0
-
-    def submit_next() -> Any:
-        nonlocal in_flight
-        chunk = [item for _, item in zip(range(batch), source, strict=False)]
-        if not chunk:
-            return None
-        files = [(str(path), width, height) for _, path, width, height in chunk]
-        future = client.submit(_analyse_batch, files, params, pure=False)
-        ids[future.key] = [image_id for image_id, *_ in chunk]
-        in_flight += len(chunk)
-        return future
-
-    def fill() -> list[Any]:
-        futures = []
-        while in_flight < limit and (future := submit_next()) is not None:
-            futures.append(future)
-        return futures
-
-    first = fill()
-    if not first:
-        return
-    completed = as_completed(first)
-    try:
-        for future in completed:
-            image_ids = ids.pop(future.key)
-            in_flight -= len(image_ids)
-            try:
-                outcomes = future.result()
-            except Exception as exc:  # the task as a whole failed (a worker died)
-                outcomes = [(None, _describe(exc))] * len(image_ids)
-            finally:
-                future.release()
-            for image_id, (values, error) in zip(image_ids, outcomes, strict=True):
-                yield image_id, values, error
-            for following in fill():
-                completed.add(following)
-    finally:
-        for future in completed.futures if hasattr(completed, "futures") else ():
             future.cancel()

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from itagger_lib._version import __version__
+from itagger_lib.config import cluster_timeout as default_cluster_timeout
 from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Image, Metric
-from itagger_lib.errors import ImageNotFoundError, ScienceError
+from itagger_lib.errors import ArgumentError, ClusterError, ClusterLostError, ImageNotFoundError, remedy
 from itagger_lib.images import select as select_images
-from itagger_lib.runs import close_stale_runs, finish_run, record_failures, start_run, update_run
+from itagger_lib.runs import close_stale_runs, finish_run, note_run, record_failures, start_run, update_run
 from itagger_lib.science.composites import (
     COMPOSITES,
     compute_composites,
@@ -33,6 +34,7 @@ from itagger_lib.science.composites import (
 from itagger_lib.science.metrics import METRIC_VERSIONS, metric_keys, params_hash, resolve_params
 from itagger_lib.science.parallel import ExecutorLike, map_images
 from itagger_lib.science.results import wide_metrics
+from itagger_lib.store import ImageStore
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -55,6 +57,7 @@ class ScienceReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     status: str = "running"
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
@@ -66,6 +69,7 @@ class ScienceReport:
     def __str__(self) -> str:
         lines = [self.summary()]
         lines += [f"  FAILED {item}: {reason}" for item, reason in self.failed[:50]]
+        lines += [f"  NOTE {text}" for text in self.notes]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -74,7 +78,9 @@ class ScienceReport:
             for i, r in self.failed[:200]
         )
         table = f"<table><tr><th>image</th><th>reason</th></tr>{rows}</table>" if rows else ""
-        return f"<p><b>{html.escape(self.summary())}</b></p>{table}"
+        notes = "".join(f"<li>{html.escape(text)}</li>" for text in self.notes)
+        notes = f"<p>Notes:</p><ul>{notes}</ul>" if notes else ""
+        return f"<p><b>{html.escape(self.summary())}</b></p>{table}{notes}"
 
 
 def _family_of(key: str) -> str:
@@ -107,22 +113,34 @@ def _pending(
 
 
 def _make_executor(
-    executor: ExecutorLike | None, scheduler: str | None
+    executor: ExecutorLike | None, scheduler: str | None, timeout: float
 ) -> tuple[ExecutorLike | None, Client | None]:
-    """The executor to use (``None``: :func:`map_images` makes a pool), and what to close afterwards."""
+    """The executor to use (``None``: :func:`map_images` makes a pool), and what to close afterwards.
+
+    A scheduler is reached here, before the run is recorded: one that cannot be reached
+    raises one :class:`~itagger_lib.errors.ClusterError` and leaves no ``running`` row.
+    """
     if executor is not None:
         return executor, None
     if scheduler:
-        try:
-            from distributed import Client
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ScienceError(
-                "a Dask scheduler was given but dask.distributed is not installed; "
-                "pip install 'image-tagger[dask]'"
-            ) from exc
-        client = Client(scheduler)
+        from itagger_lib.science.cluster import connect
+
+        client = connect(scheduler, timeout)
         return client, client
     return None, None
+
+
+def _is_dask(executor: ExecutorLike | None) -> bool:
+    return executor is not None and callable(getattr(executor, "scheduler_info", None))
+
+
+def _stopped(exc: BaseException) -> tuple[str, str]:
+    """The status and error recorded for a run that ``exc`` ended."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "interrupted (Ctrl-C, SIGINT or a notebook's stop); rerun to resume"
+    if isinstance(exc, ClusterError):  # its message says what happened and what to do
+        return "interrupted" if isinstance(exc, ClusterLostError) else "failed", str(exc)
+    return "interrupted", f"{type(exc).__name__}: {exc}"
 
 
 def run_science(
@@ -134,6 +152,7 @@ def run_science(
     scheduler: str | None = None,
     progress: bool = True,
     max_in_flight: int | None = None,
+    cluster_timeout: float | None = None,
 ) -> ScienceReport:
     """Compute the science metrics that are missing for ``params``.
 
@@ -151,14 +170,41 @@ def run_science(
         default a process pool with one worker per core.
     scheduler
         Address of a Dask scheduler (``tcp://host:8786``) to run on instead.
+    cluster_timeout
+        On Dask: seconds to wait for a scheduler that does not answer (at most 30) and
+        for a worker when none is connected, after which the run stops as
+        ``interrupted`` (default the ``ITAGGER_CLUSTER_TIMEOUT`` setting, 60 s).
     """
-    from tqdm.auto import tqdm
-
     started = time.perf_counter()
     resolved = resolve_params(params)
+    ids = select_images(ctx.engine, images)
+    timeout = default_cluster_timeout() if cluster_timeout is None else float(cluster_timeout)
+    if not timeout > 0:
+        option = remedy("cluster_timeout", "--cluster-timeout")
+        raise ArgumentError(f"{option} must be a positive number of seconds, got {cluster_timeout}")
+    pool, owned = _make_executor(executor, scheduler, timeout)
+    try:
+        return _compute(ctx, ids, resolved, pool, max_in_flight, timeout, progress, started)
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def _compute(
+    ctx: Context,
+    ids: list[int] | None,
+    resolved: dict[str, Any],
+    pool: ExecutorLike | None,
+    max_in_flight: int | None,
+    timeout: float,
+    progress: bool,
+    started: float,
+) -> ScienceReport:
+    """The run itself, on an executor made or reached already: what :func:`run_science` records."""
+    from tqdm.auto import tqdm
+
     phash = params_hash(resolved)
     keys = metric_keys(resolved)
-    ids = select_images(ctx.engine, images)
     # every value carries its family's version: a built-in family's, or a lab metric's own
     versions = {**METRIC_VERSIONS, **{name: spec["version"] for name, spec in resolved["plugins"].items()}}
     close_stale_runs(ctx.engine, kind="science", params_hash=phash)  # left running by a killed process
@@ -166,21 +212,26 @@ def run_science(
     run_id = start_run(ctx.engine, "science", resolved, ctx.user, params_hash=phash, n_total=len(pending))
     report = ScienceReport(run_id=run_id, params_hash=phash, skipped=complete)
     by_id = {row[0]: row for row in pending}
+    # Dask workers read the store where their ITAGGER_STORE says: tasks carry the store's
+    # relative names (the content hash), never this process's paths
+    relative = _is_dask(pool)
 
     def items() -> Iterator[tuple[int, str, int, int]]:
         for image_id, sha, ext, width, height in pending:
-            yield image_id, str(ctx.store.path_for(sha, ext)), width, height
+            name = ImageStore.relpath(sha, ext) if relative else str(ctx.store.path_for(sha, ext))
+            yield image_id, name, width, height
 
     rows: list[dict[str, Any]] = []
     failures: list[tuple[str, int | None, str]] = []
-
-    last_flush = [time.monotonic()]
+    notes: list[str] = []
+    written = [time.monotonic(), 0]  # when, and how many results were last written
 
     def flush() -> None:
-        last_flush[0] = time.monotonic()
+        written[0], written[1] = time.monotonic(), report.computed + len(report.failed)
         with ctx.engine.begin() as connection:
             insert_ignore(connection, Metric, rows)
             record_failures(connection, run_id, failures)
+            note_run(connection, run_id, notes)
             update_run(
                 connection,
                 run_id,
@@ -190,14 +241,31 @@ def run_science(
             )
         rows.clear()
         failures.clear()
+        notes.clear()
+
+    def tick() -> None:
+        """Write what arrived since the last write once it is FLUSH_SECONDS old."""
+        unwritten = report.computed + len(report.failed) > written[1] or notes
+        if unwritten and time.monotonic() - written[0] >= FLUSH_SECONDS:
+            flush()
+
+    def note(text: str) -> None:
+        report.notes.append(text)
+        notes.append(text)
 
     bar = tqdm(total=len(pending), desc="science", unit="img", disable=not progress)
-    pool, owned = _make_executor(executor, scheduler)
     try:
         if pending:
-            for image_id, values, error in map_images(
-                items(), resolved, executor=pool, max_in_flight=max_in_flight
-            ):
+            outcomes = map_images(
+                items(),
+                resolved,
+                executor=pool,
+                max_in_flight=max_in_flight,
+                tick=tick,
+                note=note,
+                cluster_timeout=timeout,
+            )
+            for image_id, values, error in outcomes:
                 sha = by_id[image_id][1]
                 if error is not None or values is None:
                     reason = error or "no values returned"
@@ -217,25 +285,26 @@ def run_science(
                         }
                         for key, value in values.items()
                     )
-                if len(rows) >= BATCH_IMAGES * len(keys) or time.monotonic() - last_flush[0] > FLUSH_SECONDS:
+                if len(rows) >= BATCH_IMAGES * len(keys):
                     flush()
+                else:
+                    tick()
                 bar.update(1)
         flush()
     except BaseException as exc:
         bar.close()
+        status, error = _stopped(exc)
+        report.status = status
         flush()
         finish_run(
             ctx.engine,
             run_id,
-            status="interrupted",
-            error=f"{type(exc).__name__}: {exc}",
+            status=status,
+            error=error,
             n_done=report.computed,
             n_failed=len(report.failed),
         )
         raise
-    finally:
-        if owned is not None:
-            owned.close()
     bar.close()
     details = _summaries(ctx, phash, keys)
     report.seconds = time.perf_counter() - started

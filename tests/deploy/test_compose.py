@@ -53,6 +53,14 @@ def test_db_is_unpublished_and_volumes_are_named():
     assert {"dask"} == set(spec["services"]["dask-worker"]["profiles"])
 
 
+def test_dask_workers_read_the_shared_store_read_only_where_itagger_store_says():
+    # tasks carry store-relative names; a worker resolves them against its own ITAGGER_STORE
+    worker = yaml.safe_load(COMPOSE.read_text())["services"]["dask-worker"]
+    store = worker["environment"]["ITAGGER_STORE"]
+    assert f"data_store:{store}:ro" in worker["volumes"]
+    assert not any(key.startswith(("ITAGGER_DATABASE", "POSTGRES")) for key in worker["environment"])
+
+
 def test_every_image_is_built_here_never_pulled_and_services_rotate_logs():
     spec = yaml.safe_load(COMPOSE.read_text())
     targets = {}
