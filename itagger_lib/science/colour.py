@@ -58,10 +58,12 @@ def lightness_stats(lightness: np.ndarray) -> tuple[float, float]:
     ----------
     CIE 15:2004 Colorimetry; Peli (1990), "Contrast in complex images", JOSA A 7(10).
     """
+    # numpy's pairwise sums, not cv2.mean/cv2.norm: OpenCV splits those reductions over its
+    # threads, so their last bit depended on the thread count (a Dask worker's vs a notebook's)
     values = np.ascontiguousarray(lightness, dtype=np.float32)
-    mean = cv2.mean(values)[0]
+    mean = float(np.mean(values, dtype=np.float64))
     deviations = values - np.float32(mean)
-    return float(mean), float(cv2.norm(deviations, cv2.NORM_L2)) / float(np.sqrt(values.size))
+    return mean, float(np.sqrt(np.mean(np.square(deviations, dtype=np.float64))))
 
 
 def colourfulness(rgb: np.ndarray) -> float:

@@ -237,3 +237,23 @@ def test_strip_planes_equal_whole_image_planes(scene_2x):
     assert np.array_equal(image.hue_degrees, image.hsv[..., 0].astype(np.uint16))
     assert image.saturation_mean == pytest.approx(image.hsv[..., 1].mean(dtype=np.float64), rel=1e-12)
     assert np.array_equal(image.lightness, cielab.lightness(rgb))
+
+
+def test_lightness_stats_do_not_depend_on_opencv_threads():
+    """A Dask worker runs OpenCV on one thread, a notebook on all: the values must be the same bits."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    planes = [rng.random((600, 800), dtype=np.float32) * 100 for _ in range(5)]
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(1)
+        one = [colour.lightness_stats(p) for p in planes]
+        cv2.setNumThreads(8)
+        many = [colour.lightness_stats(p) for p in planes]
+    finally:
+        cv2.setNumThreads(before)
+    assert one == many
+    mean, contrast = one[0]
+    assert mean == pytest.approx(float(planes[0].astype(np.float64).mean()), abs=1e-9)
+    assert contrast == pytest.approx(float(planes[0].astype(np.float64).std()), rel=1e-6)
