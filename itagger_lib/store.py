@@ -131,7 +131,11 @@ class ImageStore:
             if final.parent not in self._made:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 self._made.add(final.parent)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:  # the folder was removed since this store made it
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
         _sync_filesystem(self.root)
 
     def put(self, source: str | Path, sha256: str, ext: str) -> bool:

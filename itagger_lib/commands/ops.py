@@ -84,11 +84,13 @@ def _backup_once(args: argparse.Namespace, dest: Path) -> dict[str, Any]:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from itagger_lib.ops.backup import restore, verify
-    from itagger_lib.ops.stack import StackParts, restore_home_volumes, restore_hub_db
+    from itagger_lib.ops.stack import StackParts, check_home_archives, restore_home_volumes, restore_hub_db
 
     parts = StackParts.from_env()
     src = Path(args.src)
-    verify(src)  # every file, before anything is touched
+    manifest = verify(src)  # every file, before anything is touched
+    if manifest.get("homes") and parts.home_image:
+        check_home_archives(src, manifest["homes"])
     ws = open_workspace(args)
     try:
         manifest = restore(ws, src)
