@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,8 +92,14 @@ def check_readable(path: Path) -> None:
                 path, f"broken symlink to {target!r}; fix the link or remove it"
             ) from exc
         raise UnreadableFileError(path, f"cannot be read ({exc.strerror}); check the path") from exc
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise UnreadableFileError(path, "is a folder, not a file; pass it as a folder to ingest")
+    if not stat.S_ISREG(st.st_mode):
+        # opening a FIFO blocks until a writer comes; a device may never end
+        kind = (
+            "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+        )
+        raise UnreadableFileError(path, f"is {kind}, not a regular file; only regular files are read")
     try:
         with path.open("rb"):
             pass
