@@ -7,6 +7,8 @@
     │   └── ArgumentError           an argument or command-line option has an unusable value
     │       └── UnknownNameError    a filter names a rater, attribute, run or metric that is not there
     ├── MigrationError              the database schema is not at the expected revision
+    ├── DatabaseFullError           the database's disk is full or read-only (nothing of
+    │                               the failed step was written)
     ├── StoreError                  the image store cannot be written or read
     │   └── StoreReadOnlyError      a write to a store marked ITAGGER_STORE_READONLY
     ├── ImageError                  one input file cannot be used (has ``.path``)
@@ -57,6 +59,7 @@ __all__ = [
     "CodebookError",
     "ConfigError",
     "CorruptImageError",
+    "DatabaseFullError",
     "ImageError",
     "ImageNotFoundError",
     "ImageTooLargeError",
@@ -139,6 +142,11 @@ _SHOWN = 40  # names listed in the message; more are counted
 
 class MigrationError(ItaggerError):
     """The database schema is not at the revision this version expects."""
+
+
+class DatabaseFullError(ItaggerError):
+    """The database cannot take a write: its disk is full or mounted read-only. The failed
+    transaction was rolled back; free space (or remount) and run the step again."""
 
 
 class StoreError(ItaggerError):

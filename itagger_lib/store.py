@@ -87,9 +87,19 @@ class ImageStore:
     def contains(self, sha256: str, ext: str) -> bool:
         return self.path_for(sha256, ext).is_file()
 
+    def _unwritable(self, exc: OSError) -> StoreError:
+        return StoreError(
+            f"the image store at {self.root} cannot be written ({exc.strerror or exc}: "
+            f"{exc.filename or self.root}); check that ITAGGER_STORE is mounted read-write and has "
+            "free space, then run the step again"
+        )
+
     def _tmp_dir(self) -> Path:
         folder = self.root / _TMP
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
         return folder
 
     def stage(self, source: str | Path, sha256: str, ext: str) -> Path | None:
@@ -122,6 +132,12 @@ class ImageStore:
         self.check_writable()
         if not staged:
             return
+        try:
+            self._commit(staged)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+
+    def _commit(self, staged: list[tuple[Path, str, str]]) -> None:
         _sync_filesystem(self.root)
         for tmp, sha256, ext in staged:
             final = self.path_for(sha256, ext)
@@ -159,7 +175,10 @@ class ImageStore:
             parts = tmp.name.rsplit("-", 2)
             if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and _pid_alive(int(parts[1])):
                 continue
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError as exc:
+                raise self._unwritable(exc) from exc
             removed += 1
         return removed
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from itagger_lib._version import __version__
 from itagger_lib.db.engine import redact_url
-from itagger_lib.errors import MigrationError
+from itagger_lib.errors import DatabaseFullError, MigrationError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -68,8 +68,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     check_known(engine, current)
     try:
         command.upgrade(alembic_config(engine), revision)
-    except (sa.exc.SQLAlchemyError, OSError) as exc:
-        cause = getattr(exc, "orig", None) or exc
+    except (sa.exc.SQLAlchemyError, DatabaseFullError, OSError) as exc:
+        cause = getattr(exc, "orig", None) or exc.__cause__ or exc
         raise MigrationError(
             f"migrating database {redact_url(engine.url)} from {current or 'empty'} to {revision} "
             f"failed ({str(cause).splitlines()[0][:300]}); nothing was changed: fix the cause "
