@@ -122,26 +122,27 @@ class ImageStore:
             ) from exc
         return tmp
 
-    def commit(self, staged: list[tuple[Path, str, str]]) -> None:
+    def commit(self, staged: list[tuple[Path, str, str]], *, replace: bool = False) -> None:
         """Make staged ``(temp, sha256, ext)`` files durable, then rename them into place.
 
         Order matters for crash safety: data is synced before any rename, and the renames
         are synced before the caller records rows, so a row never points at a missing or
-        partial file. A name that exists already (another writer, same bytes) is kept.
+        partial file. A name that exists already (another writer, same bytes) is kept, unless
+        ``replace`` (a restore, whose staged bytes are verified, repairs a damaged file).
         """
         self.check_writable()
         if not staged:
             return
         try:
-            self._commit(staged)
+            self._commit(staged, replace)
         except OSError as exc:
             raise self._unwritable(exc) from exc
 
-    def _commit(self, staged: list[tuple[Path, str, str]]) -> None:
+    def _commit(self, staged: list[tuple[Path, str, str]], replace: bool) -> None:
         _sync_filesystem(self.root)
         for tmp, sha256, ext in staged:
             final = self.path_for(sha256, ext)
-            if final.exists():
+            if final.exists() and not replace:
                 tmp.unlink(missing_ok=True)
                 continue
             if final.parent not in self._made:

@@ -343,7 +343,7 @@ def restore(ws: Context, src: str | Path) -> dict[str, Any]:
         db = staging / DB_FILES[manifest["dialect"]]
         _check_contents(src, manifest, db)
         # verified: files first (a row never points at a missing file), then the database
-        ws.store.commit(staged)
+        ws.store.commit(staged, replace=True)  # a damaged file in the store is repaired
         engine.dispose()
         if engine.dialect.name == "postgresql":
             _run(

@@ -124,9 +124,12 @@ def test_wrong_row_counts_are_refused_before_the_database_is_replaced(workspace,
     _refused(workspace, bk, "row counts are not the manifest's")
 
 
-def test_a_good_backup_still_restores(workspace, bk):
+def test_a_good_backup_still_restores_and_repairs_damaged_store_files(workspace, bk):
+    sha, _ext, damaged = next(workspace.store.iter_files())
+    damaged.write_bytes(b"bit rot")
     restore(workspace, bk)
     assert row_counts(workspace.engine) == _manifest(bk)["row_counts"]
+    assert sha256_file(damaged) == sha
 
 
 def test_cli_restore_of_a_list_manifest_is_one_line(workspace, bk, tmp_path):
