@@ -278,7 +278,8 @@ def ingest(
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    try:  # before the run row: a store that cannot be written leaves no run behind
+    ctx.store.check_writable()  # before the run row: a store that cannot be written leaves no run
+    try:
         ctx.store.root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(
