@@ -8,6 +8,8 @@
     │       └── UnknownNameError    a filter names a rater, attribute, run or metric that is not there
     ├── MigrationError              the database schema is not at the expected revision
     ├── PermissionDeniedError       the database role may not do this (a tagger writing a table)
+    ├── DatabaseFullError           the database's disk is full or read-only (nothing of
+    │                               the failed step was written)
     ├── StoreError                  the image store cannot be written or read
     │   └── StoreReadOnlyError      a write to a store marked ITAGGER_STORE_READONLY
     ├── ImageError                  one input file cannot be used (has ``.path``)
@@ -63,6 +65,7 @@ __all__ = [
     "CodebookError",
     "ConfigError",
     "CorruptImageError",
+    "DatabaseFullError",
     "ImageError",
     "ImageNotFoundError",
     "ImageTooLargeError",
@@ -166,6 +169,11 @@ class PermissionDeniedError(ItaggerError):
         if needed:
             message += f"; this needs the {needed} role: ask an admin, or sign in as a {needed}"
         super().__init__(message)
+
+
+class DatabaseFullError(ItaggerError):
+    """The database cannot take a write: its disk is full or mounted read-only. The failed
+    transaction was rolled back; free space (or remount) and run the step again."""
 
 
 class StoreError(ItaggerError):

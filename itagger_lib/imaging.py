@@ -4,12 +4,20 @@ Ingest must be close to hashing speed, so nothing here decodes pixels unless ask
 :func:`probe` reads the header (format, size, EXIF orientation) and checks the file's
 structure (a JPEG ends with its EOI marker, a PNG with IEND, a WebP's RIFF size matches),
 which catches truncated and non-image files without a full decode.
+
+Transparency: an image with an alpha channel (or a transparent palette colour) is composited
+onto :data:`ALPHA_BACKGROUND` (white) before anything measures or shows it, so pixels hidden
+under transparency are never measured; the background is part of the science parameters'
+hash (``docs/metrics.md``). Floating-point and 32-bit integer images (scientific or HDR
+data) are refused with what to do: there is no one right way to map their values to colours.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +61,13 @@ UNSUPPORTED_IMAGE_SUFFIXES = frozenset(
     }
 )
 _ORIENTATION_TAG = 0x0112
+ALPHA_BACKGROUND = (255, 255, 255)  # white: what a transparent image shows on a page
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_DEEP_MODES = {"F": "32-bit floating-point", "I": "32-bit integer"}
+NOT_DISPLAYABLE = (
+    "{what} image (scientific or HDR data, not a displayable photograph); convert it to an 8- or "
+    "16-bit TIFF, PNG or JPEG first (tone-map HDR; scale data to its range), then ingest that"
+)
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
 
 
@@ -91,8 +106,14 @@ def check_readable(path: Path) -> None:
                 path, f"broken symlink to {target!r}; fix the link or remove it"
             ) from exc
         raise UnreadableFileError(path, f"cannot be read ({exc.strerror}); check the path") from exc
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise UnreadableFileError(path, "is a folder, not a file; pass it as a folder to ingest")
+    if not stat.S_ISREG(st.st_mode):
+        # opening a FIFO blocks until a writer comes; a device may never end
+        kind = (
+            "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+        )
+        raise UnreadableFileError(path, f"is {kind}, not a regular file; only regular files are read")
     try:
         with path.open("rb"):
             pass
@@ -150,6 +171,7 @@ def probe(path: str | Path, max_megapixels: float | None = None) -> ImageInfo:
                 with Image.open(path) as img:
                     fmt = (img.format or "").upper()
                     width, height = img.size
+                    deep = _DEEP_MODES.get(img.mode)  # exact: "I;16" is 16-bit, read fine
                     orientation = 1
                     if fmt in SUPPORTED_FORMATS:
                         try:
@@ -159,6 +181,8 @@ def probe(path: str | Path, max_megapixels: float | None = None) -> ImageInfo:
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
     except UnidentifiedImageError as exc:
+        if _float_tiff(path):
+            raise UnsupportedFormatError(path, NOT_DISPLAYABLE.format(what="a floating-point TIFF")) from exc
         suffix = path.suffix.lower()
         if suffix in UNSUPPORTED_IMAGE_SUFFIXES:
             raise UnsupportedFormatError(
@@ -175,6 +199,8 @@ def probe(path: str | Path, max_megapixels: float | None = None) -> ImageInfo:
             f"format {fmt or 'unknown'} is not supported (supported: JPEG, PNG, WebP, TIFF, BMP); "
             "convert the file",
         )
+    if deep:
+        raise UnsupportedFormatError(path, NOT_DISPLAYABLE.format(what=f"a {deep}"))
     if width <= 0 or height <= 0:
         raise CorruptImageError(path, f"header gives an impossible size {width}x{height}")
     if max_megapixels is not None and width * height > max_megapixels * 1e6:
@@ -242,16 +268,81 @@ def decode_rgb(path: str | Path, long_side: int | None = None, size_hint: int | 
     """
     path = Path(path)
     flag = cv2.IMREAD_COLOR
-    if size_hint and long_side and _is_jpeg(path):
+    jpeg = _is_jpeg(path)
+    if size_hint and long_side and jpeg:
         flag = reduced_decode_flag(int(size_hint), long_side)
+    if not jpeg and _has_alpha(path):
+        return _composited(path)
     rgb = imread_rgb(path, flag)
     if rgb is None:
         check_readable(path)
+        if _float_tiff(path) or _mode(path) in _DEEP_MODES:
+            raise UnsupportedFormatError(path, NOT_DISPLAYABLE.format(what="a floating-point or 32-bit"))
         raise CorruptImageError(
             path,
             "cannot be decoded; the file is damaged or not an image (re-copy it, or re-ingest the original)",
         )
     return rgb
+
+
+def _mode(path: Path) -> str | None:
+    try:
+        with Image.open(path) as img:
+            return str(img.mode)
+    except Exception:  # any header Pillow cannot read: the caller decides
+        return None
+
+
+def _has_alpha(path: Path) -> bool:
+    """Whether the header declares transparency (an alpha channel or a transparent colour)."""
+    try:
+        with Image.open(path) as img:
+            return img.mode in _ALPHA_MODES or "transparency" in img.info
+    except Exception:  # not readable by Pillow: OpenCV's decode reports it
+        return False
+
+
+def _composited(path: Path) -> np.ndarray:
+    """The image composited onto :data:`ALPHA_BACKGROUND`, EXIF orientation applied, as RGB."""
+    from PIL import ImageOps
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                rgba = np.asarray(ImageOps.exif_transpose(img).convert("RGBA"), dtype=np.float32)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise CorruptImageError(path, f"cannot be decoded ({exc}); re-copy the file") from exc
+    alpha = rgba[..., 3:] / 255.0
+    background = np.asarray(ALPHA_BACKGROUND, dtype=np.float32)
+    return np.rint(rgba[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)
+
+
+def _float_tiff(path: Path) -> bool:
+    """Whether ``path`` is a TIFF whose first image has IEEE floating-point samples (tag 339,
+    SampleFormat, = 3); TIFFs give every sample the same format, so the first value tells."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            end = {b"II": "<", b"MM": ">"}.get(head[:2])
+            if end is None or struct.unpack(end + "H", head[2:4])[0] != 42:
+                return False
+            handle.seek(struct.unpack(end + "I", head[4:8])[0])
+            (count,) = struct.unpack(end + "H", handle.read(2))
+            entries = handle.read(12 * min(count, 512))
+            for i in range(0, len(entries) - 11, 12):
+                tag, kind, n = struct.unpack(end + "HHI", entries[i : i + 8])
+                if tag != 339 or kind != 3:
+                    continue
+                if n > 2:  # the values do not fit in the entry: it holds their offset
+                    handle.seek(struct.unpack(end + "I", entries[i + 8 : i + 12])[0])
+                    value = handle.read(2)
+                else:
+                    value = entries[i + 8 : i + 10]
+                return len(value) == 2 and struct.unpack(end + "H", value)[0] == 3
+    except (OSError, struct.error):
+        return False
+    return False
 
 
 def load_rgb(path: str | Path, long_side: int | None = None, *, size_hint: int | None = None) -> np.ndarray:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Image, ImageSource, utcnow
-from itagger_lib.errors import ImageError, ItaggerError, UnreadableFileError, remedy
+from itagger_lib.errors import ImageError, ItaggerError, StoreError, UnreadableFileError, remedy
 from itagger_lib.imaging import IMAGE_SUFFIXES, UNSUPPORTED_IMAGE_SUFFIXES, ImageInfo, probe
 from itagger_lib.runs import finish_run, record_failures, see_failures, start_run, update_run
 from itagger_lib.store import ImageStore, sha256_file
@@ -279,6 +279,14 @@ def ingest(
 
     ctx.store.check_writable()  # before anything is written: a tagger's store is read-only
     started = time.perf_counter()
+    ctx.store.check_writable()  # before the run row: a store that cannot be written leaves no run
+    try:
+        ctx.store.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"the image store at {ctx.store.root} cannot be created ({exc.strerror}); check ITAGGER_STORE"
+        ) from exc
+    ctx.store.clean_temp()
     candidates, early_failures, ignored = expand_paths(paths, recursive)
     path_list = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     run_id = start_run(
@@ -290,8 +298,6 @@ def ingest(
     )
     report = IngestReport(run_id=run_id, ignored=ignored)
     report.failed.extend(early_failures)
-    ctx.store.root.mkdir(parents=True, exist_ok=True)
-    ctx.store.clean_temp()
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     batch: list[_Prepared] = []
     failures: list[tuple[str, int | None, str]] = [(item, None, reason) for item, reason in early_failures]

@@ -43,7 +43,12 @@ def start_run(
     params_hash: str | None = None,
     n_total: int = 0,
 ) -> int:
-    """Record a new run as ``running`` and return its id."""
+    """Record a new run as ``running`` and return its id.
+
+    Runs of the same ``kind`` left ``running`` by a dead process of this host are marked
+    ``interrupted`` first (:func:`close_stale_runs`), whatever the kind.
+    """
+    close_stale_runs(engine, kind=kind)
     with engine.begin() as connection:
         result = connection.execute(
             sa.insert(Run).values(

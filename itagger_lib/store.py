@@ -87,9 +87,19 @@ class ImageStore:
     def contains(self, sha256: str, ext: str) -> bool:
         return self.path_for(sha256, ext).is_file()
 
+    def _unwritable(self, exc: OSError) -> StoreError:
+        return StoreError(
+            f"the image store at {self.root} cannot be written ({exc.strerror or exc}: "
+            f"{exc.filename or self.root}); check that ITAGGER_STORE is mounted read-write and has "
+            "free space, then run the step again"
+        )
+
     def _tmp_dir(self) -> Path:
         folder = self.root / _TMP
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
         return folder
 
     def stage(self, source: str | Path, sha256: str, ext: str) -> Path | None:
@@ -112,26 +122,37 @@ class ImageStore:
             ) from exc
         return tmp
 
-    def commit(self, staged: list[tuple[Path, str, str]]) -> None:
+    def commit(self, staged: list[tuple[Path, str, str]], *, replace: bool = False) -> None:
         """Make staged ``(temp, sha256, ext)`` files durable, then rename them into place.
 
         Order matters for crash safety: data is synced before any rename, and the renames
         are synced before the caller records rows, so a row never points at a missing or
-        partial file. A name that exists already (another writer, same bytes) is kept.
+        partial file. A name that exists already (another writer, same bytes) is kept, unless
+        ``replace`` (a restore, whose staged bytes are verified, repairs a damaged file).
         """
         self.check_writable()
         if not staged:
             return
+        try:
+            self._commit(staged, replace)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+
+    def _commit(self, staged: list[tuple[Path, str, str]], replace: bool) -> None:
         _sync_filesystem(self.root)
         for tmp, sha256, ext in staged:
             final = self.path_for(sha256, ext)
-            if final.exists():
+            if final.exists() and not replace:
                 tmp.unlink(missing_ok=True)
                 continue
             if final.parent not in self._made:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 self._made.add(final.parent)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:  # the folder was removed since this store made it
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
         _sync_filesystem(self.root)
 
     def put(self, source: str | Path, sha256: str, ext: str) -> bool:
@@ -155,7 +176,10 @@ class ImageStore:
             parts = tmp.name.rsplit("-", 2)
             if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and _pid_alive(int(parts[1])):
                 continue
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError as exc:
+                raise self._unwritable(exc) from exc
             removed += 1
         return removed
 

@@ -7,6 +7,7 @@ every mapping remembers the line of each key, and every :class:`CodebookError` c
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -34,32 +35,71 @@ class _Map(dict[str, Any]):
     key_lines: dict[str, int]
 
 
-def _scalar(node: yaml.ScalarNode) -> Any:
+# Plain data only: text, numbers, booleans, null, dates, mappings and lists. Any other tag
+# (``!!python/name:...``, ``!!binary``, ``!!set``, a local ``!tag``) is refused.
+_YAML = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {f"{_YAML}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
+_MAX_DEPTH = 32  # a codebook nests five levels deep; anything far deeper is not a codebook
+
+
+def _scalar(node: yaml.ScalarNode, source: str | None) -> Any:
+    if node.tag not in _SCALAR_TAGS:
+        raise CodebookError(
+            f"YAML tag {node.tag!r} is not allowed; a codebook holds plain text, numbers and lists",
+            source=source,
+            line=node.start_mark.line + 1,
+        )
     loader = yaml.SafeLoader("")
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
+        raise CodebookError(
+            f"value {node.value!r} cannot be read ({exc}); write it as plain text or a number",
+            source=source,
+            line=node.start_mark.line + 1,
+        ) from None
 
 
-def _to_python(node: yaml.Node, source: str | None) -> Any:
+def _to_python(node: yaml.Node, source: str | None, seen: set[int] | None = None, depth: int = 0) -> Any:
+    """Plain Python of a composed YAML tree; aliases (``*name``) are refused, so a small file
+    cannot expand into a huge or endless structure (docs/codebook.md, "What YAML is allowed")."""
+    seen = set() if seen is None else seen
+    line = node.start_mark.line + 1
+    if id(node) in seen:
+        raise CodebookError(
+            "YAML aliases (*name) are not allowed in a codebook; write the value out in full",
+            source=source,
+            line=line,
+        )
+    seen.add(id(node))
+    if depth > _MAX_DEPTH:
+        raise CodebookError(f"nested more than {_MAX_DEPTH} levels deep", source=source, line=line)
     if isinstance(node, yaml.ScalarNode):
-        return _scalar(node)
+        return _scalar(node, source)
+    if node.tag not in (f"{_YAML}map", f"{_YAML}seq"):
+        raise CodebookError(
+            f"YAML tag {node.tag!r} is not allowed; a codebook holds plain text, numbers and lists",
+            source=source,
+            line=line,
+        )
     if isinstance(node, yaml.MappingNode):
         out = _Map()
-        out.line = node.start_mark.line + 1
+        out.line = line
         out.key_lines = {}
         for key_node, value_node in node.value:
-            key = str(_to_python(key_node, source))
+            key = str(_to_python(key_node, source, seen, depth + 1))
             if key in out:
                 raise CodebookError(
                     f"key {key!r} appears twice in this mapping; keep one",
                     source=source,
                     line=key_node.start_mark.line + 1,
                 )
-            out[key] = _to_python(value_node, source)
+            out[key] = _to_python(value_node, source, seen, depth + 1)
             out.key_lines[key] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, source) for item in node.value]
-    raise CodebookError("unsupported YAML node", source=source, line=node.start_mark.line + 1)
+        return [_to_python(item, source, seen, depth + 1) for item in node.value]
+    raise CodebookError("unsupported YAML node", source=source, line=line)
 
 
 def _line(mapping: Any, key: str | None = None) -> int | None:
@@ -176,6 +216,13 @@ def _check_levels(attribute: Attribute, raw: _Map, source: str | None) -> None:
     for level in attribute.levels:
         if level.hotkey is None:
             continue
+        if len(level.hotkey) != 1 or not level.hotkey.isprintable() or level.hotkey.isspace():
+            raise CodebookError(
+                f"{where}: hotkey {level.hotkey!r} of level {level.value!r} must be exactly one "
+                "printable character (a letter, digit or sign); leave it out for no hotkey",
+                source=source,
+                line=line,
+            )
         hotkey = level.hotkey.lower()
         if hotkey in RESERVED_HOTKEYS:
             raise CodebookError(
@@ -229,7 +276,17 @@ def _attribute(raw: Any, source: str | None) -> Attribute:
                     source=source,
                     line=_line(raw, name),
                 )
-            bounds.append(float(value))
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number):
+                raise CodebookError(
+                    f"{where}: {name!r} must be a finite number, got {value!r}",
+                    source=source,
+                    line=_line(raw, name),
+                )
+            bounds.append(number)
         if bounds[0] >= bounds[1]:
             raise CodebookError(f"{where}: min must be below max", source=source, line=_line(raw, "min"))
         return Attribute(key, label, question, kind, (), bounds[0], bounds[1], definition, _line(raw))
@@ -252,6 +309,8 @@ def parse_codebook(text: str, source: str | None = None) -> Codebook:
     """
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise CodebookError("the YAML is nested too deeply to be a codebook", source=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise CodebookError(
@@ -298,7 +357,14 @@ def load_codebook_file(path: str | os.PathLike[str]) -> Codebook:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CodebookError(f"cannot read the codebook ({exc.strerror})", source=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise CodebookError(not_utf8(exc), source=str(path)) from None
     return parse_codebook(text, source=str(path))
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """The message for a codebook file that is not UTF-8 text."""
+    return f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save the file as UTF-8"
 
 
 def default_codebook_text() -> str:

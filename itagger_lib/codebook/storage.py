@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import yaml
 
 from itagger_lib.codebook.model import TYPES, Attribute, Codebook, CodebookRef, CodebookSource, Level
-from itagger_lib.codebook.parsing import DEFAULT_CODEBOOK, default_codebook_text, parse_codebook
+from itagger_lib.codebook.parsing import DEFAULT_CODEBOOK, default_codebook_text, not_utf8, parse_codebook
 from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Codebook as CodebookRow
 from itagger_lib.db.models import utcnow
@@ -57,6 +57,8 @@ def _source_text(source: CodebookSource) -> tuple[str, str]:
             return path.read_text(encoding="utf-8"), str(path)
         except OSError as exc:
             raise CodebookError(f"cannot read the codebook ({exc.strerror})", source=str(path)) from exc
+        except UnicodeDecodeError as exc:
+            raise CodebookError(not_utf8(exc), source=str(path)) from None
     if isinstance(source, str):
         return source, "<text>"
     raise CodebookError(f"cannot load a codebook from {type(source).__name__}; give a path or YAML text")

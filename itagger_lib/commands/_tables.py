@@ -103,7 +103,9 @@ def print_table(
     cells longer than ``limit`` characters are cut."""
     out = out or sys.stdout
     if fmt == "csv":
-        frame.to_csv(out, index=index)
+        from itagger_lib.export.csv_safe import csv_safe
+
+        csv_safe(frame).to_csv(out, index=index)
     elif fmt == "json":
         table = frame.reset_index() if index else frame
         out.write(table.to_json(orient="records", date_format="iso", force_ascii=False) + "\n")

@@ -128,8 +128,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_db_current(args: argparse.Namespace) -> int:
     from itagger_lib.db import current_revision, head_revision
+    from itagger_lib.db.migrate import check_known
 
-    current = current_revision(_engine(args))
+    engine = _engine(args)
+    current = current_revision(engine)
+    check_known(engine, current)
     head = head_revision()
     state = "up to date" if current == head else "behind: run `itagger db upgrade`"
     print(f"current: {current or 'empty'}\nhead:    {head}\n{state}")

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from itagger_lib.commands import open_workspace
 from itagger_lib.errors import ArgumentError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from itagger_lib.config import Settings
+    from itagger_lib.store import ImageStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -82,18 +89,45 @@ def _backup_once(args: argparse.Namespace, dest: Path) -> dict[str, Any]:
         ws.close()
 
 
+@dataclass(frozen=True)
+class _RestoreTarget:
+    """The database and store a restore writes into (a :class:`~itagger_lib.context.Context`)."""
+
+    engine: Engine
+    store: ImageStore
+    user: str
+    settings: Settings
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> _RestoreTarget:
+        from itagger_lib.config import Settings
+        from itagger_lib.db.engine import make_engine
+        from itagger_lib.store import ImageStore
+
+        settings = Settings.from_env(
+            home=getattr(args, "home", None),
+            database_url=getattr(args, "database_url", None),
+            store=getattr(args, "store", None),
+        )
+        return cls(make_engine(settings.database_url), ImageStore(settings.store), settings.user, settings)
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     from itagger_lib.ops.backup import restore, verify
-    from itagger_lib.ops.stack import StackParts, restore_home_volumes, restore_hub_db
+    from itagger_lib.ops.stack import StackParts, check_home_archives, restore_home_volumes, restore_hub_db
 
     parts = StackParts.from_env()
     src = Path(args.src)
-    verify(src)  # every file, before anything is touched
-    ws = open_workspace(args)
+    manifest = verify(src)  # every file, before anything is touched
+    if manifest.get("homes") and parts.home_image:
+        check_home_archives(src, manifest["homes"])
+    # not a Workspace: the database may be empty, broken, or at a newer release's revision
+    # (rolling back an upgrade), which opening a workspace refuses
+    ws = _RestoreTarget.from_args(args)
     try:
         manifest = restore(ws, src)
     finally:
-        ws.close()
+        ws.engine.dispose()
     done = [f"{sum(manifest['row_counts'].values())} rows"]
     if manifest.get("hub_db") and parts.hub_db is not None:
         restore_hub_db(src, parts.hub_db)

@@ -165,7 +165,9 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     finally:
         ws.close()
     if args.out:
-        table.to_csv(args.out, index=False)
+        from itagger_lib.export.csv_safe import csv_safe
+
+        csv_safe(table).to_csv(args.out, index=False)
         print(args.out)
     else:
         print_table(table, args.table_format, empty="no ratings to compare yet")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from itagger_lib._version import __version__
 from itagger_lib.db.engine import redact_url
-from itagger_lib.errors import MigrationError
+from itagger_lib.errors import DatabaseFullError, MigrationError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -43,9 +44,37 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+def check_known(engine: Engine, current: str | None) -> None:
+    """Raise :class:`MigrationError` when ``current`` is a revision this release does not know
+    (a newer release upgraded the database, and the code was rolled back)."""
+    if current is None:
+        return
+    script = ScriptDirectory(str(MIGRATIONS))
+    if current not in {rev.revision for rev in script.walk_revisions()}:
+        raise MigrationError(
+            f"database {redact_url(engine.url)} is at revision {current}, which this release "
+            f"({__version__}) does not know: it was upgraded by a newer release; restore the "
+            "backup made before the upgrade (docs/deploy.md, Roll back)"
+        )
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply pending migrations up to ``revision``."""
-    command.upgrade(alembic_config(engine), revision)
+    """Apply pending migrations up to ``revision``, all in one transaction.
+
+    A failure (a full disk, a lost connection) leaves the schema as it was and raises
+    :class:`MigrationError`; run the upgrade again once the cause is fixed.
+    """
+    current = current_revision(engine)
+    check_known(engine, current)
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except (sa.exc.SQLAlchemyError, DatabaseFullError, OSError) as exc:
+        cause = getattr(exc, "orig", None) or exc.__cause__ or exc
+        raise MigrationError(
+            f"migrating database {redact_url(engine.url)} from {current or 'empty'} to {revision} "
+            f"failed ({str(cause).splitlines()[0][:300]}); nothing was changed: fix the cause "
+            "(free disk space, check the connection) and run `itagger db upgrade` again"
+        ) from exc
 
 
 def downgrade(engine: Engine, revision: str) -> None:
@@ -63,6 +92,7 @@ def open_schema(engine: Engine, *, auto_migrate: bool) -> None:
     current = current_revision(engine)
     if current == head:
         return
+    check_known(engine, current)
     if not auto_migrate:
         raise MigrationError(
             f"database {redact_url(engine.url)} is at schema revision "

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from itagger_lib.export.csv_safe import csv_safe
 from itagger_lib.export.provenance import provenance_of, provenance_text
 from itagger_lib.ratings.arrow import FILE_SCHEMA, SCHEMA, to_frame
 from itagger_lib.ratings.frames import iter_ratings_arrow
@@ -70,10 +71,11 @@ def write_parquet(frame: pd.DataFrame | pa.Table, path: Path, provenance: dict[s
 
 def write_csv(frame: pd.DataFrame | pa.Table, path: Path, provenance: dict[str, Any]) -> Path:
     """Write ``frame`` to CSV ``path`` (a named index as a column) and its provenance beside it
-    in ``<path>.json``."""
+    in ``<path>.json``; text cells a spreadsheet would run as formulas get a leading ``'``
+    (:mod:`~itagger_lib.export.csv_safe`)."""
     if isinstance(frame, pa.Table):
         frame = to_frame(frame)
-    frame.to_csv(path, index=frame.index.name is not None)
+    csv_safe(frame).to_csv(path, index=frame.index.name is not None)
     Path(f"{path}.json").write_text(provenance_text(provenance, path) + "\n", encoding="utf-8")
     return path
 

@@ -33,7 +33,7 @@ import tarfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from itagger_lib.errors import ConfigError, OperationsError
@@ -189,15 +189,47 @@ def restore_home_volumes(src: Path, names: Iterable[str], image: str) -> None:
             helper.remove(force=True)
 
 
+def check_home_archives(src: Path, names: Iterable[str]) -> None:
+    """Refuse, before anything is touched, a backup whose home archives could escape their home."""
+    for name in names:
+        if not _VOLUME_NAME.fullmatch(name):
+            raise OperationsError(f"backup {src}: {name!r} is not a Docker volume name; not restoring it")
+        _check_home_archive((src / HOMES_DIR / f"{name}.tar").read_bytes(), name)
+
+
 def _check_home_archive(data: bytes, name: str) -> None:
-    """Refuse an archive whose members would land outside ``/home/jovyan`` or are devices."""
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    """Refuse an archive with a member outside ``jovyan/``, a device or FIFO, a hard link, or a
+    symbolic link that points outside the home (absolute, or climbing out with ``..``)."""
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(data))  # noqa: SIM115 - closed by the with below
+    except tarfile.TarError as exc:
+        raise OperationsError(f"home archive {name} is not a tar archive ({exc})") from exc
+    with tar:
         for member in tar.getmembers():
             path = member.name
-            if path.startswith("/") or ".." in Path(path).parts or path.split("/")[0] != "jovyan":
+            parts = PurePosixPath(path).parts
+            if path.startswith("/") or ".." in parts or not parts or parts[0] != "jovyan":
                 raise OperationsError(f"home archive {name}: member {path!r} lies outside the home")
-            if member.isdev() or (member.issym() and member.linkname.startswith("/")):
-                raise OperationsError(f"home archive {name}: member {path!r} is a device or absolute link")
+            if member.isdev() or member.islnk():
+                raise OperationsError(f"home archive {name}: member {path!r} is a device, FIFO or hard link")
+            if member.issym() and not _inside_home(parts[:-1], member.linkname):
+                raise OperationsError(
+                    f"home archive {name}: link {path!r} points outside the home ({member.linkname!r})"
+                )
+
+
+def _inside_home(folder: tuple[str, ...], target: str) -> bool:
+    if target.startswith("/"):
+        return False
+    depth = list(folder)
+    for part in PurePosixPath(target).parts:
+        if part == "..":
+            if len(depth) <= 1:  # above jovyan/
+                return False
+            depth.pop()
+        elif part != ".":
+            depth.append(part)
+    return True
 
 
 # ---- the daily schedule ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from itagger_lib.errors import ScienceError
+from itagger_lib.imaging import ALPHA_BACKGROUND
 from itagger_lib.science import colour, colour_areas, complexity, fractal, lines, space, symmetry
 from itagger_lib.science.fractal import box_counting_dimension, box_counting_fit
 from itagger_lib.science.names import FAMILY_ALIASES
@@ -242,7 +243,8 @@ def params_hash(params: Mapping[str, Any] | None = None) -> str:
     """SHA-256 (hex) identifying the values a parameter set produces.
 
     The hash covers the resolved parameters (except ``families``, which selects what is
-    computed but does not change any value) and :data:`METRIC_VERSIONS`, and, when a lab's
+    computed but does not change any value), :data:`METRIC_VERSIONS`, the background transparent
+    images are composited onto (:data:`itagger_lib.imaging.ALPHA_BACKGROUND`), and, when a lab's
     metrics are selected, their names, keys and versions, serialised as canonical JSON
     (sorted keys, no spaces). Two parameter sets with the same hash give the same value for
     every metric key.
@@ -251,6 +253,8 @@ def params_hash(params: Mapping[str, Any] | None = None) -> str:
     payload: dict[str, Any] = {
         "params": {k: v for k, v in resolved.items() if k not in _SELECTION_KEYS},
         "versions": METRIC_VERSIONS,
+        # how pixels are read: transparent images are composited onto this background
+        "decoding": {"alpha_background": list(ALPHA_BACKGROUND)},
     }
     if resolved["plugins"]:
         payload["metrics"] = {
