@@ -117,9 +117,9 @@ def _lab_state(stack: Stack) -> list[list[str]]:
 
 
 def _schema(stack: Stack) -> list[list[str]]:
-    return stack.psql(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
-    ) + stack.psql("SELECT version_num FROM alembic_version")
+    return stack.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1") + stack.psql(
+        "SELECT version_num FROM alembic_version"
+    )
 
 
 def _versions(stack: Stack) -> set[str]:
