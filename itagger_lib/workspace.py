@@ -224,6 +224,50 @@ class Workspace:
 
     # -- runs and settings ------------------------------------------------------------------
 
+    def near_duplicates(self, threshold: int = 6, images: ImageSelection = None) -> pd.DataFrame:
+        """Near-duplicate groups by perceptual hash: per image ``source_name``, ``group``,
+        ``group_size`` and ``phash``, largest groups first.
+
+        Parameters
+        ----------
+        threshold
+            Bits (of 64, at most 11) within which two pHashes are near-duplicates; the
+            default 6 catches re-encodes, resizes and colour edits (``docs/designs.md``).
+        images
+            The images to group; default all. Hashes not stored yet are computed first.
+        """
+        from itagger_lib.comparisons.phashes import near_duplicates
+
+        return near_duplicates(self, threshold, images)
+
+    def split(
+        self,
+        test_size: float = 0.2,
+        seed: int = 0,
+        by: str = "near_duplicate",
+        threshold: int = 6,
+        images: ImageSelection = None,
+    ) -> pd.DataFrame:
+        """A train/test split per image (``split``: ``train`` or ``test``) that keeps every
+        near-duplicate group on one side.
+
+        Parameters
+        ----------
+        test_size
+            The test share, in (0, 1).
+        seed
+            Makes the split reproducible.
+        by
+            ``"near_duplicate"`` (groups kept together) or ``"image"`` (images independently).
+        threshold
+            The near-duplicate threshold in bits (see :meth:`near_duplicates`).
+        images
+            The images to split; default all.
+        """
+        from itagger_lib.comparisons.phashes import split
+
+        return split(self, test_size, seed, by, threshold, images)
+
     def runs(self, kind: str | None = None) -> pd.DataFrame:
         """Runs, newest first (kind, parameters, version, status, counts, error, output).
 

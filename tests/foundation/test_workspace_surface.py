@@ -22,6 +22,8 @@ TARGETS = {
     "images": "itagger_lib.images:table",
     "image": "itagger_lib.images:row",
     "image_path": "itagger_lib.images:file_path",
+    "near_duplicates": "itagger_lib.comparisons.phashes:near_duplicates",
+    "split": "itagger_lib.comparisons.phashes:split",
     "runs": "itagger_lib.runs:runs_frame",
     "failures": "itagger_lib.runs:failures_frame",
     "get_setting": "itagger_lib.stored_settings:get_setting",
