@@ -104,7 +104,9 @@ class ComparisonWorkbench(W.VBox):
         controls.add_class("itagger-controls")
         top = W.VBox([self.progress_label, self.question])
         top.add_class("itagger-top")
-        bottom = W.VBox([controls, W.HBox([self.help, self.header])])
+        foot = W.HBox([self.help, self.header])
+        foot.add_class("itagger-foot")
+        bottom = W.VBox([controls, foot])
         self.key_catcher = KeyCatcher(
             scope="document" if app else "container",
             container=".itagger-compare",

@@ -48,6 +48,7 @@ STYLE = """
 .itagger-compare .itagger-controls .widget-button { width: auto; margin: 0; font-size: .95em; }
 .itagger-compare .itagger-controls .widget-button.itagger-answer { min-width: 9em; font-weight: 600; }
 .itagger-compare .itagger-saved { font-size: .95em; min-height: 1.3em; }
+.itagger-compare .itagger-foot { gap: 18px; flex-wrap: wrap; }
 .itagger-compare .itagger-help { color: #6e6e73; font-size: .85em; }
 .itagger-compare .itagger-end { font-size: 1.15em; }
 .itagger-compare .itagger-end h2 { font-size: 1.8em; margin: 0 0 .4em 0; }
