@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from itagger_lib._types import ImageRef, ImageSelection, JSONValue, StrPath
     from itagger_lib.check import StoreReport
     from itagger_lib.codebook import Codebook, CodebookRef, CodebookSource
+    from itagger_lib.comparisons.vlm import VLMJudgeReport
     from itagger_lib.ingest import IngestReport
     from itagger_lib.ratings.imports import ImportReport
     from itagger_lib.ratings.studies import StudyInfo, StudyRef
@@ -529,6 +530,47 @@ class Workspace:
         from itagger_lib.comparisons.scores import study_scores
 
         return study_scores(self, study, source, level, n_splits, seed)
+
+    def judge_with_vlm(
+        self,
+        study: StudyRef = None,
+        provider: str | None = None,
+        model: str | None = None,
+        budget_usd: float | None = None,
+        limit: int | None = None,
+        long_side: int = 512,
+        max_retries: int = 2,
+        provider_options: dict[str, Any] | None = None,
+    ) -> VLMJudgeReport:
+        """Let a VLM judge a pairwise or best–worst study as one more rater
+        (``vlm:<provider>/<model>@cmp-1``), cached and budgeted like VLM ratings.
+
+        Each trial is one request with the trial's images side by side in one numbered
+        composite image; the answer is stored as the VLM's choice (``ws.choices(source="vlm")``,
+        ``ws.study_scores(source="vlm")``). A rerun judges only the trials still open.
+
+        Parameters
+        ----------
+        study
+            The study (id, name, or ``None`` for the newest).
+        provider, model
+            The VLM (default the workspace's ``vlm.provider`` / ``vlm.model`` settings).
+        budget_usd
+            The run's budget; the workspace budget ``vlm.budget_usd`` applies as well.
+        limit
+            At most this many trials in this run.
+        long_side
+            Pixels of the long side of each image in the composite.
+        max_retries
+            Retries of a request after a retryable error (429, 5xx, timeouts).
+        provider_options
+            Passed to the provider (e.g. ``base_url`` of an OpenAI-compatible server).
+        """
+        from itagger_lib.comparisons.vlm import judge_with_vlm
+
+        return judge_with_vlm(
+            self, study, provider, model, budget_usd, limit, long_side, max_retries, provider_options
+        )
 
     def choices(self, study: StudyRef | None = None, source: str | None = None) -> pd.DataFrame:
         """The judgements of pairwise and best–worst studies in long format: one row per

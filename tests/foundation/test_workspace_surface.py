@@ -36,6 +36,7 @@ TARGETS = {
     "create_study": "itagger_lib.comparisons.studies:create_study",
     "study_scores": "itagger_lib.comparisons.scores:study_scores",
     "choices": "itagger_lib.comparisons.frames:choices_frame",
+    "judge_with_vlm": "itagger_lib.comparisons.vlm:judge_with_vlm",
     "add_ratings": "itagger_lib.ratings.imports:add_ratings",
     "ratings": "itagger_lib.ratings.frames:ratings_frame",
     "rate_with_vlm": "itagger_lib.vlm.rating:rate_with_vlm",
