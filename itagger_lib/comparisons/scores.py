@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from itagger_lib.context import Context
     from itagger_lib.ratings.studies import StudyRef
 
-__all__ = ["study_scores"]
+__all__ = ["score_study", "study_scores"]
 
 SCORE_SOURCES = ("human", "vlm", "all")
 MIN_RATER_CLUSTERS = 4
@@ -60,6 +60,21 @@ def study_scores(
 ) -> pd.DataFrame:
     """Scores per image of a pairwise or best–worst study; see
     :meth:`itagger_lib.workspace.Workspace.study_scores`."""
+    return score_study(ctx, study, source, level, n_splits, seed, record=True)
+
+
+def score_study(
+    ctx: Context,
+    study: StudyRef = None,
+    source: str = "human",
+    level: float = 0.95,
+    n_splits: int = 20,
+    seed: int = 0,
+    *,
+    record: bool = True,
+) -> pd.DataFrame:
+    """:func:`study_scores`; with ``record=False`` no run is recorded (``run_id`` is ``None``;
+    the parameters' hash is still given), for summaries that only look."""
     if source not in SCORE_SOURCES:
         raise ArgumentError(f"source must be one of {', '.join(SCORE_SOURCES)}, got {source!r}")
     info = comparative_study(ctx, study)
@@ -86,7 +101,9 @@ def study_scores(
         "n_splits": int(n_splits),
         "seed": int(seed),
     }
-    run_id = start_run(ctx.engine, "study_scores", parameters, ctx.user, n_total=len(choices))
+    run_id = (
+        start_run(ctx.engine, "study_scores", parameters, ctx.user, n_total=len(choices)) if record else None
+    )
     try:
         if info.design["type"] == "pairwise":
             frame, reliability = _pairwise(
@@ -97,7 +114,8 @@ def study_scores(
                 choices, items, number, len(images), clusters, level, n_splits, seed
             )
     except BaseException as error:
-        finish_run(ctx.engine, run_id, status="failed", error=f"{type(error).__name__}: {error}")
+        if run_id is not None:
+            finish_run(ctx.engine, run_id, status="failed", error=f"{type(error).__name__}: {error}")
         raise
     frame.insert(0, "image_id", images)
     with ctx.engine.connect() as connection:
@@ -106,9 +124,10 @@ def study_scores(
     frame = frame.set_index("image_id").sort_values("score", ascending=False)
     reliability["raters"] = len(set(raters))
     reliability["split_half_units"] = "raters" if clusters is not None else "judgements"
-    finish_run(
-        ctx.engine, run_id, status="succeeded", n_done=len(choices), details={"reliability": reliability}
-    )
+    if run_id is not None:
+        finish_run(
+            ctx.engine, run_id, status="succeeded", n_done=len(choices), details={"reliability": reliability}
+        )
     frame.attrs.update(
         {
             "reliability": reliability,
