@@ -44,13 +44,16 @@ def test_summary_has_people_and_the_vlm(workspace, scene_dir: Path) -> None:  # 
 
 @pytest.mark.notebooks
 def test_review_notebook_shows_the_section(
-    workspace, scene_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    scene_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One kernel run, on SQLite: the summary itself is tested on both databases above."""
     import nbclient
     import nbformat
 
-    if workspace.engine.dialect.name != "sqlite":
-        pytest.skip("one kernel run is enough; the summary itself is tested on both databases")
+    from itagger_lib import Workspace
+
+    url = f"sqlite:///{tmp_path / 'itagger.db'}"
+    workspace = Workspace(url, tmp_path / "store", home=tmp_path, user="tester")
     _study_with_people_and_a_vlm(workspace, scene_dir)
     env = {
         "ITAGGER_HOME": str(workspace.home),
