@@ -120,3 +120,39 @@ def test_exports_carry_the_group(workspace, scene_dir: Path, tmp_path: Path) -> 
     files = workspace.export(tmp_path / "out", format="csv")
     written = pd.read_csv(next(f for f in files if f.name == "table.csv"))
     assert written.set_index("source_name")["near_duplicate_group"].equals(groups.astype("int64"))
+
+
+def test_downgrade_keeps_images_and_what_hangs_on_them(workspace, scene_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """0006_studies down and up again: images.phash goes and comes back; no image, rating or
+    source row is lost (a SQLite batch rebuild of ``images`` would cascade-delete them)."""
+    from itagger_lib.db.migrate import downgrade, upgrade
+
+    workspace.ingest(scene_dir, progress=False)
+    workspace.add_ratings(
+        pd.DataFrame(
+            {
+                "image": workspace.images().index[:3],
+                "rater": "ann",
+                "attribute": "coherence",
+                "value": [3, 4, 5],
+            }
+        )
+    )
+
+    def counts() -> tuple[int, int, int]:
+        with workspace.engine.connect() as connection:
+            return tuple(  # type: ignore[return-value]
+                connection.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("images", "image_sources", "ratings")
+            )
+
+    before = counts()
+    assert before == (11, 11, 3)
+    downgrade(workspace.engine, "0004_vlm_batches")
+    assert counts() == before
+    with workspace.engine.connect() as connection:
+        assert "phash" not in {c["name"] for c in sa.inspect(connection).get_columns("images")}
+    upgrade(workspace.engine)
+    assert counts() == before
+    assert workspace.images()["phash"].isna().all()
+    assert workspace.near_duplicates()["group"].nunique() == 8  # the first use fills them again

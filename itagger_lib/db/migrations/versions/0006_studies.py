@@ -29,8 +29,7 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("images", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("phash", sa.BigInteger(), nullable=True))
+    op.add_column("images", sa.Column("phash", sa.BigInteger(), nullable=True))  # in place, also on SQLite
 
     op.create_table(
         "comparison_trials",
@@ -85,5 +84,7 @@ def downgrade() -> None:
     with op.batch_alter_table("comparison_trials", schema=None) as batch_op:
         batch_op.drop_index("ix_comparison_trials_status")
     op.drop_table("comparison_trials")
-    with op.batch_alter_table("images", schema=None) as batch_op:
-        batch_op.drop_column("phash")
+    # Not batch mode: on SQLite a batch drop recreates ``images``, and dropping the old table
+    # with foreign keys on deletes every row that cascades from it (ratings, metrics, ...).
+    # SQLite ≥ 3.35 drops an unindexed column in place.
+    op.execute("ALTER TABLE images DROP COLUMN phash")
