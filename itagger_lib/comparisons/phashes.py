@@ -105,7 +105,7 @@ def fill_phashes(ctx: Context, images: ImageSelection = None) -> PhashReport:
             values.append({"image_id": int(row.id), "value": file_phash(path)})
         except ImageError as error:
             report.failed.append((int(row.id), error.reason))
-    table = Image.__table__
+    table = sa.table("images", sa.column("id"), sa.column("phash"))
     statement = (
         sa.update(table).where(table.c.id == sa.bindparam("image_id")).values(phash=sa.bindparam("value"))
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import sqlalchemy as sa
@@ -86,7 +86,7 @@ def rater_schedule(design: Mapping[str, Any], seed: int, rater_index: int) -> li
     """The image ids of each trial of rater number ``rater_index``, in the order shown."""
     ids = np.asarray(design["images"], dtype=np.int64)
     groups = None if design.get("groups") is None else np.asarray(design["groups"], dtype=np.int64)
-    avoid = design.get("avoid") or "block"
+    avoid: Literal["block", "rater"] = "rater" if design.get("avoid") == "rater" else "block"
     n = int(design["trials_per_rater"])
     if design["type"] == "pairwise":
         numbers = rater_pairs(len(ids), n, rater=rater_index, groups=groups, avoid=avoid, seed=seed)

@@ -316,7 +316,8 @@ def _from_cache(ctx: Context, trial: Trial, rater: str, key: str, run_id: int) -
 async def _ask(run: _Run, request: VLMRequest, trial: Trial, call_id: int) -> None:
     ctx, report, secrets = run.ctx, run.report, run.secrets
     started = time.monotonic()
-    response, error = None, None
+    response = None
+    error: Exception | None = None
     attempts = 0
     for attempts in range(1, run.max_retries + 2):
         report.requests += 1
