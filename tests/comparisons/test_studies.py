@@ -220,3 +220,27 @@ def test_best_worst_study_end_to_end(workspace, scene_dir: Path, tmp_path: Path)
     assert [f.name for f in files] == ["choices.csv", f"scores.{study.id}.csv"]
     long = pd.read_csv(files[0])
     assert (long["design"] == "best_worst").all() and long["items"].str.split().map(len).eq(4).all()
+
+
+def test_export_from_the_command_line(workspace, scene_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    _setup(workspace, scene_dir)
+    study = workspace.create_study(
+        "p", design="pairwise", question="coherence", pairs_per_image=2, raters_per_image=1
+    )
+    while (trial := next_trial(workspace, "p", "ann")) is not None:
+        record_choice(workspace, trial, trial.items[0], rater="ann")
+    url = workspace.engine.url.render_as_string(hide_password=False)
+    command = [
+        sys.executable, "-m", "itagger_lib.cli", "--database-url", url, "--store", str(workspace.store.root),
+        "export", str(tmp_path / "cli"), "--format", "studies-csv",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        str(tmp_path / "cli" / "choices.csv"),
+        str(tmp_path / "cli" / f"scores.{study.id}.csv"),
+    ]
+    assert len(pd.read_csv(tmp_path / "cli" / "choices.csv")) == 11
