@@ -425,6 +425,7 @@ class Workspace:
         avoid_near_duplicates: bool | str = True,
         threshold: int = 6,
         ties: bool = False,
+        adaptive: bool = False,
     ) -> StudyInfo:
         """Create a rating study: Likert (one image, the codebook's scales), pairwise or
         best–worst (``docs/designs.md``).
@@ -472,6 +473,9 @@ class Workspace:
             The near-duplicate threshold in bits (see :meth:`near_duplicates`).
         ties
             Pairwise: allow "no difference" as an answer (a tie counts half a win each).
+        adaptive
+            Pairwise: each rater's first half of pairs from the balanced schedule, the rest in
+            batches chosen by expected information gain under the current scores.
         """
         from itagger_lib.comparisons.studies import create_study
 
@@ -494,6 +498,7 @@ class Workspace:
             avoid_near_duplicates=avoid_near_duplicates,
             threshold=threshold,
             ties=ties,
+            adaptive=adaptive,
         )
 
     def study_scores(

@@ -23,7 +23,13 @@ import numpy as np
 import sqlalchemy as sa
 
 from itagger_lib.db.models import ComparisonChoice, ComparisonTrial, utcnow
-from itagger_lib.designs import best_worst_design, rater_pairs
+from itagger_lib.designs import (
+    DEFAULT_PRIOR_SD,
+    adaptive_pairs,
+    best_worst_design,
+    bradley_terry,
+    rater_pairs,
+)
 from itagger_lib.errors import AssignmentError, RatingError
 from itagger_lib.ratings.studies import StudyInfo, get_study
 
@@ -35,7 +41,9 @@ __all__ = [
     "Trial",
     "choices_of",
     "comparative_study",
+    "extend_adaptive",
     "get_trial",
+    "lock_study",
     "next_trial",
     "rater_schedule",
     "rater_trials",
@@ -90,6 +98,7 @@ def rater_schedule(design: Mapping[str, Any], seed: int, rater_index: int) -> li
     n = int(design["trials_per_rater"])
     if design["type"] == "pairwise":
         numbers = rater_pairs(len(ids), n, rater=rater_index, groups=groups, avoid=avoid, seed=seed)
+        numbers = numbers[: int(design.get("balanced_trials", n))]  # a prefix is balanced too
     else:
         numbers = best_worst_design(
             len(ids), n, int(design["block_size"]), rater=rater_index, groups=groups, avoid=avoid, seed=seed
@@ -97,7 +106,7 @@ def rater_schedule(design: Mapping[str, Any], seed: int, rater_index: int) -> li
     return ids[numbers].tolist()
 
 
-def _lock(connection: sa.Connection, study_id: int) -> None:
+def lock_study(connection: sa.Connection, study_id: int) -> None:
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
@@ -116,7 +125,7 @@ def _ensure_schedule(ctx: Context, info: StudyInfo, rater: str) -> None:
         if connection.execute(mine).scalar_one():
             return
     with ctx.engine.connect() as connection:
-        _lock(connection, info.id)
+        lock_study(connection, info.id)
         try:
             if connection.execute(mine).scalar_one():
                 connection.rollback()
@@ -148,10 +157,22 @@ def _ensure_schedule(ctx: Context, info: StudyInfo, rater: str) -> None:
 
 
 def next_trial(ctx: Context, study: StudyRef, rater: str | None = None) -> Trial | None:
-    """The rater's next open trial (their schedule is written on first use); ``None`` when done."""
+    """The rater's next open trial (their schedule is written on first use); ``None`` when done.
+
+    In an adaptive study, a rater who has judged their balanced pairs gets the next batch
+    chosen by information gain (:func:`extend_adaptive`).
+    """
     info = comparative_study(ctx, study)
     rater = rater or ctx.user
     _ensure_schedule(ctx, info, rater)
+    found = _first_open(ctx, info, rater)
+    if found is None and info.design.get("adaptive"):
+        extend_adaptive(ctx, info, rater)
+        found = _first_open(ctx, info, rater)
+    return found
+
+
+def _first_open(ctx: Context, info: StudyInfo, rater: str) -> Trial | None:
     query = (
         sa.select(ComparisonTrial)
         .where(
@@ -165,6 +186,71 @@ def next_trial(ctx: Context, study: StudyRef, rater: str | None = None) -> Trial
     with ctx.engine.connect() as connection:
         row = connection.execute(query).mappings().first()
     return None if row is None else _trial(row)
+
+
+def extend_adaptive(ctx: Context, info: StudyInfo, rater: str) -> int:
+    """Add the rater's next batch of an adaptive study; returns how many pairs were added.
+
+    The batch (at most ``n // 2`` pairs, fewer when the rater's quota is nearly full) is
+    :func:`itagger_lib.designs.adaptive_pairs` under the Bradley–Terry fit of every human
+    judgement of the study so far, never a pair the study already holds for anyone
+    (judged or scheduled) and never two near-duplicates (Glickman & Jensen 2005).
+    """
+    design = info.design
+    ids = np.asarray(design["images"], dtype=np.int64)
+    number = {int(i): k for k, i in enumerate(ids)}
+    groups = None if design.get("groups") is None else np.asarray(design["groups"], dtype=np.int64)
+    with ctx.engine.connect() as connection:
+        lock_study(connection, info.id)
+        try:
+            rows = connection.execute(
+                sa.select(ComparisonTrial.rater, ComparisonTrial.items, ComparisonTrial.rater_index).where(
+                    ComparisonTrial.study_id == info.id
+                )
+            ).all()
+            mine = [r for r in rows if r.rater == rater]
+            left = int(design["trials_per_rater"]) - len(mine)
+            if not mine or left <= 0:
+                connection.rollback()
+                return 0
+            judged = connection.execute(
+                sa.select(ComparisonTrial.items, ComparisonChoice.best_image_id, ComparisonChoice.tie)
+                .join(ComparisonChoice, ComparisonChoice.trial_id == ComparisonTrial.id)
+                .where(ComparisonTrial.study_id == info.id, ComparisonChoice.source == "human")
+            ).all()
+            pairs = np.array([[number[int(i)] for i in r.items] for r in judged], dtype=np.int64).reshape(
+                -1, 2
+            )
+            outcomes = np.array(
+                [0.5 if r.tie else float(int(r.best_image_id) == int(r.items[0])) for r in judged]
+            )
+            if len(judged):
+                fit = bradley_terry(pairs, outcomes, n_items=len(ids))
+                scores, errors = fit.scores, fit.standard_errors
+            else:  # nothing judged yet (all skipped): every pair is as informative
+                scores, errors = np.zeros(len(ids)), np.full(len(ids), DEFAULT_PRIOR_SD)
+            held = np.array([[number[int(i)] for i in r.items] for r in rows], dtype=np.int64).reshape(-1, 2)
+            size = min(left, len(ids) // 2)
+            batch = adaptive_pairs(
+                scores, errors, size, judged=held, groups=groups, seed=info.seed + len(rows)
+            )
+            now = utcnow()
+            start = max(r.rater_index for r in mine)
+            position = len(mine)
+            values = [
+                {
+                    "study_id": info.id, "rater": rater, "rater_index": start, "position": position + k,
+                    "items": [int(ids[a]), int(ids[b])], "status": "open", "created_at": now,
+                }
+                for k, (a, b) in enumerate(batch.tolist(), start=1)
+            ]  # fmt: skip
+            if values:
+                connection.execute(sa.insert(ComparisonTrial), values)
+            connection.commit()
+            return len(values)
+        except BaseException:
+            connection.rollback()
+            raise
 
 
 def get_trial(ctx: Context, trial_id: int) -> Trial:
@@ -321,6 +407,8 @@ def trial_progress(ctx: Context, study: StudyRef, rater: str) -> dict[str, int]:
     with ctx.engine.connect() as connection:
         counts = dict(connection.execute(query).all())
     total = sum(counts.values()) or int(info.design["trials_per_rater"])
+    if info.design.get("adaptive"):
+        total = max(total, int(info.design["trials_per_rater"]))
     done = counts.get("done", 0) + counts.get("skipped", 0)
     return {"done": int(done), "total": int(total), "remaining": int(total - done)}
 

@@ -13,6 +13,7 @@ to ``params_hash``: the same judgements scored the same way give the same hash.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from itagger_lib.runs import finish_run, hash_parameters, start_run
 
 if TYPE_CHECKING:
     from itagger_lib.context import Context
+    from itagger_lib.designs import SplitHalf
     from itagger_lib.ratings.studies import StudyRef
 
 __all__ = ["score_study", "study_scores"]
@@ -173,10 +175,14 @@ def _pairwise(
             "ties": np.bincount(items[ties].ravel(), minlength=n),
         }
     )
-    half = pairwise_split_half(items, outcomes, n_items=n, clusters=clusters, n_splits=n_splits, seed=seed)
+    half = _split_half(
+        lambda: pairwise_split_half(
+            items, outcomes, n_items=n, clusters=clusters, n_splits=n_splits, seed=seed
+        )
+    )
     triads = circular_triads(items, outcomes, n_items=n, raters=raters)
     reliability = {
-        "split_half": _number(half.reliability),
+        **half,
         "circular_triads": int(triads.circular),
         "judged_triads": int(triads.judged),
         "circular_triad_share": _number(triads.share),
@@ -213,16 +219,27 @@ def _best_worst(
             "count_score": counts.scores,
         }
     )
-    half = best_worst_split_half(
-        items, best, worst, n_items=n, clusters=clusters, n_splits=n_splits, seed=seed
+    half = _split_half(
+        lambda: best_worst_split_half(
+            items, best, worst, n_items=n, clusters=clusters, n_splits=n_splits, seed=seed
+        )
     )
     reliability = {
-        "split_half": _number(half.reliability),
+        **half,
         "split_half_scores": "counts",
         "components": int(fit.components),
         "level": float(level),
     }
     return frame, reliability
+
+
+def _split_half(compute: Callable[[], SplitHalf]) -> dict[str, Any]:
+    """``split_half`` (or ``None`` with ``split_half_note`` saying why, when the study is too
+    small for halves to share items: scores are still given)."""
+    try:
+        return {"split_half": _number(compute().reliability)}
+    except ScienceError as error:
+        return {"split_half": None, "split_half_note": str(error)}
 
 
 def _number(value: float) -> float | None:

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 __all__ = ["COMPARATIVE", "DESIGNS", "create_study", "is_comparative", "trial_size"]
 
 DESIGNS = ("likert", "pairwise", "best_worst")
+#: Adaptive pairwise studies: the share of each rater's pairs from the balanced schedule
+#: before pairs are chosen by information gain (``docs/designs.md``, "Adaptive").
+BALANCED_SHARE = 0.5
 COMPARATIVE = ("pairwise", "best_worst")
 
 
@@ -70,6 +73,7 @@ def create_study(
     avoid_near_duplicates: bool | str = True,
     threshold: int = DEFAULT_THRESHOLD,
     ties: bool = False,
+    adaptive: bool = False,
 ) -> StudyInfo:
     """Create a study; see :meth:`itagger_lib.workspace.Workspace.create_study`."""
     if design not in DESIGNS:
@@ -125,6 +129,8 @@ def create_study(
             raise AssignmentError(f"study {name!r}: trials_per_image must be > 0, got {trials_per_image}")
         per_rater = math.ceil(len(ids) * float(trials_per_image) / (size * raters))
         per_image = {"trials_per_image": float(trials_per_image)}
+    if adaptive and design != "pairwise":
+        raise AssignmentError(f"study {name!r}: adaptive schedules are for pairwise studies only")
     if seed is None:
         seed = random.SystemRandom().randrange(1, 2**31)
     description = {
@@ -138,6 +144,8 @@ def create_study(
         "trials_per_rater": int(per_rater),
         "block_size": size,
         "ties": bool(ties) and design == "pairwise",
+        "adaptive": bool(adaptive),
+        "balanced_trials": math.ceil(per_rater * BALANCED_SHARE) if adaptive else int(per_rater),
         "codebook": f"{book.name} {book.version}",
         **per_image,
     }

@@ -153,6 +153,10 @@ class ComparisonWorkbench(W.VBox):
         )
 
     def _advance(self) -> None:
+        # an adaptive study adds the next batch once the rater's open pairs are done
+        adaptive = self.info.design.get("adaptive") and self._frontier() == len(self.trials)
+        if adaptive and queue.next_trial(self.ws, self.info, self.rater) is not None:
+            self.trials = queue.rater_trials(self.ws, self.info, self.rater)
         frontier = self._frontier()
         self.index = self.index + 1 if self.index + 1 < frontier else frontier
         self.pending_best = None
@@ -340,7 +344,7 @@ class ComparisonWorkbench(W.VBox):
         return None if row is None else (row["best_image_id"], row["worst_image_id"])
 
     def _show(self) -> None:
-        total = len(self.trials)
+        total = max(len(self.trials), int(self.info.design["trials_per_rater"]))
         done = sum(t.status != "open" for t in self.trials)
         trial = self.trial
         if trial is None:

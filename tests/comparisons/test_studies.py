@@ -244,3 +244,19 @@ def test_export_from_the_command_line(workspace, scene_dir: Path, tmp_path: Path
         str(tmp_path / "cli" / f"scores.{study.id}.csv"),
     ]
     assert len(pd.read_csv(tmp_path / "cli" / "choices.csv")) == 11
+
+
+def test_scores_of_a_study_too_small_for_split_halves(workspace, scene_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    _setup(workspace, scene_dir)
+    workspace.create_study(
+        "tiny", design="pairwise", question="coherence", pairs_per_image=1, raters_per_image=1
+    )
+    trial = next_trial(workspace, "tiny", "ann")
+    record_choice(workspace, trial, trial.items[0], rater="ann")  # one judgement: halves share nothing
+    scores = workspace.study_scores("tiny")
+    assert scores.attrs["reliability"]["split_half"] is None
+    assert (
+        "split-half reliability needs at least two judgements"
+        in scores.attrs["reliability"]["split_half_note"]
+    )
+    assert scores.loc[trial.items[0], "score"] > scores.loc[trial.items[1], "score"]
