@@ -228,7 +228,7 @@ def test_export_from_the_command_line(workspace, scene_dir: Path, tmp_path: Path
 
     _setup(workspace, scene_dir)
     study = workspace.create_study(
-        "p", design="pairwise", question="coherence", pairs_per_image=2, raters_per_image=1
+        "p", design="pairwise", question="coherence", pairs_per_image=2, raters_per_image=1, seed=3
     )
     while (trial := next_trial(workspace, "p", "ann")) is not None:
         record_choice(workspace, trial, trial.items[0], rater="ann")
