@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from itagger_lib.comparisons.phashes import file_phash
 from itagger_lib.db.dml import insert_ignore
 from itagger_lib.db.models import Image, ImageSource, utcnow
 from itagger_lib.errors import ImageError, ItaggerError, StoreError, UnreadableFileError, remedy
@@ -100,6 +101,7 @@ class _Prepared:
     size: int = 0
     staged: Path | None = None
     error: str | None = None
+    phash: int | None = None
 
 
 def _has_glob(text: str) -> bool:
@@ -188,7 +190,7 @@ def _prepare(candidate: _Candidate, store: ImageStore, max_megapixels: float) ->
         sha = sha256_file(candidate.path)
         size = candidate.path.stat().st_size
         staged = store.stage(candidate.path, sha, info.ext)
-        return _Prepared(candidate, info, sha, size, staged)
+        return _Prepared(candidate, info, sha, size, staged, phash=_phash_or_none(candidate.path))
     except ImageError as exc:
         return _Prepared(candidate, error=exc.reason)
     except ItaggerError as exc:
@@ -198,6 +200,15 @@ def _prepare(candidate: _Candidate, store: ImageStore, max_megapixels: float) ->
             candidate,
             error=str(UnreadableFileError(candidate.path, exc.strerror or str(exc)).reason),
         )
+
+
+def _phash_or_none(path: Path) -> int | None:
+    """The stored form of the file's pHash, or ``None`` when it cannot be decoded (the image is
+    still ingested; ``itagger images phash`` reports it)."""
+    try:
+        return file_phash(path)
+    except ImageError:
+        return None
 
 
 def _bounded_map(
@@ -238,6 +249,7 @@ def _write_batch(
                 "collection": collection,
                 "ingested_at": now,
                 "ingested_by": user,
+                "phash": item.phash,
             },
         )
     inserted = set(insert_ignore(connection, Image, list(image_rows.values()), Image.sha256))

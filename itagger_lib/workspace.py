@@ -37,9 +37,10 @@ if TYPE_CHECKING:
     from itagger_lib._types import ImageRef, ImageSelection, JSONValue, StrPath
     from itagger_lib.check import StoreReport
     from itagger_lib.codebook import Codebook, CodebookRef, CodebookSource
+    from itagger_lib.comparisons.vlm import VLMJudgeReport
     from itagger_lib.ingest import IngestReport
     from itagger_lib.ratings.imports import ImportReport
-    from itagger_lib.ratings.studies import StudyInfo
+    from itagger_lib.ratings.studies import StudyInfo, StudyRef
     from itagger_lib.science.parallel import ExecutorLike
     from itagger_lib.science.pipeline import ScienceReport
     from itagger_lib.vlm.plan import SampleSpec
@@ -224,6 +225,50 @@ class Workspace:
 
     # -- runs and settings ------------------------------------------------------------------
 
+    def near_duplicates(self, threshold: int = 6, images: ImageSelection = None) -> pd.DataFrame:
+        """Near-duplicate groups by perceptual hash: per image ``source_name``, ``group``,
+        ``group_size`` and ``phash``, largest groups first.
+
+        Parameters
+        ----------
+        threshold
+            Bits (of 64, at most 11) within which two pHashes are near-duplicates; the
+            default 6 catches re-encodes, resizes and colour edits (``docs/designs.md``).
+        images
+            The images to group; default all. Hashes not stored yet are computed first.
+        """
+        from itagger_lib.comparisons.phashes import near_duplicates
+
+        return near_duplicates(self, threshold, images)
+
+    def split(
+        self,
+        test_size: float = 0.2,
+        seed: int = 0,
+        by: str = "near_duplicate",
+        threshold: int = 6,
+        images: ImageSelection = None,
+    ) -> pd.DataFrame:
+        """A train/test split per image (``split``: ``train`` or ``test``) that keeps every
+        near-duplicate group on one side.
+
+        Parameters
+        ----------
+        test_size
+            The test share, in (0, 1).
+        seed
+            Makes the split reproducible.
+        by
+            ``"near_duplicate"`` (groups kept together) or ``"image"`` (images independently).
+        threshold
+            The near-duplicate threshold in bits (see :meth:`near_duplicates`).
+        images
+            The images to split; default all.
+        """
+        from itagger_lib.comparisons.phashes import split
+
+        return split(self, test_size, seed, by, threshold, images)
+
     def runs(self, kind: str | None = None) -> pd.DataFrame:
         """Runs, newest first (kind, parameters, version, status, counts, error, output).
 
@@ -377,8 +422,19 @@ class Workspace:
         mode: str = "blind",
         images: ImageSelection = None,
         gold_every: int = 10,
+        *,
+        design: str = "likert",
+        question: str | None = None,
+        pairs_per_image: float = 10.0,
+        trials_per_image: float = 6.0,
+        block_size: int = 4,
+        avoid_near_duplicates: bool | str = True,
+        threshold: int = 6,
+        ties: bool = False,
+        adaptive: bool = False,
     ) -> StudyInfo:
-        """Create a rating study: ``raters_per_image`` open slots for every image.
+        """Create a rating study: Likert (one image, the codebook's scales), pairwise or
+        best–worst (``docs/designs.md``).
 
         Parameters
         ----------
@@ -388,22 +444,46 @@ class Workspace:
             The study's codebook (an id, a stored :class:`~itagger_lib.codebook.Codebook`,
             or YAML to store); default the newest stored one, else the shipped default.
         raters_per_image
-            How many different raters rate each image (k ≥ 1).
+            Likert: how many different raters rate each image (k ≥ 1). Pairwise and
+            best–worst: the raters the schedule is planned for (each image reaches
+            ``pairs_per_image`` / ``trials_per_image`` over that many raters; later raters
+            get schedules too).
         seed
-            Seed of the per-rater image orders; drawn and recorded if omitted.
+            Seed of the per-rater orders and schedules; drawn and recorded if omitted.
         retest_share
-            Share in [0, 1) of a rater's done images shown again later (test–retest).
+            Likert only: share in [0, 1) of a rater's done images shown again (test–retest).
         gold
-            ``{image: {attribute: value}}``: images with known answers, shown to every rater
-            once every ``gold_every`` items.
+            Likert only: ``{image: {attribute: value}}``, images with known answers shown
+            to every rater once every ``gold_every`` items.
         mode
             ``"blind"`` (no machine answer shown) or ``"assisted"`` (the VLM's answer shown).
         images
             The study's images; default all.
         gold_every
-            Items between gold items.
+            Likert only: items between gold items.
+        design
+            ``"likert"``, ``"pairwise"`` (two images, choose one) or ``"best_worst"``
+            (``block_size`` images, choose the best and the worst).
+        question
+            Pairwise and best–worst: the codebook attribute asked about (its key).
+        pairs_per_image
+            Pairwise: pairs each image appears in, over ``raters_per_image`` raters.
+        trials_per_image
+            Best–worst: trials each image appears in, over ``raters_per_image`` raters.
+        block_size
+            Best–worst: images per trial (4 or 5 usual; 3–8).
+        avoid_near_duplicates
+            ``True``: never two near-duplicates in one trial; ``"rater"``: each rater sees
+            one member of each near-duplicate group; ``False``: no control.
+        threshold
+            The near-duplicate threshold in bits (see :meth:`near_duplicates`).
+        ties
+            Pairwise: allow "no difference" as an answer (a tie counts half a win each).
+        adaptive
+            Pairwise: each rater's first half of pairs from the balanced schedule, the rest in
+            batches chosen by expected information gain under the current scores.
         """
-        from itagger_lib.ratings.studies import create_study
+        from itagger_lib.comparisons.studies import create_study
 
         return create_study(
             self,
@@ -416,7 +496,108 @@ class Workspace:
             mode,
             images,
             gold_every,
+            design=design,
+            question=question,
+            pairs_per_image=pairs_per_image,
+            trials_per_image=trials_per_image,
+            block_size=block_size,
+            avoid_near_duplicates=avoid_near_duplicates,
+            threshold=threshold,
+            ties=ties,
+            adaptive=adaptive,
         )
+
+    def study_scores(
+        self,
+        study: StudyRef = None,
+        source: str = "human",
+        level: float = 0.95,
+        n_splits: int = 20,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Scores per image of a pairwise or best–worst study, with intervals; reliability
+        and provenance in ``attrs``.
+
+        Pairwise: Bradley–Terry ``score`` (logits, centred), ``se``, ``low``/``high``,
+        ``shown``, ``wins``, ``losses``, ``ties``. Best–worst: multinomial-logit ``score``
+        with ``se`` and interval, ``best``, ``worst``, ``shown`` and the counting score
+        ``count_score`` = (best − worst) / shown. ``attrs["reliability"]``: ``split_half``
+        (Spearman–Brown corrected) and, pairwise, ``circular_triad_share`` within raters;
+        ``attrs["provenance"]``: the run, its parameters' hash and the package version.
+
+        Parameters
+        ----------
+        study
+            The study (id, name, or ``None`` for the newest).
+        source
+            ``"human"``, ``"vlm"`` or ``"all"``: whose judgements are scored.
+        level
+            Level of the intervals.
+        n_splits
+            Random splits averaged for split-half reliability.
+        seed
+            Seed of the splits.
+        """
+        from itagger_lib.comparisons.scores import study_scores
+
+        return study_scores(self, study, source, level, n_splits, seed)
+
+    def judge_with_vlm(
+        self,
+        study: StudyRef = None,
+        provider: str | None = None,
+        model: str | None = None,
+        budget_usd: float | None = None,
+        limit: int | None = None,
+        long_side: int = 512,
+        max_retries: int = 2,
+        provider_options: dict[str, Any] | None = None,
+    ) -> VLMJudgeReport:
+        """Let a VLM judge a pairwise or best–worst study as one more rater
+        (``vlm:<provider>/<model>@cmp-1``), cached and budgeted like VLM ratings.
+
+        Each trial is one request with the trial's images side by side in one numbered
+        composite image; the answer is stored as the VLM's choice (``ws.choices(source="vlm")``,
+        ``ws.study_scores(source="vlm")``). A rerun judges only the trials still open.
+
+        Parameters
+        ----------
+        study
+            The study (id, name, or ``None`` for the newest).
+        provider, model
+            The VLM (default the workspace's ``vlm.provider`` / ``vlm.model`` settings).
+        budget_usd
+            The run's budget; the workspace budget ``vlm.budget_usd`` applies as well.
+        limit
+            At most this many trials in this run.
+        long_side
+            Pixels of the long side of each image in the composite.
+        max_retries
+            Retries of a request after a retryable error (429, 5xx, timeouts).
+        provider_options
+            Passed to the provider (e.g. ``base_url`` of an OpenAI-compatible server).
+        """
+        from itagger_lib.comparisons.vlm import judge_with_vlm
+
+        return judge_with_vlm(
+            self, study, provider, model, budget_usd, limit, long_side, max_retries, provider_options
+        )
+
+    def choices(self, study: StudyRef | None = None, source: str | None = None) -> pd.DataFrame:
+        """The judgements of pairwise and best–worst studies in long format: one row per
+        judged trial (``trial_id``, ``rater``, ``items`` shown left to right, ``best``,
+        ``worst``, ``tie``, timing and source).
+
+        Parameters
+        ----------
+        study
+            One study (id or name), or ``None`` for every comparative study.
+        source
+            ``"human"``, ``"vlm"``, or ``None`` for both.
+        """
+        from itagger_lib.comparisons.frames import choices_frame
+
+        return choices_frame(self, study, source)
 
     def add_ratings(
         self,

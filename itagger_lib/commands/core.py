@@ -40,7 +40,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list images: id, file name, format, size, collection",
         description="List the workspace's images, one per line: id and the file name they were "
         "ingested from first, format, size and collection. --format csv or json gives every "
-        "column (SHA-256, source path, who ingested it).",
+        "column (SHA-256, source path, who ingested it). `itagger images phash` computes the "
+        "perceptual hash of every image that has none (images ingested before hashes were "
+        "stored) and reports those whose file cannot be read.",
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("phash",),
+        help="phash: compute the missing perceptual hashes (near-duplicate control)",
     )
     add_format_option(p)
     p.set_defaults(func=cmd_images)
@@ -91,6 +99,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
+    if args.action == "phash":
+        from itagger_lib.comparisons.phashes import fill_phashes
+
+        report = fill_phashes(open_workspace(args))
+        print(report)
+        return 1 if report.failed and not report.computed else 0
     images = open_workspace(args).images()
     if args.table_format == "text":
         images = images[IMAGE_COLUMNS].rename(columns={"source_name": "file"})

@@ -41,6 +41,8 @@ class Image(Base):
     collection: Mapped[str | None] = mapped_column(sa.String(200), index=True)
     ingested_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     ingested_by: Mapped[str] = mapped_column(sa.String(200))
+    # 64-bit pHash (itagger_lib.designs.phash) as a signed integer; NULL until computed.
+    phash: Mapped[int | None] = mapped_column(sa.BigInteger)
 
 
 class ImageSource(Base):
@@ -356,3 +358,51 @@ class ImageSetMember(Base):
 
     set_id: Mapped[int] = mapped_column(sa.ForeignKey("image_sets.id", ondelete="CASCADE"), primary_key=True)
     image_id: Mapped[int] = mapped_column(sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ComparisonTrial(Base):
+    """One trial of a pairwise or best–worst study for one rater: the images shown, in order."""
+
+    __tablename__ = "comparison_trials"
+    __table_args__ = (
+        sa.UniqueConstraint("study_id", "rater", "position", name="uq_comparison_trials_rater_position"),
+        sa.Index("ix_comparison_trials_status", "study_id", "rater", "status", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    study_id: Mapped[int] = mapped_column(sa.ForeignKey("studies.id", ondelete="CASCADE"))
+    rater: Mapped[str] = mapped_column(sa.String(200))
+    rater_index: Mapped[int] = mapped_column(sa.Integer)
+    position: Mapped[int] = mapped_column(sa.Integer)
+    items: Mapped[list[Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(sa.String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class ComparisonChoice(Base):
+    """The judgement of one trial: the image chosen (best), the one not chosen (worst), or a tie."""
+
+    __tablename__ = "comparison_choices"
+    __table_args__ = (
+        sa.UniqueConstraint("trial_id", name="uq_comparison_choices_trial"),
+        sa.Index("ix_comparison_choices_study", "study_id", "rater"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    trial_id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("comparison_trials.id", ondelete="CASCADE"),
+    )
+    study_id: Mapped[int] = mapped_column(sa.ForeignKey("studies.id", ondelete="CASCADE"))
+    rater: Mapped[str] = mapped_column(sa.String(200))
+    source: Mapped[str] = mapped_column(sa.String(16), default="human")
+    best_image_id: Mapped[int | None] = mapped_column(sa.ForeignKey("images.id", ondelete="SET NULL"))
+    worst_image_id: Mapped[int | None] = mapped_column(sa.ForeignKey("images.id", ondelete="SET NULL"))
+    tie: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    dwell_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    session_id: Mapped[str | None] = mapped_column(sa.String(64))
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="SET NULL"))
+    vlm_call_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    chosen_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

@@ -7,6 +7,8 @@ than branching on the name. The built-in formats:
 * ``parquet``: ``ratings.parquet`` (the long ratings, streamed from the database while the
   per-image means are kept) and ``table.parquet`` (one row per image);
 * ``csv``: ``ratings.csv`` and ``table.csv``, each with a ``.json`` provenance sidecar;
+* ``studies`` / ``studies-csv``: the judgements of pairwise and best–worst studies in long
+  format and their scores per image (:mod:`itagger_lib.export.studies`);
 * ``bn``: ``bn.csv`` (image × discrete variable, :func:`~itagger_lib.export.bn.bn_frame`)
   and ``bn_codebook.json`` (each variable's source, statistic, states, cut points and rule,
   and the columns left out with their reasons).
@@ -30,6 +32,7 @@ from itagger_lib.errors import ArgumentError
 from itagger_lib.export.bn import bn_frame
 from itagger_lib.export.files import stream_ratings, write_csv, write_parquet
 from itagger_lib.export.provenance import provenance
+from itagger_lib.export.studies import StudiesExport
 from itagger_lib.export.table import RATING_COLUMNS, per_image, rating_columns
 from itagger_lib.ratings.frames import ratings_arrow
 from itagger_lib.science.results import stored_cut_points
@@ -129,3 +132,6 @@ def available_formats() -> tuple[str, ...]:
 register_format("parquet", ParquetExport())
 register_format("csv", CsvExport())
 register_format("bn", BnExport())
+# Pairwise and best–worst studies: judgements in long format and scores per image.
+register_format("studies", StudiesExport("parquet"))
+register_format("studies-csv", StudiesExport("csv"))

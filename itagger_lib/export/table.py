@@ -16,6 +16,10 @@ statistic:
   (:mod:`itagger_lib.vlm.primary`); ``attrs["vlm"]`` and an export's provenance name the
   rater and its runs.
 
+``near_duplicate_group``: the image's near-duplicate group (pHash within the default
+threshold, :func:`~itagger_lib.comparisons.phashes.near_duplicate_column`), missing for an
+image whose hash is not stored yet.
+
 ``attrs["columns"]`` describes every rating column (source, attribute, type, level,
 statistic).
 """
@@ -29,6 +33,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from itagger_lib.codebook.storage import stored_attributes
+from itagger_lib.comparisons.phashes import near_duplicate_column
 from itagger_lib.db.arrow import read_arrow
 from itagger_lib.errors import UnknownNameError
 from itagger_lib.ratings.aggregate import aggregate, answers
@@ -168,7 +173,9 @@ def per_image(
         ratings = ratings.select(list(RATING_COLUMNS)).to_pandas()
     ordinal = ("median", "mean_as_interval") if ordinal_mean else ("median",)
     rated = rating_columns(ctx, ratings, vlm_rater=vlm_rater, ordinal=ordinal)
-    joined = images.join(metrics, how="left").join(rated, how="left")
+    joined = (
+        images.join(near_duplicate_column(ctx), how="left").join(metrics, how="left").join(rated, how="left")
+    )
     for column in rated.columns:  # an image nobody rated: n = 0, every statistic missing
         if str(column).endswith(".n"):
             joined[column] = joined[column].fillna(0).astype("int64")

@@ -208,6 +208,52 @@ def apply_row_level_security_sql() -> list[str]:
         _advisory_sql(),
         _timeouts_sql(),
     ]
+    return stmts + comparison_security_sql()
+
+
+def comparison_security_sql() -> list[str]:
+    """Grants and policies of the comparative studies' tables (``itagger_lib.comparisons``).
+
+    A tagger writes their own schedule and judgements: ``comparison_trials`` rows whose
+    ``rater`` is themselves (insert, update; every row is readable, as the queue numbers
+    raters by counting them, and a trial holds no judgement) and ``comparison_choices`` rows
+    whose ``rater`` is themselves with ``source = 'human'``. Other raters' choices are
+    readable only in assisted studies, as for ratings. Researchers and admins: everything.
+    """
+    me = "itagger_rater_of(current_user)"
+    stmts = [
+        f"GRANT INSERT, UPDATE ON comparison_trials, comparison_choices TO {TAGGER}",
+    ]
+    for table in ("comparison_trials", "comparison_choices"):
+        stmts += [
+            f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+            *(
+                f"DROP POLICY IF EXISTS {name} ON {table}"
+                for name in (
+                    "itagger_staff_all",
+                    "itagger_tagger_select",
+                    "itagger_tagger_insert",
+                    "itagger_tagger_update",
+                )
+            ),
+            f"CREATE POLICY itagger_staff_all ON {table} FOR ALL TO {RESEARCHER}, {ADMIN} "
+            "USING (true) WITH CHECK (true)",
+        ]
+    stmts += [
+        f"CREATE POLICY itagger_tagger_select ON comparison_trials FOR SELECT TO {TAGGER} USING (true)",
+        f"""CREATE POLICY itagger_tagger_insert ON comparison_trials FOR INSERT TO {TAGGER}
+              WITH CHECK (rater = {me})""",
+        f"""CREATE POLICY itagger_tagger_update ON comparison_trials FOR UPDATE TO {TAGGER}
+              USING (rater = {me}) WITH CHECK (rater = {me})""",
+        f"""CREATE POLICY itagger_tagger_select ON comparison_choices FOR SELECT TO {TAGGER} USING (
+              rater = {me}
+              OR EXISTS (SELECT 1 FROM studies s
+                         WHERE s.id = comparison_choices.study_id AND s.mode = 'assisted'))""",
+        f"""CREATE POLICY itagger_tagger_insert ON comparison_choices FOR INSERT TO {TAGGER}
+              WITH CHECK (rater = {me} AND source = 'human')""",
+        f"""CREATE POLICY itagger_tagger_update ON comparison_choices FOR UPDATE TO {TAGGER}
+              USING (rater = {me}) WITH CHECK (rater = {me} AND source = 'human')""",
+    ]
     return stmts
 
 

@@ -10,7 +10,9 @@ JupyterLab (:func:`app_link`).
 What the app needs comes from the environment, as for every notebook: the workspace
 (``ITAGGER_DATABASE_URL`` …), the rater (``JUPYTERHUB_USER`` on the hub, else
 ``ITAGGER_USER``), and optionally ``ITAGGER_TAG_STUDY`` (a study name or id; default the
-newest). When there is nothing to tag the page says so in a tagger's words, never with code.
+newest). A pairwise or best–worst study opens the comparison screen
+(:class:`~itagger_lib.widgets.comparison.ComparisonWorkbench`). When there is nothing to
+tag the page says so in a tagger's words, never with code.
 """
 
 from __future__ import annotations
@@ -85,6 +87,14 @@ def notice(title: str, text: str) -> W.VBox:
     return box
 
 
+def _is_comparative(ws: Workspace, study: str | int | None) -> bool:
+    """Whether the study the app opens is pairwise or best–worst (a comparison screen)."""
+    from itagger_lib.comparisons.studies import is_comparative
+    from itagger_lib.ratings.studies import get_study
+
+    return is_comparative(get_study(ws, study))
+
+
 def tagging_app(ws: Workspace | None = None, study: str | int | None = None) -> W.Widget:
     """The app's one screen: the workbench for this rater, or a notice saying why not."""
     from itagger_lib.ratings.studies import list_studies
@@ -111,6 +121,10 @@ def tagging_app(ws: Workspace | None = None, study: str | int | None = None) -> 
             "tells you it is open.",
         )
     try:
+        if _is_comparative(ws, study):
+            from itagger_lib.widgets.comparison import ComparisonWorkbench
+
+            return ComparisonWorkbench(ws, study=study, app=True)
         return TaggingWorkbench(ws, study=study, app=True)
     except ItaggerError as exc:
         return notice("The tagging app cannot start", f"{exc} Please tell the person running the study.")

@@ -14,6 +14,7 @@ on its own, or one of a batch when the batch runs) takes the next action from ``
 - ``"hang"``: no answer for ``hang_s`` seconds (the client times out first)
 - ``"malformed"``: an answer that is not JSON
 - ``"out_of_range"``: every integer answer set to 99
+- ``("answer", {...})``: this answer, as it is
 - ``"refusal"``: the model refuses
 - ``"401"``: authentication error echoing the credentials it received (as careless servers do)
 - ``"403"``, ``"404"``: permission error; unknown model
@@ -272,6 +273,8 @@ class FakeVLMServer:
             else body["response_format"]["json_schema"]["schema"]
         )
         answer: Any = valid_answer(schema)
+        if isinstance(action, tuple) and action[0] == "answer":
+            answer = dict(action[1])
         if action == "out_of_range":
             answer = {k: (99 if isinstance(v, int) else v) for k, v in answer.items()}
         model = body["model"]
