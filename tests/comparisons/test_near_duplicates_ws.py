@@ -148,7 +148,7 @@ def test_downgrade_keeps_images_and_what_hangs_on_them(workspace, scene_dir: Pat
 
     before = counts()
     assert before == (11, 11, 3)
-    downgrade(workspace.engine, "0004_vlm_batches")
+    downgrade(workspace.engine, "0005_roles")
     assert counts() == before
     with workspace.engine.connect() as connection:
         assert "phash" not in {c["name"] for c in sa.inspect(connection).get_columns("images")}

@@ -442,7 +442,7 @@ def test_upgrade_from_0004_with_ratings_on_postgres(pg_url: str) -> None:
                 )
             assert conn.exec_driver_sql("SELECT mean FROM rating_means").scalar_one() != 3.0  # NaN
         apply_row_level_security(engine)  # a database secured before: the new functions come later
-        upgrade(engine)
+        upgrade(engine, "0005_roles")
         assert current_revision(engine) == "0005_roles"
         with engine.connect() as conn:
             rows = conn.exec_driver_sql("SELECT rater, value FROM ratings ORDER BY rater").all()

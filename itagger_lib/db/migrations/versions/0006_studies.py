@@ -20,7 +20,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0006_studies"
-down_revision = "0004_vlm_batches"
+down_revision = "0005_roles"
 branch_labels = None
 depends_on = None
 
