@@ -14,7 +14,6 @@ marks it ``skipped``. A VLM is a rater like any other (its name is its rater nam
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -107,13 +106,12 @@ def rater_schedule(design: Mapping[str, Any], seed: int, rater_index: int) -> li
 
 
 def lock_study(connection: sa.Connection, study_id: int) -> None:
+    """Serialise schedule writes of one study until the transaction ends (PostgreSQL: through
+    the owner's function of migration ``0006_studies``, as taggers take no advisory lock)."""
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
-        key = int.from_bytes(
-            hashlib.sha256(f"comparisons:{study_id}".encode()).digest()[:8], "big", signed=True
-        )
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        connection.execute(sa.text("SELECT itagger_lock_comparison_study(:s)"), {"s": study_id})
 
 
 def _ensure_schedule(ctx: Context, info: StudyInfo, rater: str) -> None:

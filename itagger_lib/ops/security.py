@@ -60,6 +60,8 @@ CHECKED_FUNCTIONS: tuple[str, ...] = (
     "itagger_record_rating(integer, integer, text, integer, text, float8, text, text, integer, text, "
     "boolean)",
     "itagger_machine_answer(integer, text)",
+    # migration 0006_studies: the lock a rater's first request takes to write their schedule
+    "itagger_lock_comparison_study(integer)",
 )
 #: What a VLM said, which a blind study must not show a tagger.
 VLM_ANSWER_COLUMNS: tuple[str, ...] = ("raw_response", "rationale")
@@ -208,7 +210,16 @@ def apply_row_level_security_sql() -> list[str]:
         _advisory_sql(),
         _timeouts_sql(),
     ]
-    return stmts + comparison_security_sql()
+    comparisons = _when_tables_exist(("comparison_trials", "comparison_choices"), comparison_security_sql())
+    return [*stmts, comparisons]
+
+
+def _when_tables_exist(tables: tuple[str, ...], stmts: list[str]) -> str:
+    """``stmts`` as one block that runs only when ``tables`` exist (skipped on a database not
+    yet at the migration that makes them: `itagger db upgrade` re-applies this)."""
+    present = " AND ".join(f"to_regclass('{t}') IS NOT NULL" for t in tables)
+    body = " ".join(f"EXECUTE $stmt${s}$stmt$;" for s in stmts)
+    return f"DO $when$ BEGIN IF {present} THEN {body} END IF; END $when$"
 
 
 def comparison_security_sql() -> list[str]:
@@ -223,6 +234,7 @@ def comparison_security_sql() -> list[str]:
     me = "itagger_rater_of(current_user)"
     stmts = [
         f"GRANT INSERT, UPDATE ON comparison_trials, comparison_choices TO {TAGGER}",
+        f"GRANT USAGE ON SEQUENCE comparison_trials_id_seq, comparison_choices_id_seq TO {TAGGER}",
     ]
     for table in ("comparison_trials", "comparison_choices"):
         stmts += [

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from itagger_lib.comparisons.queue import next_trial, record_choice
-from itagger_lib.errors import ItaggerError
+from itagger_lib.errors import ItaggerError, PermissionDeniedError
 from itagger_lib.ops import hubconfig
 from itagger_lib.ops.security import apply_row_level_security, map_role_sql
 
@@ -69,7 +69,7 @@ def test_tagger_judges_own_trials_and_cannot_forge(taggers: dict) -> None:
     assert len(taggers["owner"].choices("pairs")) == 2
     with pytest.raises(ItaggerError, match="belongs to"):
         record_choice(alice, bob_trial, bob_trial.items[0], rater=users["alice"])
-    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"), alice.engine.begin() as conn:
+    with pytest.raises(PermissionDeniedError, match="row-level security"), alice.engine.begin() as conn:
         conn.execute(
             sa.text(
                 "INSERT INTO comparison_choices (trial_id, study_id, rater, source, tie, chosen_at)"
@@ -77,7 +77,7 @@ def test_tagger_judges_own_trials_and_cannot_forge(taggers: dict) -> None:
             ),
             {"t": bob_trial.id, "s": bob_trial.study_id, "r": users["bob"]},
         )
-    with pytest.raises(sa.exc.ProgrammingError, match="row-level security"), alice.engine.begin() as conn:
+    with pytest.raises(PermissionDeniedError, match="row-level security"), alice.engine.begin() as conn:
         conn.execute(
             sa.text(
                 "INSERT INTO comparison_choices (trial_id, study_id, rater, source, tie, chosen_at)"

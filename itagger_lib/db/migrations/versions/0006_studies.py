@@ -28,6 +28,14 @@ _JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgre
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+# Taggers may take no advisory lock (0005_roles): a rater's first request writes their
+# schedule under this per-study lock, taken as the owner; the key is made here, so a
+# caller can lock a study's schedule writes and nothing else, until its transaction ends.
+_LOCK_STUDY = """CREATE OR REPLACE FUNCTION itagger_lock_comparison_study(study integer) RETURNS void
+   LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+   SELECT pg_advisory_xact_lock(74306, study) $$"""
+
+
 def upgrade() -> None:
     op.add_column("images", sa.Column("phash", sa.BigInteger(), nullable=True))  # in place, also on SQLite
 
@@ -75,9 +83,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("comparison_choices", schema=None) as batch_op:
         batch_op.create_index("ix_comparison_choices_study", ["study_id", "rater"])
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_LOCK_STUDY)
+        op.execute("REVOKE ALL ON FUNCTION itagger_lock_comparison_study(integer) FROM PUBLIC")
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS itagger_lock_comparison_study(integer)")
     with op.batch_alter_table("comparison_choices", schema=None) as batch_op:
         batch_op.drop_index("ix_comparison_choices_study")
     op.drop_table("comparison_choices")
