@@ -35,8 +35,8 @@ __all__ = ["QUEUE_COLUMNS", "adjudicate", "queue"]
 
 
 QUEUE_COLUMNS = [
-    "image_id", "attribute", "level", "n_raters", "human_mean", "human_sd",
-    "disagreement", "relative_disagreement", "vlm_mean", "conflict",
+    "image_id", "attribute", "level", "n_raters", "human_median", "human_mean", "human_sd",
+    "disagreement", "relative_disagreement", "vlm_median", "vlm_mean", "conflict",
 ]  # fmt: skip
 
 
@@ -58,11 +58,16 @@ def queue(
     (:func:`~itagger_lib.review.disagreement.expected_disagreement`), so attributes of
     different levels and scales rank together (1 = as much as two random ratings).
     ``by="vlm_conflict"`` orders by the distance between the VLM and the humans: nominal,
-    the share of (human, VLM) rating pairs that differ; otherwise the VLM mean's distance
-    from the human mean. Human ratings are first presentations (repeats left out), VLM
-    ratings those of each model's primary run (:mod:`itagger_lib.vlm.primary`); pairs
-    that already have a consensus value are left out. ``human_mean``, ``human_sd`` and
-    ``vlm_mean`` are empty for nominal attributes, where they mean nothing.
+    the share of (human, VLM) rating pairs that differ; ordinal, the distance between the
+    VLM's and the humans' medians; interval and ratio, between their means. Human ratings
+    are first presentations (repeats left out), VLM ratings those of each model's primary
+    run (:mod:`itagger_lib.vlm.primary`); pairs that already have a consensus value are
+    left out.
+
+    Each summary is shown only where it is valid for the level of measurement: the medians
+    (``human_median``, ``vlm_median``) for ordinal, interval and ratio attributes; the means
+    and the SD (``human_mean``, ``human_sd``, ``vlm_mean``) for interval and ratio only;
+    nominal attributes get neither (category codes have no order or distance).
     """
     if by not in {"disagreement", "vlm_conflict"}:
         raise ArgumentError(f"by={by!r}: use 'disagreement' or 'vlm_conflict'")
@@ -108,18 +113,23 @@ def _attribute_queue(attribute: str, level: str, human: pd.DataFrame, vlm: pd.Da
     matrix = ratings_matrix(human)
     stats = pd.DataFrame(index=matrix.index)
     stats["n_raters"] = matrix.notna().sum(axis=1)
-    numeric = level != "nominal"
-    stats["human_mean"] = matrix.mean(axis=1) if numeric else np.nan
-    stats["human_sd"] = matrix.std(axis=1, ddof=0) if numeric else np.nan
+    ordered = level != "nominal"  # a median needs an order
+    metric = level in ("interval", "ratio")  # a mean and an SD need distances
+    stats["human_median"] = matrix.median(axis=1) if ordered else np.nan
+    stats["human_mean"] = matrix.mean(axis=1) if metric else np.nan
+    stats["human_sd"] = matrix.std(axis=1, ddof=0) if metric else np.nan
     stats["disagreement"] = unit_disagreement(matrix, level)
     expected = expected_disagreement(matrix, level)
     # no variation anywhere (expected 0 or undefined): every unit agrees, relative 0
     scale = expected if expected > 0 else np.inf
     stats["relative_disagreement"] = stats["disagreement"] / scale
     machine = vlm.groupby("image_id")["value"]
-    stats["vlm_mean"] = machine.mean() if numeric else np.nan
-    if numeric:
+    stats["vlm_median"] = machine.median() if ordered else np.nan
+    stats["vlm_mean"] = machine.mean() if metric else np.nan
+    if metric:
         stats["conflict"] = (stats["vlm_mean"] - stats["human_mean"]).abs()
+    elif ordered:
+        stats["conflict"] = (stats["vlm_median"] - stats["human_median"]).abs()
     else:
         pairs = vlm[["image_id", "value"]].merge(
             human[["image_id", "value"]], on="image_id", suffixes=("_vlm", "")

@@ -107,6 +107,21 @@ def test_vlm_conflict_is_level_aware(rated) -> None:  # type: ignore[no-untyped-
     assert list(conflict["conflict"]) == pytest.approx([1.0, 2 / 3])
 
 
+def test_ordinal_summaries_are_medians_never_means(rated) -> None:  # type: ignore[no-untyped-def]
+    """warmth is ordinal: medians of the codes, no mean or SD; the VLM conflict is between medians."""
+    ws, (a, b, c, d) = rated
+    _rate(ws, {b: {"warmth": [2]}, d: {"warmth": [5]}}, source="vlm")
+    contested = adjudication.queue(ws, attribute="warmth", limit=None).set_index("image_id")
+    # hand-computed: a (4, 4, 4), b (1, 4, 7), c (3, 4, 4), d (2, 6, 6)
+    assert contested.loc[[a, b, c, d], "human_median"].tolist() == [4, 4, 4, 6]
+    assert contested[["human_mean", "human_sd", "vlm_mean"]].isna().all().all()
+    conflict = adjudication.queue(ws, attribute="warmth", by="vlm_conflict", limit=None)
+    # b: |2 - 4| = 2, d: |5 - 6| = 1 (means would give |2 - 4| = 2 and |5 - 4.67| = 0.33)
+    assert list(conflict["image_id"]) == [b, d]
+    assert list(conflict["conflict"]) == [2.0, 1.0]
+    assert list(conflict["vlm_median"]) == [2.0, 5.0]
+
+
 def test_adjudicated_pairs_leave_the_queue(rated) -> None:  # type: ignore[no-untyped-def]
     ws, (_, b, _, _) = rated
     rating_id = adjudication.adjudicate(ws, b, "material", "9", note="discussed")
