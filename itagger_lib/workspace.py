@@ -552,12 +552,13 @@ class Workspace:
         long_side: int = 512,
         max_retries: int = 2,
         provider_options: dict[str, Any] | None = None,
+        images: str = "separate",
     ) -> VLMJudgeReport:
         """Let a VLM judge a pairwise or best–worst study as one more rater
-        (``vlm:<provider>/<model>@cmp-1``), cached and budgeted like VLM ratings.
+        (``vlm:<provider>/<model>@cmp-2``), cached and budgeted like VLM ratings.
 
-        Each trial is one request with the trial's images side by side in one numbered
-        composite image; the answer is stored as the VLM's choice (``ws.choices(source="vlm")``,
+        Each trial is one request with the trial's images as separate images of one message
+        ("Image 1:", "Image 2:", ...); the answer is stored as the VLM's choice (``ws.choices(source="vlm")``,
         ``ws.study_scores(source="vlm")``). A rerun judges only the trials still open.
 
         Parameters
@@ -571,16 +572,20 @@ class Workspace:
         limit
             At most this many trials in this run.
         long_side
-            Pixels of the long side of each image in the composite.
+            Pixels of the long side of each image sent.
         max_retries
             Retries of a request after a retryable error (429, 5xx, timeouts).
         provider_options
             Passed to the provider (e.g. ``base_url`` of an OpenAI-compatible server).
+        images
+            ``"separate"`` (default) or ``"composite"``: the images side by side in one numbered
+            image, for a server that takes one image per message (rater ``…@cmp-1``; the two
+            are different raters).
         """
         from itagger_lib.comparisons.vlm import judge_with_vlm
 
         return judge_with_vlm(
-            self, study, provider, model, budget_usd, limit, long_side, max_retries, provider_options
+            self, study, provider, model, budget_usd, limit, long_side, max_retries, provider_options, images
         )
 
     def choices(self, study: StudyRef | None = None, source: str | None = None) -> pd.DataFrame:

@@ -1,15 +1,17 @@
 """A VLM as a rater of pairwise and best–worst studies: cached, budgeted, in the ledger.
 
-The VLM is a rater like a person (``vlm:<provider>/<model>@cmp-1``): it gets its own
+The VLM is a rater like a person (``vlm:<provider>/<model>@cmp-2``): it gets its own
 balanced schedule from the study (:mod:`.queue`) and its judgements are
 ``comparison_choices`` with ``source = 'vlm'``, the run and the ledger call they came from.
 Each trial is one request through the provider registry (:mod:`itagger_lib.vlm.registry`)
-with **one composite image**: the trial's images side by side (a grid for 4–6), each under
-its number, and a JSON schema asking for the number chosen (pairwise; 0 for "no
-difference" where the study allows ties) or the best and the worst number. The provider
-contract carries one image per request (``VLMRequest``), so a composite keeps every
-provider, the token bounds and the batch paths unchanged; the numbers are drawn on the
-image and repeated in the prompt.
+and a JSON schema asking for the number chosen (pairwise; 0 for "no difference" where the
+study allows ties) or the best and the worst number. By default (``images="separate"``,
+rater version ``cmp-2``) the trial's images go as separate images of one user message,
+each after the caption "Image k:", as a person sees them: each image at full resolution of
+``long_side``, billed by the provider's own image formula. ``images="composite"``
+(``cmp-1``) sends them as one image instead, side by side (a grid for 4–6) with the numbers
+drawn above them: for a server that accepts one image per message (several small local
+models do). The two are different raters: their judgements never mix.
 
 Like Likert VLM ratings: the price must be known (``PriceUnknownError`` otherwise); every
 request is reserved in the ledger at its maximum cost under the run budget
@@ -24,6 +26,7 @@ failure of the run, recorded with the trial, and the trial stays open for the ne
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import time
@@ -38,6 +41,7 @@ from PIL import ImageDraw, ImageFont
 from itagger_lib.comparisons.queue import comparative_study, next_trial, rater_trials, record_choice
 from itagger_lib.db.models import ComparisonChoice, Image, VLMCall, utcnow
 from itagger_lib.errors import (
+    ArgumentError,
     BudgetExceededError,
     ItaggerError,
     KillSwitchError,
@@ -59,13 +63,22 @@ if TYPE_CHECKING:
     from itagger_lib.context import Context
     from itagger_lib.ratings.studies import StudyInfo, StudyRef
 
-__all__ = ["PROMPT_VERSION", "VLMJudgeReport", "composite_jpeg", "judge_with_vlm"]
+__all__ = ["PROMPT_VERSION", "PROMPT_VERSIONS", "VLMJudgeReport", "composite_jpeg", "judge_with_vlm"]
 
-PROMPT_VERSION = "cmp-1"
-SYSTEM = (
-    "You judge photographs of places for a perception study. The image you receive shows several "
-    "photographs side by side, each under its number. Answer only with the JSON requested."
-)
+#: The prompt version of each way of showing a trial's images (part of the rater's name).
+PROMPT_VERSIONS = {"separate": "cmp-2", "composite": "cmp-1"}
+PROMPT_VERSION = PROMPT_VERSIONS["separate"]
+SYSTEMS = {
+    "separate": (
+        "You judge photographs of places for a perception study. You receive several photographs, "
+        "each after its number. Answer only with the JSON requested."
+    ),
+    "composite": (
+        "You judge photographs of places for a perception study. The image you receive shows "
+        "several photographs side by side, each under its number. Answer only with the JSON requested."
+    ),
+}
+SYSTEM = SYSTEMS["separate"]
 LABEL_PX = 40
 
 
@@ -115,19 +128,29 @@ def composite_jpeg(paths: list[Any], sizes: list[int], long_side: int) -> tuple[
     return encode_jpeg(np.asarray(canvas)), canvas.width, canvas.height
 
 
-def _prompt(info: StudyInfo, size: int) -> tuple[str, dict[str, Any]]:
+def _prompt(info: StudyInfo, size: int, images: str = "separate") -> tuple[str, dict[str, Any]]:
     question = str(info.design.get("prompt", ""))
     numbers = list(range(1, size + 1))
     if info.design["type"] == "pairwise":
         tie = info.design.get("ties")
+        shown = (
+            "You see two photographs, Image 1 and Image 2."
+            if images == "separate"
+            else "The image shows two photographs: 1 on the left, 2 on the right."
+        )
         text = (
-            f"The image shows two photographs: 1 on the left, 2 on the right. {question} "
+            f"{shown} {question} "
             f"Answer with choice = 1 or 2{' (0 if there is no difference)' if tie else ''}."
         )
         schema = {"choice": {"type": "integer", "enum": ([0] if tie else []) + numbers}}
     else:
+        shown = (
+            f"You see {size} photographs, Image 1 to Image {size}."
+            if images == "separate"
+            else f"The image shows {size} photographs numbered 1 to {size}."
+        )
         text = (
-            f"The image shows {size} photographs numbered 1 to {size}. {question} "
+            f"{shown} {question} "
             "Answer with best = the number with the most and worst = the number with the least "
             "(two different numbers)."
         )
@@ -168,19 +191,23 @@ def judge_with_vlm(
     long_side: int = 512,
     max_retries: int = 2,
     provider_options: dict[str, Any] | None = None,
+    images: str = "separate",
 ) -> VLMJudgeReport:
     """Let a VLM judge its schedule of a pairwise or best–worst study; see
     :meth:`itagger_lib.workspace.Workspace.judge_with_vlm`."""
+    if images not in PROMPT_VERSIONS:
+        raise ArgumentError(f"images={images!r}: use 'separate' (one image each) or 'composite' (one image)")
     info = comparative_study(ctx, study)
     provider, model = resolve(ctx, provider, model)
     options = dict(provider_options or {})
     price = get_price(ctx, provider, model, options)
     client = get_provider(provider, model, **options)
-    rater = rater_name(provider, model, PROMPT_VERSION)
+    rater = rater_name(provider, model, PROMPT_VERSIONS[images])
     size = 2 if info.design["type"] == "pairwise" else int(info.design["block_size"])
-    text, schema = _prompt(info, size)
-    prompt_hash = hashlib.sha256(json.dumps([SYSTEM, text, schema], sort_keys=True).encode()).hexdigest()
-    params = {"long_side": int(long_side), "temperature": 0.0, "max_tokens": 100}
+    text, schema = _prompt(info, size, images)
+    system = SYSTEMS[images]
+    prompt_hash = hashlib.sha256(json.dumps([system, text, schema], sort_keys=True).encode()).hexdigest()
+    params = {"long_side": int(long_side), "temperature": 0.0, "max_tokens": 100, "images": images}
     ledger.ensure_lock_row(ctx)
     ledger.release_stale(ctx)
     next_trial(ctx, info, rater)  # writes the VLM's schedule
@@ -265,19 +292,12 @@ async def _judge_all(run: _Run, trials: list[Trial]) -> None:
                 report.cache_hits += 1
                 report.judged += 1
                 continue
-            jpeg, width, height = composite_jpeg(
-                [ctx.store.path_for(r.sha256, r.ext) for r in images],
-                [max(r.width, r.height) for r in images],
-                run.long_side,
-            )
-            request = VLMRequest(
-                system=SYSTEM, prompt=run.text, schema=run.schema, image_jpeg=jpeg, temperature=0.0,
-                max_tokens=run.params["max_tokens"], image_width=width, image_height=height,
-            )  # fmt: skip
+            request = _request(run, images)
             amount = max_cost(run.client, run.provider, run.price, request)
             call = {
                 "cache_key": key, "provider": run.provider, "model": run.model,
-                "prompt_hash": run.prompt_hash, "prompt_version": PROMPT_VERSION, "image_id": trial.items[0],
+                "prompt_hash": run.prompt_hash, "prompt_version": PROMPT_VERSIONS[run.params["images"]],
+                "image_id": trial.items[0],
                 "image_sha256": images[0].sha256, "codebook_id": run.info.codebook_id,
                 "parameters": {**run.params, "trial_id": trial.id, "items": list(trial.items)},
                 "repeat_index": 0,
@@ -290,6 +310,30 @@ async def _judge_all(run: _Run, trials: list[Trial]) -> None:
             await _ask(run, request, trial, call_id)
     finally:
         await run.client.aclose()
+
+
+def _request(run: _Run, images: list[Any]) -> VLMRequest:
+    """The request of one trial: its images as separate images or as one composite."""
+    paths = [run.ctx.store.path_for(r.sha256, r.ext) for r in images]
+    sizes = [max(r.width, r.height) for r in images]
+    common: dict[str, Any] = {
+        "system": SYSTEMS[run.params["images"]], "prompt": run.text, "schema": run.schema,
+        "temperature": 0.0, "max_tokens": run.params["max_tokens"],
+    }  # fmt: skip
+    if run.params["images"] == "composite":
+        jpeg, width, height = composite_jpeg(paths, sizes, run.long_side)
+        return VLMRequest(image_jpeg=jpeg, image_width=width, image_height=height, **common)
+    jpegs = []
+    for path, size in zip(paths, sizes, strict=True):
+        rgb = load_rgb(path, run.long_side, size_hint=size)
+        jpegs.append((encode_jpeg(rgb), (rgb.shape[1], rgb.shape[0])))
+    encoded = [(base64.b64encode(jpeg).decode("ascii"), size) for jpeg, size in jpegs]
+    (first, (width, height)), more = encoded[0], encoded[1:]
+    return VLMRequest(
+        image_jpeg=jpegs[0][0], image_base64=first, image_width=width, image_height=height,
+        more_images=tuple(data for data, _ in more), more_sizes=tuple(size for _, size in more),
+        image_captions=tuple(f"Image {k}:" for k in range(1, len(encoded) + 1)), **common,
+    )  # fmt: skip
 
 
 def _from_cache(ctx: Context, trial: Trial, rater: str, key: str, run_id: int) -> bool:

@@ -44,16 +44,17 @@ def messages_body(model: str, request: VLMRequest, image: str) -> dict[str, Any]
             {
                 "role": "user",
                 "content": [
-                    {
-                        "type": "image",
-                        "source": {"type": "base64", "media_type": "image/jpeg", "data": image},
-                    },
+                    *request.image_parts(image, _image),
                     {"type": "text", "text": request.prompt},
                 ],
             }
         ],
         "temperature": request.temperature,
     }
+
+
+def _image(data: str) -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": data}}
 
 
 BODY = BodyTemplate(messages_body)

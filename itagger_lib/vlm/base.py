@@ -36,11 +36,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class VLMRequest:
-    """One question to a model: system and user text, the answer's schema, one image.
+    """One question to a model: system and user text, the answer's schema, one image or more.
 
     ``image_width``/``image_height`` are the size of the JPEG (for the token bound);
     ``image_base64`` is its base64 text, encoded once per image by the engine (empty: the
-    provider encodes ``image_jpeg`` itself).
+    provider encodes ``image_jpeg`` itself). A comparison (pairwise, best–worst) sends its
+    other images as ``more_images`` (base64 JPEGs, in order, with their sizes in
+    ``more_sizes``) and may put a caption before each image (``image_captions``, one per
+    image: "Image 1", ...); they go into the same user message, in that order.
     """
 
     system: str
@@ -55,10 +58,23 @@ class VLMRequest:
     image_width: int = 0
     image_height: int = 0
     image_base64: str = ""
+    more_images: tuple[str, ...] = ()
+    more_sizes: tuple[tuple[int, int], ...] = ()
+    image_captions: tuple[str, ...] = ()
 
     @property
     def base64(self) -> str:
         return self.image_base64 or base64.b64encode(self.image_jpeg).decode("ascii")
+
+    def image_parts(self, first: str, part: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+        """The message parts of the images, in order: ``part(base64)`` for each (``first``
+        stands for the first image's text), each after its caption when there are captions."""
+        parts: list[dict[str, Any]] = []
+        for index, data in enumerate((first, *self.more_images)):
+            if self.image_captions:
+                parts.append({"type": "text", "text": self.image_captions[index]})
+            parts.append(part(data))
+        return parts
 
 
 @dataclass

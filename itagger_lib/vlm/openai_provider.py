@@ -58,7 +58,7 @@ def chat_body(
             {
                 "role": "user",
                 "content": [
-                    {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{image}"}},
+                    *request.image_parts(image, _image_url),
                     {"type": "text", "text": request.prompt},
                 ],
             },
@@ -75,6 +75,10 @@ def chat_body(
     if cache_key:
         body["prompt_cache_key"] = "itagger-" + hashlib.sha256(request.system.encode()).hexdigest()[:16]
     return body
+
+
+def _image_url(data: str) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{data}"}}
 
 
 def _builder(token_limit: str, cache_key: bool) -> Callable[[str, VLMRequest, str], dict[str, Any]]:

@@ -118,7 +118,8 @@ def input_token_bound(
             return bound(model, request, options=options or {})  # type: ignore[call-arg]
         return bound(model, request)
     text = text_token_bound(request.system, request.prompt, json.dumps(request.schema))
-    return generic_input_token_bound(text, request.image_width, request.image_height)
+    first = generic_input_token_bound(text, request.image_width, request.image_height)
+    return first + sum(generic_input_token_bound(0, w, h) for w, h in request.more_sizes)
 
 
 # Built-in providers, imported on first use so that `import itagger_lib` (and a run with one

@@ -185,7 +185,11 @@ class BodyTemplate:
         self._cache: dict[tuple[Any, ...], tuple[dict[str, Any], tuple[str, str]]] = {}
 
     def parts(self, model: str, request: VLMRequest) -> tuple[str, str]:
-        """The JSON before and after the image's base64 text."""
+        """The JSON before and after the first image's base64 text (a comparison's other
+        images are in the tail, and such bodies are not cached: each holds its own images)."""
+        if request.more_images:
+            head, tail = json.dumps(self.build(model, request, _IMAGE), separators=(",", ":")).split(_IMAGE)
+            return head, tail
         key: tuple[Any, ...] = (model, request.system, request.prompt, id(request.schema))
         key += (request.temperature, request.max_tokens, request.seed)
         cached = self._cache.get(key)
@@ -199,9 +203,9 @@ class BodyTemplate:
         return head, tail
 
     def text_bytes(self, model: str, request: VLMRequest) -> int:
-        """UTF-8 bytes of the body without the image (ASCII JSON: one byte a character)."""
+        """UTF-8 bytes of the body without its images (ASCII JSON: one byte a character)."""
         head, tail = self.parts(model, request)
-        return len(head) + len(tail)
+        return len(head) + len(tail) - sum(len(data) for data in request.more_images)
 
     def encode(self, model: str, request: VLMRequest) -> bytes:
         head, tail = self.parts(model, request)
@@ -295,8 +299,9 @@ class SDKProvider:
 
     @classmethod
     def bound(cls, body: BodyTemplate, model: str, request: VLMRequest) -> int:
-        """Body bytes without the image + the framing + the image formula (see ``tokens``)."""
-        image = cls.image_tokens(model, request.image_width, request.image_height)
+        """Body bytes without the images + the framing + the image formula of each (see ``tokens``)."""
+        sizes = [(request.image_width, request.image_height), *request.more_sizes]
+        image = sum(cls.image_tokens(model, width, height) for width, height in sizes)
         return body.text_bytes(model, request) + cls.framing_tokens + image
 
     def input_token_bound(self, request: VLMRequest) -> int:

@@ -34,7 +34,7 @@ def fake_answer(schema: dict[str, Any], seed_bytes: bytes) -> dict[str, Any]:
 
 def input_token_bound(model: str, request: VLMRequest) -> int:
     """The stub's own usage formula never exceeds this (and it is free anyway)."""
-    return len(request.prompt.encode("utf-8")) + 765
+    return len(request.prompt.encode("utf-8")) + 765 * (1 + len(request.more_images))
 
 
 class StubProvider:
@@ -46,13 +46,13 @@ class StubProvider:
         self.model = model
 
     async def complete(self, request: VLMRequest) -> VLMResponse:
-        seed = hashlib.sha256(request.image_jpeg).digest()
+        seed = hashlib.sha256(request.image_jpeg + "".join(request.more_images).encode()).digest()
         if request.temperature > 0:
             seed += f"{request.repeat_index}:{request.seed}".encode()
         text = json.dumps(fake_answer(request.schema, seed))
         return VLMResponse(
             text=text,
-            input_tokens=len(request.prompt) // 4 + 765,
+            input_tokens=len(request.prompt) // 4 + 765 * (1 + len(request.more_images)),
             output_tokens=len(text) // 4,
             raw=json.dumps({"stub": True, "answer": json.loads(text)}),
         )

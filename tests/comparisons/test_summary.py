@@ -34,7 +34,7 @@ def test_summary_has_people_and_the_vlm(workspace, scene_dir: Path) -> None:  # 
     runs_before = len(workspace.runs("study_scores"))
     summary = comparison_summary(workspace).set_index("rater")
     assert set(summary.reset_index().columns) == set(SUMMARY_COLUMNS)
-    people, vlm = summary.loc["people"], summary.loc["vlm:stub/stub@cmp-1"]
+    people, vlm = summary.loc["people"], summary.loc["vlm:stub/stub@cmp-2"]
     assert people["raters"] == 4 and people["judgements"] == 4 * 11
     assert people["split_half"] > 0.5 and people["circular_triad_share"] == 0.0
     assert vlm["judgements"] == 11 and vlm["images_compared"] == 11
@@ -69,4 +69,4 @@ def test_review_notebook_shows_the_section(
         c for c in notebook.cells if c.cell_type == "code" and "comparison_summary" in "".join(c.source)
     )
     text = "".join(str(o.get("data", {}).get("text/plain", "")) + o.get("text", "") for o in section.outputs)
-    assert "spearman_with_people" in text and "vlm:stub/stub@cmp-1" in text and "score" in text
+    assert "spearman_with_people" in text and "vlm:stub/stub@cmp-2" in text and "score" in text
