@@ -173,7 +173,13 @@ def _open_file(src: Path, name: str) -> int:
     """A read-only descriptor of the regular file ``src/name``; no link is followed at any level."""
     parts = PurePosixPath(name).parts
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise OperationsError(
+            f"backup {src}: cannot open the folder ({exc.strerror}); give the folder that holds "
+            "manifest.json (`ls` the backups folder for their names)"
+        ) from exc
     try:
         for part in parts[:-1]:
             nxt = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)

@@ -196,3 +196,15 @@ def test_verify_reads_the_same_rules(workspace, bk):
     _write(bk, {**_manifest(bk), "files": {"store/../x": "0" * 64}})
     with pytest.raises(OperationsError):
         verify(bk)
+
+
+def test_a_folder_that_is_not_there_is_one_line_from_the_cli(tmp_path: Path) -> None:
+    with pytest.raises(OperationsError, match="cannot open the folder"):
+        verify(tmp_path / "no-such-backup")
+    done = subprocess.run(
+        [sys.executable, "-m", "itagger_lib.cli", "--database-url", f"sqlite:///{tmp_path / 'x.db'}",
+         "restore", str(tmp_path / "no-such-backup")],
+        capture_output=True, text=True, env={**os.environ, "ITAGGER_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "cannot open the folder" in done.stderr
